@@ -1,0 +1,72 @@
+"""Email/import (RFC 8621 §4.8): messages uploaded as blobs become Emails, each atomically."""
+
+from __future__ import annotations
+
+import time
+
+from app.mail.ingest import ingest
+from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
+from app.protocol.registry import MAIL, method
+from app.protocol.standard import check_if_in_state, check_known_args
+
+from .model import parse_utc_date
+from .validate import check_keywords, check_mailbox_ids
+
+IMPORT_PROPERTIES = {"blobId", "mailboxIds", "keywords", "receivedAt"}
+
+
+@method("Email/import", MAIL)
+def email_import(ctx, args: dict) -> dict:
+    check_known_args(args, {"accountId", "ifInState", "emails"})
+    account_id = ctx.account_id(args)
+    emails = args.get("emails")
+    if not isinstance(emails, dict) or not all(isinstance(v, dict) for v in emails.values()):
+        raise invalid_arguments("emails must map creation ids to EmailImport objects")
+    if len(emails) > ctx.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge", f"more than {ctx.limits.max_objects_in_set} emails")
+    created, not_created = {}, {}
+    with ctx.store.write(account_id) as w:
+        old_state = w.state("Email")
+        check_if_in_state(args, old_state)
+        for cid, spec in emails.items():
+            problems: dict[str, str] = {}
+            for prop in set(spec) - IMPORT_PROPERTIES:
+                problems[prop] = "unknown EmailImport property"
+            blob_id = spec.get("blobId")
+            blob_id = ctx.resolve_id(blob_id) if isinstance(blob_id, str) else blob_id
+            raw = w.blob(blob_id) if isinstance(blob_id, str) else None
+            if not isinstance(blob_id, str):
+                problems["blobId"] = "must be a blob id"
+            mailbox_ids = check_mailbox_ids(ctx, w, spec.get("mailboxIds"), problems)
+            keywords = check_keywords(spec.get("keywords") or {}, problems)
+            received_at = int(time.time())
+            if spec.get("receivedAt") is not None:
+                parsed = parse_utc_date(spec["receivedAt"])
+                if parsed is None:
+                    problems["receivedAt"] = "must be a UTCDate like 2024-01-31T12:00:00Z"
+                else:
+                    received_at = parsed
+            if problems:
+                not_created[cid] = invalid_properties(problems)
+                continue
+            if raw is None:
+                not_created[cid] = set_error("blobNotFound", f"no blob {blob_id!r} in this account",
+                                             notFound=[blob_id])
+                continue
+            if not raw.strip():
+                not_created[cid] = set_error("invalidEmail", "the blob is empty, not a message")
+                continue
+            existing = w.email_by_guid(blob_id[1:]) if blob_id.startswith("G") else None
+            if existing is not None:
+                # §4.8: duplicates are refused, naming the email already holding this message
+                not_created[cid] = set_error("alreadyExists", "this account already has this message",
+                                             existingId=existing["id"])
+                continue
+            record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
+            ctx.created_ids[cid] = record["id"]
+            created[cid] = {"id": record["id"], "blobId": record["blobId"],
+                            "threadId": record["threadId"], "size": record["size"]}
+        w.flush()
+        new_state = w.state("Email")
+    return {"accountId": account_id, "oldState": old_state, "newState": new_state,
+            "created": created or None, "notCreated": not_created or None}

@@ -1,0 +1,44 @@
+"""Checks of the mutable Email properties shared by Email/set, Email/import (RFC 8621 §4.6, §4.8)."""
+
+from __future__ import annotations
+
+from .model import is_valid_keyword
+
+MAX_KEYWORDS = 100
+MAX_MAILBOXES = 100
+
+
+def check_mailbox_ids(ctx, reader, value: object, problems: dict[str, str]) -> dict | None:
+    """A mailboxIds value -> {resolved id: True}; records a problem and returns None if invalid."""
+    if not isinstance(value, dict) or not value:
+        problems["mailboxIds"] = "must be a non-empty map of mailbox ids to true"
+        return None
+    out = {}
+    for raw_id, flag in value.items():
+        if flag is not True:
+            problems["mailboxIds"] = "every value must be true"
+            return None
+        mailbox_id = ctx.resolve_id(raw_id)
+        if mailbox_id is None or reader.mailbox(mailbox_id) is None:
+            problems["mailboxIds"] = f"no mailbox {raw_id!r}"
+            return None
+        out[mailbox_id] = True
+    if len(out) > MAX_MAILBOXES:
+        problems["mailboxIds"] = f"an email may be in at most {MAX_MAILBOXES} mailboxes"
+        return None
+    return out
+
+
+def check_keywords(value: object, problems: dict[str, str]) -> dict | None:
+    """A keywords value -> {lower-cased keyword: True} (§4.1.1: case-insensitive, stored lower-case)."""
+    if not isinstance(value, dict):
+        problems["keywords"] = "must be a map of keywords to true"
+        return None
+    bad = [k for k, v in value.items() if v is not True or not is_valid_keyword(k)]
+    if bad:
+        problems["keywords"] = f"invalid keyword(s) or values: {', '.join(map(repr, bad[:5]))}"
+        return None
+    if len(value) > MAX_KEYWORDS:
+        problems["keywords"] = f"at most {MAX_KEYWORDS} keywords"
+        return None
+    return {k.lower(): True for k in value}

@@ -1,0 +1,65 @@
+"""Result references (RFC 8620 §3.7): an argument "#name" holding {resultOf, name, path} takes its
+value from an earlier response of the same request, with a JSON Pointer that may use "*"."""
+
+from __future__ import annotations
+
+from .errors import MethodError
+
+
+def _bad(description: str) -> MethodError:
+    return MethodError("invalidResultReference", description)
+
+
+def evaluate_pointer(value: object, path: str) -> object:
+    """RFC 6901 pointer, extended by RFC 8620 §3.7: "*" maps over an array and flattens arrays."""
+    if path == "":
+        return value
+    if not path.startswith("/"):
+        raise _bad(f"path {path!r} must start with '/'")
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+    return _walk(value, tokens, path)
+
+
+def _walk(value: object, tokens: list[str], path: str) -> object:
+    for i, token in enumerate(tokens):
+        if isinstance(value, list):
+            if token == "*":
+                out = []
+                for item in value:
+                    got = _walk(item, tokens[i + 1:], path)
+                    if isinstance(got, list):
+                        out.extend(got)
+                    else:
+                        out.append(got)
+                return out
+            if not token.isdigit() or int(token) >= len(value):
+                raise _bad(f"path {path!r}: no index {token!r}")
+            value = value[int(token)]
+        elif isinstance(value, dict):
+            if token not in value:
+                raise _bad(f"path {path!r}: no member {token!r}")
+            value = value[token]
+        else:
+            raise _bad(f"path {path!r}: cannot descend into a {type(value).__name__}")
+    return value
+
+
+def resolve_references(args: dict, responses: list) -> dict:
+    if not any(k.startswith("#") for k in args):
+        return args
+    out = dict(args)
+    for key, ref in args.items():
+        if not key.startswith("#"):
+            continue
+        plain = key[1:]
+        if plain in args:
+            raise MethodError("invalidArguments", f"both {plain!r} and {key!r} given")
+        if not (isinstance(ref, dict) and isinstance(ref.get("resultOf"), str)
+                and isinstance(ref.get("name"), str) and isinstance(ref.get("path"), str)):
+            raise _bad(f"{key!r} must be a ResultReference object (resultOf, name, path)")
+        source = next((r for r in responses if r[2] == ref["resultOf"]), None)
+        if source is None or source[0] != ref["name"]:
+            raise _bad(f"no {ref['name']} response for call {ref['resultOf']!r}")
+        del out[key]
+        out[plain] = evaluate_pointer(source[1], ref["path"])
+    return out

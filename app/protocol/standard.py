@@ -1,0 +1,231 @@
+"""Machinery shared by every data type's standard methods (RFC 8620 §5): argument checks for /get,
+/changes, /set and /query, the PatchObject, and the query result window."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from store import CannotCalculateChanges
+
+from .errors import MethodError, invalid_arguments, set_error
+from .request import CallContext
+
+
+def check_known_args(args: dict, allowed: Iterable[str]) -> None:
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise invalid_arguments(f"unknown argument(s): {', '.join(unknown)}")
+
+
+def uint_arg(args: dict, name: str, default: int | None, minimum: int = 0) -> int | None:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise invalid_arguments(f"{name} must be an integer >= {minimum}")
+    return value
+
+
+def int_arg(args: dict, name: str, default: int) -> int:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid_arguments(f"{name} must be an integer")
+    return value
+
+
+def bool_arg(args: dict, name: str, default: bool = False) -> bool:
+    value = args.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_arguments(f"{name} must be a boolean")
+    return value
+
+
+def id_list_arg(ctx: CallContext, args: dict, name: str, limit: int | None) -> list[str] | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid_arguments(f"{name} must be an array of ids or null")
+    if limit is not None and len(value) > limit:
+        raise MethodError("requestTooLarge", f"{len(value)} ids exceed the limit of {limit}")
+    # "#creationId" references resolve to ids created earlier in the request (RFC 8620 §5.3)
+    return [ctx.resolve_id(v) or v for v in value]
+
+
+def properties_arg(args: dict, name: str, known: Iterable[str], default: list[str]) -> list[str]:
+    value = args.get(name)
+    if value is None:
+        return list(default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid_arguments(f"{name} must be an array of property names or null")
+    unknown = [p for p in value if p not in known]
+    if unknown:
+        raise invalid_arguments(f"unknown {name}: {', '.join(unknown)}")
+    return list(dict.fromkeys(value))
+
+
+# ---------------------------------------------------------------- /get (RFC 8620 §5.1)
+def standard_get(ctx: CallContext, args: dict, type_name: str, known: Iterable[str],
+                 default: list[str], fetch: Callable, all_ids: Callable,
+                 extra_args: Iterable[str] = ()) -> dict:
+    """fetch(reader, id) -> record or None; all_ids(reader) -> ids for `ids: null`."""
+    check_known_args(args, {"accountId", "ids", "properties", *extra_args})
+    account_id = ctx.account_id(args)
+    ids = id_list_arg(ctx, args, "ids", ctx.limits.max_objects_in_get)
+    props = properties_arg(args, "properties", known, default)
+    if "id" not in props:
+        props.insert(0, "id")  # RFC 8620 §5.1: id is always returned
+    found, not_found = [], []
+    with ctx.store.read(account_id) as reader:
+        state = reader.state(type_name)
+        if ids is None:
+            ids = all_ids(reader)
+            if len(ids) > ctx.limits.max_objects_in_get:
+                raise MethodError("requestTooLarge", "too many objects for ids: null; page with /query")
+        for obj_id in dict.fromkeys(ids):
+            record = fetch(reader, obj_id)
+            if record is None:
+                not_found.append(obj_id)
+            else:
+                found.append({p: record.get(p) for p in props})
+    return {"accountId": account_id, "state": state, "list": found, "notFound": not_found}
+
+
+# ---------------------------------------------------------------- /changes (RFC 8620 §5.2)
+def standard_changes(ctx: CallContext, args: dict, type_name: str) -> tuple[dict, object]:
+    check_known_args(args, {"accountId", "sinceState", "maxChanges"})
+    account_id = ctx.account_id(args)
+    since = args.get("sinceState")
+    if not isinstance(since, str):
+        raise invalid_arguments("sinceState must be a string")
+    max_changes = uint_arg(args, "maxChanges", None, minimum=1)
+    with ctx.store.read(account_id) as reader:
+        try:
+            ch = reader.changes(type_name, since, max_changes)
+        except CannotCalculateChanges as exc:
+            raise MethodError("cannotCalculateChanges", f"cannot calculate changes from {since!r}: {exc}") \
+                from None
+    return {"accountId": account_id, "oldState": since, "newState": ch.new_state,
+            "hasMoreChanges": ch.has_more, "created": ch.created, "updated": ch.updated,
+            "destroyed": ch.destroyed}, ch
+
+
+# ---------------------------------------------------------------- /set (RFC 8620 §5.3)
+def check_set_args(ctx: CallContext, args: dict, extra: Iterable[str] = ()) -> tuple[str, dict, dict, list]:
+    check_known_args(args, {"accountId", "ifInState", "create", "update", "destroy", *extra})
+    account_id = ctx.account_id(args)
+    create = args.get("create") or {}
+    update = args.get("update") or {}
+    destroy = args.get("destroy") or []
+    if not isinstance(create, dict) or not all(isinstance(v, dict) for v in create.values()):
+        raise invalid_arguments("create must map creation ids to objects")
+    if not isinstance(update, dict) or not all(isinstance(v, dict) for v in update.values()):
+        raise invalid_arguments("update must map ids to PatchObjects")
+    if not isinstance(destroy, list) or not all(isinstance(v, str) for v in destroy):
+        raise invalid_arguments("destroy must be an array of ids")
+    if "ifInState" in args and args["ifInState"] is not None and not isinstance(args["ifInState"], str):
+        raise invalid_arguments("ifInState must be a string or null")
+    if len(create) + len(update) + len(destroy) > ctx.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge", f"more than {ctx.limits.max_objects_in_set} objects in one /set")
+    destroy = [ctx.resolve_id(d) or d for d in destroy]
+    return account_id, create, update, destroy
+
+
+def check_if_in_state(args: dict, current: str) -> None:
+    want = args.get("ifInState")
+    if want is not None and want != current:
+        raise MethodError("stateMismatch", f"ifInState {want!r} does not match the current state {current!r}")
+
+
+def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[dict, dict[str, str]]:
+    """Applies a PatchObject (RFC 8620 §5.3) to a copy of obj. Returns (new object, problems)
+    where problems maps each bad path to why."""
+    roots = set(mutable_roots)
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in obj.items()}
+    problems: dict[str, str] = {}
+    full_keys = {p for p in patch if "/" not in p}
+    for path, value in patch.items():
+        parts = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")]
+        root = parts[0]
+        if root not in roots:
+            if len(parts) == 1 and root in obj and obj[root] == value:
+                continue  # setting a server-set property to its current value is allowed
+            problems[path] = "unknown or immutable property" if root not in obj else "property is server-set or immutable"
+            continue
+        if len(parts) == 1:
+            out[root] = value
+            continue
+        if root in full_keys:
+            problems[path] = f"patches both {root} and a path inside it"
+            continue
+        target = out.get(root)
+        for part in parts[1:-1]:
+            if not isinstance(target, dict) or part not in target:
+                target = None
+                break
+            target = target[part]
+        if not isinstance(target, dict):
+            problems[path] = "path does not exist"
+            continue
+        if value is None:
+            target.pop(parts[-1], None)
+        else:
+            target[parts[-1]] = value
+    return out, problems
+
+
+def set_response(account_id: str, old_state: str, new_state: str) -> dict:
+    return {"accountId": account_id, "oldState": old_state, "newState": new_state,
+            "created": {}, "updated": {}, "destroyed": [], "notCreated": {}, "notUpdated": {},
+            "notDestroyed": {}}
+
+
+def finish_set(resp: dict) -> dict:
+    """RFC 8620 §5.3: empty maps and lists are returned as null."""
+    for key in ("created", "updated", "notCreated", "notUpdated", "notDestroyed"):
+        if not resp[key]:
+            resp[key] = None
+    if not resp["destroyed"]:
+        resp["destroyed"] = None
+    return resp
+
+
+def not_found(obj_id: str, what: str = "object") -> dict:
+    return set_error("notFound", f"no {what} with id {obj_id!r}")
+
+
+# ---------------------------------------------------------------- /query (RFC 8620 §5.5)
+def query_window(args: dict) -> tuple[int, str | None, int, int | None]:
+    position = int_arg(args, "position", 0)
+    anchor = args.get("anchor")
+    if anchor is not None and not isinstance(anchor, str):
+        raise invalid_arguments("anchor must be an id or null")
+    anchor_offset = int_arg(args, "anchorOffset", 0)
+    limit = uint_arg(args, "limit", None)
+    return position, anchor, anchor_offset, limit
+
+
+def slice_results(ids: list[str], position: int, anchor: str | None, anchor_offset: int,
+                  limit: int | None, max_limit: int) -> tuple[list[str], int, int | None]:
+    """Applies position or anchor/anchorOffset and limit to a full result list (RFC 8620 §5.5).
+    Returns (page, position, limit applied if the server capped it)."""
+    total = len(ids)
+    if anchor is not None:
+        try:
+            index = ids.index(anchor)
+        except ValueError:
+            raise MethodError("anchorNotFound", f"anchor {anchor!r} is not in the results") from None
+        start = max(0, index + anchor_offset)
+    elif position < 0:
+        start = max(0, total + position)
+    else:
+        start = position
+    capped = None
+    if limit is None or limit > max_limit:
+        capped = max_limit if limit is not None else None
+        limit = max_limit
+    return ids[start:start + limit], min(start, total), capped

@@ -1,0 +1,590 @@
+"""The LMDB backend of the store.
+
+One LMDB environment per data directory; named databases hold one kind of key each. `A` is the account
+id, `\\0` a separator (ids never contain NUL), `ts` a receivedAt in seconds as 8 bytes big-endian offset
+by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
+
+| database  | key                          | value                                   | serves                       |
+|-----------|------------------------------|-----------------------------------------|------------------------------|
+| users     | username                     | user JSON (hash, accountId, email)      | auth, CLI                    |
+| accounts  | A                            | account JSON                            | session                      |
+| counters  | A\\0name                     | n                                       | id allocation, modseq        |
+| blobs     | sha256 (hex)                 | raw bytes, stored once                  | content-addressed blobs      |
+| blobref   | A\\0blobId                   | JSON {size, type, created}              | per-account blob access      |
+| emails    | A\\0emailId                  | email JSON (metadata, keywords, boxes)  | Email/get by id: O(log n)    |
+| guid      | A\\0guid                     | emailId                                 | lookup by message guid       |
+| mbuid     | A\\0mailboxId\\0uid(n)       | emailId                                 | mailbox + uid                |
+| mbdate    | A\\0mailboxId\\0ts\\0emailId | -                                       | mailbox listing by date      |
+| alldate   | A\\0ts\\0emailId             | -                                       | account listing by date      |
+| mailboxes | A\\0mailboxId                | mailbox JSON incl. counts               | Mailbox/get by id            |
+| mbthread  | A\\0mailboxId\\0threadId     | JSON [emails, unread emails]            | incremental thread counts    |
+| threads   | A\\0threadId                 | JSON [[ts, emailId], ...] by date       | Thread/get                   |
+| msgid     | A\\0sha1(message-id)[:16]    | threadId                                | threading at ingest          |
+| changes   | A\\0type\\0modseq(n)\\0id    | b"c" created, b"u" updated, b"k" counts, b"d" destroyed | /changes: O(changes) |
+| states    | A\\0type                     | modseq(n) of the type's last change     | states                       |
+| indexq    | A\\0seq(n)                   | JSON {"op": "add"/"del", "id": emailId} | background indexer queue     |
+
+Every Writer is one LMDB write transaction: a message is stored wholly (blob, record, memberships,
+thread, counts, change log, index queue) or not at all, and LMDB syncs on commit, so an
+acknowledged write survives kill -9.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import lmdb
+import orjson
+
+from .base import TYPES, CannotCalculateChanges, Changes, NotFound, StoreError
+
+_DBS = ("users", "accounts", "counters", "blobs", "blobref", "emails", "guid", "mbuid", "mbdate",
+        "alldate", "mailboxes", "mbthread", "threads", "msgid", "changes", "states", "indexq")
+_N = struct.Struct(">Q")
+_TS_OFFSET = 1 << 62
+SEP = b"\x00"
+
+
+def _n(value: int) -> bytes:
+    return _N.pack(value)
+
+
+def _ts(seconds: int) -> bytes:
+    return _N.pack(seconds + _TS_OFFSET)
+
+
+def _unts(raw: bytes) -> int:
+    return _N.unpack(raw)[0] - _TS_OFFSET
+
+
+def _is_unread(keywords: dict) -> bool:
+    # RFC 8621 §2: unread = neither $seen nor $draft
+    return "$seen" not in keywords and "$draft" not in keywords
+
+
+def _state_str(modseq: int) -> str:
+    return str(modseq)
+
+
+def _parse_state(state: str) -> tuple[int, str]:
+    """A state is "modseq" or, mid-way through one modseq's changes, "modseq.lastId"."""
+    head, _, last = state.partition(".")
+    if not head.isdigit() or len(head) > 19:
+        raise CannotCalculateChanges("unknown state")
+    return int(head), last
+
+
+class LmdbStore:
+    def __init__(self, path: str, map_size: int = 1 << 36):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=len(_DBS) + 2, max_readers=256,
+                             readahead=False, metasync=True, sync=True)
+        self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- account-scoped transactions
+    @contextmanager
+    def read(self, account_id: str) -> Iterator[LmdbReader]:
+        with self.env.begin(buffers=False) as txn:
+            yield LmdbReader(self, txn, account_id)
+
+    @contextmanager
+    def write(self, account_id: str) -> Iterator[LmdbWriter]:
+        txn = self.env.begin(write=True)
+        try:
+            w = LmdbWriter(self, txn, account_id)
+            yield w
+            w.flush()
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+
+    # -- users and accounts
+    def create_user(self, name: str, password_hash: str, email: str) -> dict:
+        with self.env.begin(write=True) as txn:
+            if txn.get(name.encode(), db=self.db["users"]) is not None:
+                raise StoreError(f"user {name!r} already exists")
+            account_id = "A" + secrets.token_hex(5)
+            now = int(time.time())
+            user = {"name": name, "accountId": account_id, "passwordHash": password_hash,
+                    "email": email, "created": now}
+            account = {"id": account_id, "name": email, "user": name, "created": now}
+            txn.put(name.encode(), orjson.dumps(user), db=self.db["users"])
+            txn.put(account_id.encode(), orjson.dumps(account), db=self.db["accounts"])
+            w = LmdbWriter(self, txn, account_id)
+            for role, mb_name, order in (("inbox", "Inbox", 1), ("drafts", "Drafts", 2),
+                                         ("sent", "Sent", 3), ("archive", "Archive", 4),
+                                         ("junk", "Junk", 5), ("trash", "Trash", 6)):
+                w.create_mailbox({"name": mb_name, "role": role, "sortOrder": order})
+            w.flush()
+        return user
+
+    def user(self, name: str) -> dict | None:
+        with self.env.begin() as txn:
+            raw = txn.get(name.encode(), db=self.db["users"])
+        return orjson.loads(raw) if raw else None
+
+    def users(self) -> list[dict]:
+        with self.env.begin() as txn:
+            return [orjson.loads(v) for _, v in txn.cursor(db=self.db["users"])]
+
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(name.encode(), db=self.db["users"])
+            if raw is None:
+                raise NotFound(f"no user {name!r}")
+            user = orjson.loads(raw)
+            user["passwordHash"] = password_hash
+            txn.put(name.encode(), orjson.dumps(user), db=self.db["users"])
+
+    def delete_user(self, name: str) -> None:
+        """Removes the user and every key of its account (a CLI operation, not a request path)."""
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(name.encode(), db=self.db["users"])
+            if raw is None:
+                raise NotFound(f"no user {name!r}")
+            account_id = orjson.loads(raw)["accountId"]
+            txn.delete(name.encode(), db=self.db["users"])
+            txn.delete(account_id.encode(), db=self.db["accounts"])
+            prefix = account_id.encode() + SEP
+            for db_name in _DBS:
+                if db_name in ("users", "accounts", "blobs"):
+                    continue
+                cur = txn.cursor(db=self.db[db_name])
+                if cur.set_range(prefix):
+                    while cur.key().startswith(prefix):
+                        if not cur.delete():
+                            break
+
+    def account(self, account_id: str) -> dict | None:
+        with self.env.begin() as txn:
+            raw = txn.get(account_id.encode(), db=self.db["accounts"])
+        return orjson.loads(raw) if raw else None
+
+    def account_ids(self) -> list[str]:
+        with self.env.begin() as txn:
+            return [k.decode() for k, _ in txn.cursor(db=self.db["accounts"])]
+
+    # -- durable index queue
+    def index_queue(self, account_id: str, limit: int) -> list[tuple[bytes, dict]]:
+        prefix = account_id.encode() + SEP
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["indexq"])
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix) or len(out) >= limit:
+                        break
+                    out.append((key, orjson.loads(value)))
+        return out
+
+    def index_queue_ack(self, account_id: str, keys: list[bytes]) -> None:
+        with self.env.begin(write=True) as txn:
+            for key in keys:
+                txn.delete(key, db=self.db["indexq"])
+
+
+class LmdbReader:
+    def __init__(self, store: LmdbStore, txn: lmdb.Transaction, account_id: str):
+        self.store = store
+        self.txn = txn
+        self.db = store.db
+        self.account_id = account_id
+        self.prefix = account_id.encode() + SEP
+
+    # -- helpers
+    def _get(self, db: str, key: bytes) -> bytes | None:
+        return self.txn.get(self.prefix + key, db=self.db[db])
+
+    def _json(self, db: str, key: bytes):
+        raw = self.txn.get(self.prefix + key, db=self.db[db])
+        return orjson.loads(raw) if raw is not None else None
+
+    def _counter(self, name: str) -> int:
+        raw = self._get("counters", name.encode())
+        return _N.unpack(raw)[0] if raw else 0
+
+    def _prefix_keys(self, db: str, prefix: bytes, reverse: bool = False,
+                     lo: bytes | None = None, hi: bytes | None = None) -> Iterator[bytes]:
+        """Keys starting with prefix, in [prefix+lo, prefix+hi), ascending or descending."""
+        cur = self.txn.cursor(db=self.db[db])
+        start = prefix + (lo or b"")
+        # every prefix here ends with the NUL separator, so prefix[:-1] + 1 bounds it from above
+        end = prefix + hi if hi is not None else prefix[:-1] + b"\x01"
+        if not reverse:
+            if not cur.set_range(start):
+                return
+            for key in cur.iternext(keys=True, values=False):
+                if key >= end or not key.startswith(prefix):
+                    return
+                yield key
+        else:
+            if cur.set_range(end):
+                if not cur.prev():
+                    return
+            elif not cur.last():
+                return
+            for key in cur.iterprev(keys=True, values=False):
+                if key < start or not key.startswith(prefix):
+                    return
+                yield key
+
+    # -- state
+    def state(self, type_name: str) -> str:
+        raw = self._get("states", TYPES[type_name].encode())
+        return _state_str(_N.unpack(raw)[0] if raw else 0)
+
+    def changes(self, type_name: str, since: str, max_changes: int | None) -> Changes:
+        """RFC 8620 §5.2, read from the log in modseq order: O(changes since)."""
+        since_seq, since_id = _parse_state(since)
+        current = int(self.state(type_name))
+        if since_seq > current:
+            raise CannotCalculateChanges("state is from the future")
+        code = TYPES[type_name].encode()
+        prefix = self.prefix + code + SEP
+        if since_id:  # resume just after the last id returned at that modseq
+            start = prefix + _n(since_seq) + SEP + since_id.encode() + b"\x00"
+        else:
+            start = prefix + _n(since_seq + 1)
+        kinds: dict[str, bytes] = {}
+        first_kind: dict[str, bytes] = {}
+        last_pos = None
+        has_more = False
+        cur = self.txn.cursor(db=self.db["changes"])
+        if cur.set_range(start):
+            for key, value in cur:
+                if not key.startswith(prefix):
+                    break
+                seq = _N.unpack(key[len(prefix):len(prefix) + 8])[0]
+                obj_id = key[len(prefix) + 9:].decode()
+                if max_changes is not None and obj_id not in kinds and len(kinds) >= max_changes:
+                    has_more = True
+                    break
+                first_kind.setdefault(obj_id, value)
+                prev = kinds.get(obj_id)
+                if prev is None or value == b"d" or (value == b"u" and prev == b"k"):
+                    kinds[obj_id] = value
+                last_pos = (seq, obj_id)
+        created, updated, destroyed = [], [], []
+        counts_only = True
+        for obj_id, kind in kinds.items():
+            was_created = first_kind[obj_id] == b"c"
+            if kind == b"d":
+                if not was_created:  # created and destroyed within the window: never seen
+                    destroyed.append(obj_id)
+            elif was_created:
+                created.append(obj_id)
+            else:
+                updated.append(obj_id)
+                if kind != b"k":
+                    counts_only = False
+        if has_more and last_pos is not None:
+            new_state = f"{last_pos[0]}.{last_pos[1]}"
+        else:
+            new_state = _state_str(current)
+        return Changes(since, new_state, has_more, created, updated, destroyed,
+                       counts_only and not created and not destroyed)
+
+    # -- mailboxes
+    def mailbox(self, mailbox_id: str) -> dict | None:
+        return self._json("mailboxes", mailbox_id.encode())
+
+    def mailboxes(self) -> list[dict]:
+        cur = self.txn.cursor(db=self.db["mailboxes"])
+        out = []
+        if cur.set_range(self.prefix):
+            for key, value in cur:
+                if not key.startswith(self.prefix):
+                    break
+                out.append(orjson.loads(value))
+        return out
+
+    # -- emails
+    def email(self, email_id: str) -> dict | None:
+        return self._json("emails", email_id.encode())
+
+    def email_by_guid(self, guid: str) -> dict | None:
+        email_id = self._get("guid", guid.encode())
+        return self.email(email_id.decode()) if email_id else None
+
+    def email_ids_by_date(self, mailbox_id: str | None, descending: bool = True,
+                          after: int | None = None, before: int | None = None) -> Iterator[str]:
+        """Email ids ordered by receivedAt (then id), a range read of the date index.
+        after: receivedAt >= after; before: receivedAt < before (RFC 8621 §4.4.1)."""
+        if mailbox_id is None:
+            db, prefix = "alldate", self.prefix
+        else:
+            db, prefix = "mbdate", self.prefix + mailbox_id.encode() + SEP
+        lo = _ts(after) if after is not None else None
+        hi = _ts(before) if before is not None else None
+        skip = len(prefix) + 9
+        for key in self._prefix_keys(db, prefix, reverse=descending, lo=lo, hi=hi):
+            yield key[skip:].decode()
+
+    def email_count(self) -> int:
+        return self._counter("emails")
+
+    # -- threads
+    def thread(self, thread_id: str) -> list[str] | None:
+        entries = self._json("threads", thread_id.encode())
+        return [e[1] for e in entries] if entries else None
+
+    # -- blobs
+    def blob_info(self, blob_id: str) -> dict | None:
+        return self._json("blobref", blob_id.encode())
+
+    def blob(self, blob_id: str) -> bytes | None:
+        if not blob_id.startswith("G") or self._get("blobref", blob_id.encode()) is None:
+            return None
+        return self.txn.get(blob_id[1:].encode(), db=self.db["blobs"])
+
+
+class LmdbWriter(LmdbReader):
+    def __init__(self, store: LmdbStore, txn: lmdb.Transaction, account_id: str):
+        super().__init__(store, txn, account_id)
+        self._log: dict[tuple[bytes, str], bytes] = {}
+
+    # -- helpers
+    def _put(self, db: str, key: bytes, value: bytes) -> None:
+        self.txn.put(self.prefix + key, value, db=self.db[db])
+
+    def _delete(self, db: str, key: bytes) -> None:
+        self.txn.delete(self.prefix + key, db=self.db[db])
+
+    def _next(self, name: str) -> int:
+        value = self._counter(name) + 1
+        self._put("counters", name.encode(), _n(value))
+        return value
+
+    def _add_counter(self, name: str, delta: int) -> None:
+        self._put("counters", name.encode(), _n(max(0, self._counter(name) + delta)))
+
+    def _changed(self, type_name: str, obj_id: str, kind: bytes) -> None:
+        key = (TYPES[type_name].encode(), obj_id)
+        prev = self._log.get(key)
+        if prev is None:
+            self._log[key] = kind
+        elif kind == b"d":
+            if prev == b"c":  # created and destroyed in one transaction: nobody ever saw it
+                del self._log[key]
+            else:
+                self._log[key] = b"d"
+        elif prev == b"k" and kind == b"u":
+            self._log[key] = b"u"
+
+    def flush(self) -> None:
+        """One modseq per transaction; each touched type's state becomes it."""
+        if not self._log:
+            return
+        modseq = self._next("modseq")
+        seq = _n(modseq)
+        touched = set()
+        for (code, obj_id), kind in self._log.items():
+            self._put("changes", code + SEP + seq + SEP + obj_id.encode(), kind)
+            touched.add(code)
+        for code in touched:
+            self._put("states", code, seq)
+        self._log.clear()
+
+    # -- blobs
+    def put_blob(self, data: bytes, media_type: str) -> dict:
+        guid = hashlib.sha256(data).hexdigest()
+        blob_id = "G" + guid
+        info = self.blob_info(blob_id)
+        if self.txn.get(guid.encode(), db=self.db["blobs"]) is None:
+            self.txn.put(guid.encode(), data, db=self.db["blobs"])
+        if info is None:
+            info = {"blobId": blob_id, "size": len(data), "type": media_type, "created": int(time.time())}
+            self._put("blobref", blob_id.encode(), orjson.dumps(info))
+        return info
+
+    # -- mailboxes
+    def create_mailbox(self, fields: dict) -> dict:
+        mailbox_id = "B%06x" % self._next("mailbox")
+        record = {"id": mailbox_id, "name": fields["name"], "parentId": fields.get("parentId"),
+                  "role": fields.get("role"), "sortOrder": fields.get("sortOrder", 0),
+                  "isSubscribed": fields.get("isSubscribed", True), "totalEmails": 0,
+                  "unreadEmails": 0, "totalThreads": 0, "unreadThreads": 0}
+        self._put("mailboxes", mailbox_id.encode(), orjson.dumps(record))
+        self._changed("Mailbox", mailbox_id, b"c")
+        return record
+
+    def update_mailbox(self, mailbox_id: str, fields: dict) -> dict:
+        record = self.mailbox(mailbox_id)
+        if record is None:
+            raise NotFound(mailbox_id)
+        record.update(fields)
+        self._put("mailboxes", mailbox_id.encode(), orjson.dumps(record))
+        self._changed("Mailbox", mailbox_id, b"u")
+        return record
+
+    def destroy_mailbox(self, mailbox_id: str) -> None:
+        record = self.mailbox(mailbox_id)
+        if record is None:
+            raise NotFound(mailbox_id)
+        if record["totalEmails"]:
+            raise StoreError("mailbox has emails")
+        self._delete("mailboxes", mailbox_id.encode())
+        self._changed("Mailbox", mailbox_id, b"d")
+
+    def _mailbox_counts(self, mailbox_id: str, thread_id: str, d_total: int, d_unread: int) -> None:
+        """Applies an email's arrival/departure/flag change to a mailbox's four counts, using the
+        per-(mailbox, thread) tallies so that thread counts never need a scan."""
+        key = mailbox_id.encode() + SEP + thread_id.encode()
+        tally = self._json("mbthread", key) or [0, 0]
+        before = tally[:]
+        tally[0] += d_total
+        tally[1] += d_unread
+        if tally[0] <= 0:
+            self._delete("mbthread", key)
+        else:
+            self._put("mbthread", key, orjson.dumps(tally))
+        mb = self.mailbox(mailbox_id)
+        if mb is None:
+            return
+        mb["totalEmails"] = max(0, mb["totalEmails"] + d_total)
+        mb["unreadEmails"] = max(0, mb["unreadEmails"] + d_unread)
+        mb["totalThreads"] = max(0, mb["totalThreads"] + (tally[0] > 0) - (before[0] > 0))
+        mb["unreadThreads"] = max(0, mb["unreadThreads"] + (tally[1] > 0) - (before[1] > 0))
+        self._put("mailboxes", mailbox_id.encode(), orjson.dumps(mb))
+        self._changed("Mailbox", mailbox_id, b"k")
+
+    # -- emails
+    def add_email(self, summary: dict, guid: str, mailbox_ids: dict, keywords: dict,
+                  received_at: int) -> tuple[dict, bool]:
+        """Stores a parsed message whose raw bytes are already the blob `G<guid>`.
+        Returns (record, created); an already present guid returns the existing record."""
+        existing = self._get("guid", guid.encode())
+        if existing is not None:
+            return self.email(existing.decode()), False
+        if self._get("blobref", ("G" + guid).encode()) is None:
+            raise NotFound("blob")
+        for mailbox_id in mailbox_ids:
+            if self.mailbox(mailbox_id) is None:
+                raise NotFound(mailbox_id)
+        email_id = "M%010x" % self._next("email")
+        thread_id = self._thread_for(summary.get("thread_ids") or [])
+        record = {k: v for k, v in summary.items() if k not in ("thread_ids", "defects")}
+        record.update({"id": email_id, "blobId": "G" + guid, "threadId": thread_id,
+                       "mailboxIds": dict.fromkeys(mailbox_ids, True),
+                       "keywords": dict.fromkeys(keywords, True), "receivedAt": int(received_at)})
+        record["uids"] = {}
+        ts = _ts(int(received_at))
+        unread = _is_unread(record["keywords"])
+        for mailbox_id in mailbox_ids:
+            uid = self._next("uid:" + mailbox_id)
+            record["uids"][mailbox_id] = uid
+            self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), email_id.encode())
+            self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + email_id.encode(), b"")
+            self._mailbox_counts(mailbox_id, thread_id, 1, int(unread))
+        self._put("alldate", ts + SEP + email_id.encode(), b"")
+        self._put("emails", email_id.encode(), orjson.dumps(record))
+        self._put("guid", guid.encode(), email_id.encode())
+        entries = self._json("threads", thread_id.encode()) or []
+        entries.append([int(received_at), email_id])
+        entries.sort()
+        self._put("threads", thread_id.encode(), orjson.dumps(entries))
+        self._add_counter("emails", 1)
+        self._queue_index("add", email_id)
+        self._changed("Email", email_id, b"c")
+        self._changed("Thread", thread_id, b"c" if len(entries) == 1 else b"u")
+        return record, True
+
+    def _thread_for(self, message_ids: list[str]) -> str:
+        """Joins the thread of any message this one names (Message-ID, In-Reply-To, References) or
+        starts one; then records its ids so later replies, and earlier-sent parents, find it."""
+        keys = [hashlib.sha1(m.encode()).digest()[:16] for m in message_ids]
+        thread_id = None
+        for key in keys:
+            found = self._get("msgid", key)
+            if found is not None:
+                thread_id = found.decode()
+                break
+        if thread_id is None:
+            thread_id = "T%010x" % self._next("thread")
+        for key in keys:
+            if self._get("msgid", key) is None:
+                self._put("msgid", key, thread_id.encode())
+        return thread_id
+
+    def _queue_index(self, op: str, email_id: str) -> None:
+        self._put("indexq", _n(self._next("indexq")), orjson.dumps({"op": op, "id": email_id}))
+
+    def update_email(self, email_id: str, keywords: dict | None = None,
+                     mailbox_ids: dict | None = None) -> dict:
+        record = self.email(email_id)
+        if record is None:
+            raise NotFound(email_id)
+        old_boxes = set(record["mailboxIds"])
+        old_unread = _is_unread(record["keywords"])
+        new_boxes = set(mailbox_ids) if mailbox_ids is not None else old_boxes
+        new_keywords = dict.fromkeys(keywords, True) if keywords is not None else record["keywords"]
+        new_unread = _is_unread(new_keywords)
+        if not new_boxes:
+            raise StoreError("an email must be in at least one mailbox")
+        for mailbox_id in new_boxes - old_boxes:
+            if self.mailbox(mailbox_id) is None:
+                raise NotFound(mailbox_id)
+        thread_id = record["threadId"]
+        ts = _ts(record["receivedAt"])
+        eid = email_id.encode()
+        for mailbox_id in old_boxes - new_boxes:
+            uid = record["uids"].pop(mailbox_id, None)
+            if uid is not None:
+                self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
+            self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
+            self._mailbox_counts(mailbox_id, thread_id, -1, -int(old_unread))
+        for mailbox_id in new_boxes - old_boxes:
+            uid = self._next("uid:" + mailbox_id)
+            record["uids"][mailbox_id] = uid
+            self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), eid)
+            self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid, b"")
+            self._mailbox_counts(mailbox_id, thread_id, 1, int(new_unread))
+        if old_unread != new_unread:
+            delta = int(new_unread) - int(old_unread)
+            for mailbox_id in old_boxes & new_boxes:
+                self._mailbox_counts(mailbox_id, thread_id, 0, delta)
+        record["mailboxIds"] = dict.fromkeys(sorted(new_boxes), True)
+        record["keywords"] = new_keywords
+        self._put("emails", eid, orjson.dumps(record))
+        # a Thread's only property is its emailIds, unchanged here (RFC 8621 §3)
+        self._changed("Email", email_id, b"u")
+        return record
+
+    def destroy_email(self, email_id: str) -> None:
+        record = self.email(email_id)
+        if record is None:
+            raise NotFound(email_id)
+        thread_id = record["threadId"]
+        ts = _ts(record["receivedAt"])
+        eid = email_id.encode()
+        unread = _is_unread(record["keywords"])
+        for mailbox_id in record["mailboxIds"]:
+            uid = record["uids"].get(mailbox_id)
+            if uid is not None:
+                self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
+            self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
+            self._mailbox_counts(mailbox_id, thread_id, -1, -int(unread))
+        self._delete("alldate", ts + SEP + eid)
+        self._delete("emails", eid)
+        self._delete("guid", record["blobId"][1:].encode())
+        entries = [e for e in (self._json("threads", thread_id.encode()) or []) if e[1] != email_id]
+        if entries:
+            self._put("threads", thread_id.encode(), orjson.dumps(entries))
+            self._changed("Thread", thread_id, b"u")
+        else:
+            self._delete("threads", thread_id.encode())
+            self._changed("Thread", thread_id, b"d")
+        self._add_counter("emails", -1)
+        self._queue_index("del", email_id)
+        self._changed("Email", email_id, b"d")
