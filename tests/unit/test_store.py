@@ -1,0 +1,153 @@
+"""The LMDB store on its own: threading, incremental counts, the change log."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from store import CannotCalculateChanges, StoreError, open_store
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(str(tmp_path / "data"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def account(store):
+    return store.create_user("u", "hash", "u@example.com")["accountId"]
+
+
+def add(w, n: int, boxes: list[str], keywords=(), ids=(), received=1_700_000_000):
+    raw = f"Subject: m{n}\r\n\r\nbody {n}\r\n".encode()
+    w.put_blob(raw, "message/rfc822")
+    summary = {"size": len(raw), "subject": f"m{n}", "thread_ids": list(ids), "preview": "",
+               "hasAttachment": False}
+    record, created = w.add_email(summary, hashlib.sha256(raw).hexdigest(), dict.fromkeys(boxes, True),
+                                  dict.fromkeys(keywords, True), received + n)
+    return record
+
+
+def inbox(store, account):
+    with store.read(account) as r:
+        return next(m["id"] for m in r.mailboxes() if m["role"] == "inbox")
+
+
+def test_new_account_has_the_role_mailboxes(store, account):
+    with store.read(account) as r:
+        roles = {m["role"] for m in r.mailboxes()}
+    assert roles == {"inbox", "drafts", "sent", "archive", "junk", "trash"}
+
+
+def test_same_message_is_stored_once(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        first = add(w, 1, [box])
+        again = add(w, 1, [box])
+    assert first["id"] == again["id"]
+    with store.read(account) as r:
+        assert r.email_count() == 1
+
+
+def test_reply_and_late_parent_share_a_thread(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        reply = add(w, 2, [box], ids=["child@x", "parent@x"])
+        parent = add(w, 1, [box], ids=["parent@x"])
+        other = add(w, 3, [box], ids=["other@x"])
+    assert reply["threadId"] == parent["threadId"] != other["threadId"]
+    with store.read(account) as r:
+        # emailIds are sorted by receivedAt: the parent (n=1) first
+        assert r.thread(parent["threadId"]) == [parent["id"], reply["id"]]
+
+
+def test_counts_follow_keywords_and_moves(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        other = w.create_mailbox({"name": "Other"})["id"]
+        a = add(w, 1, [box], ids=["a@x"])
+        b = add(w, 2, [box], keywords=["$seen"], ids=["b@x", "a@x"])
+        add(w, 3, [box], keywords=["$seen"], ids=["c@x"])
+    with store.read(account) as r:
+        mb = r.mailbox(box)
+    assert (mb["totalEmails"], mb["unreadEmails"], mb["totalThreads"], mb["unreadThreads"]) == (3, 1, 2, 1)
+    with store.write(account) as w:
+        w.update_email(a["id"], keywords={"$seen": True})
+        w.update_email(b["id"], mailbox_ids={other: True})
+    with store.read(account) as r:
+        mb, ob = r.mailbox(box), r.mailbox(other)
+    assert (mb["totalEmails"], mb["unreadEmails"], mb["totalThreads"], mb["unreadThreads"]) == (2, 0, 2, 0)
+    assert (ob["totalEmails"], ob["unreadEmails"], ob["totalThreads"]) == (1, 0, 1)
+    with store.write(account) as w:
+        w.destroy_email(b["id"])
+    with store.read(account) as r:
+        assert r.mailbox(other)["totalEmails"] == 0
+        assert r.mailbox(other)["totalThreads"] == 0
+
+
+def test_email_must_stay_in_a_mailbox(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        a = add(w, 1, [box])
+    with pytest.raises(StoreError), store.write(account) as w:
+        w.update_email(a["id"], mailbox_ids={})
+
+
+def test_changes_collapse_and_page(store, account):
+    box = inbox(store, account)
+    with store.read(account) as r:
+        start = r.state("Email")
+    with store.write(account) as w:
+        ids = [add(w, n, [box])["id"] for n in range(5)]
+    with store.write(account) as w:
+        w.update_email(ids[0], keywords={"$flagged": True})
+        w.destroy_email(ids[1])
+    with store.read(account) as r:
+        ch = r.changes("Email", start, None)
+        # created then updated is "created"; created then destroyed is not reported at all
+        assert sorted(ch.created) == sorted([ids[0], *ids[2:]])
+        assert ch.updated == [] and ch.destroyed == []
+        state, seen = start, []
+        while True:
+            page = r.changes("Email", state, 2)
+            # a page may show an email created that a later page shows destroyed
+            seen = [i for i in seen + page.created if i not in page.destroyed]
+            assert len(page.created) + len(page.updated) + len(page.destroyed) <= 2
+            state = page.new_state
+            if not page.has_more:
+                break
+        assert sorted(seen) == sorted(ch.created)
+        assert state == r.state("Email")
+
+
+def test_unknown_or_future_state_cannot_calculate(store, account):
+    with store.read(account) as r:
+        with pytest.raises(CannotCalculateChanges):
+            r.changes("Email", "garbage", None)
+        with pytest.raises(CannotCalculateChanges):
+            r.changes("Email", "999999", None)
+
+
+def test_date_index_ranges(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        ids = [add(w, n, [box])["id"] for n in range(4)]
+    with store.read(account) as r:
+        assert list(r.email_ids_by_date(box)) == ids[::-1]
+        assert list(r.email_ids_by_date(box, descending=False)) == ids
+        base = 1_700_000_000
+        assert list(r.email_ids_by_date(box, descending=False, after=base + 1, before=base + 3)) == ids[1:3]
+        assert list(r.email_ids_by_date(None, descending=True, before=base + 2)) == ids[:2][::-1]
+
+
+def test_write_that_fails_leaves_nothing(store, account):
+    box = inbox(store, account)
+    with pytest.raises(RuntimeError), store.write(account) as w:
+        add(w, 1, [box])
+        raise RuntimeError("crash mid-transaction")
+    with store.read(account) as r:
+        assert r.email_count() == 0
+        assert r.mailbox(box)["totalEmails"] == 0
