@@ -410,7 +410,7 @@ class LmdbWriter(LmdbReader):
 
     # -- mailboxes
     def create_mailbox(self, fields: dict) -> dict:
-        mailbox_id = "B%06x" % self._next("mailbox")
+        mailbox_id = f"B{self._next('mailbox'):06x}"
         record = {"id": mailbox_id, "name": fields["name"], "parentId": fields.get("parentId"),
                   "role": fields.get("role"), "sortOrder": fields.get("sortOrder", 0),
                   "isSubscribed": fields.get("isSubscribed", True), "totalEmails": 0,
@@ -472,7 +472,7 @@ class LmdbWriter(LmdbReader):
         for mailbox_id in mailbox_ids:
             if self.mailbox(mailbox_id) is None:
                 raise NotFound(mailbox_id)
-        email_id = "M%010x" % self._next("email")
+        email_id = f"M{self._next('email'):010x}"
         thread_id = self._thread_for(summary.get("thread_ids") or [])
         record = {k: v for k, v in summary.items() if k not in ("thread_ids", "defects")}
         record.update({"id": email_id, "blobId": "G" + guid, "threadId": thread_id,
@@ -511,7 +511,7 @@ class LmdbWriter(LmdbReader):
                 thread_id = found.decode()
                 break
         if thread_id is None:
-            thread_id = "T%010x" % self._next("thread")
+            thread_id = f"T{self._next('thread'):010x}"
         for key in keys:
             if self._get("msgid", key) is None:
                 self._put("msgid", key, thread_id.encode())

@@ -32,7 +32,7 @@ _KEYWORD_FORBIDDEN = set('(){ %*"\\]')
 
 
 def is_valid_keyword(keyword: object) -> bool:
-    return (isinstance(keyword, str) and bool(_KEYWORD.match(keyword))
+    return (isinstance(keyword, str) and bool(_KEYWORD.fullmatch(keyword))
             and not (set(keyword) & _KEYWORD_FORBIDDEN))
 
 
