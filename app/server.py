@@ -168,16 +168,24 @@ def create_app(config: Config) -> FastAPI:
         if account_id != user["accountId"]:
             return problem(ProblemError("about:blank", 404, f"no account {account_id!r}"))
         limits = config.limits
-        body = await _read_limited(request, limits.max_size_upload)
-        if body is None:
-            return problem(ProblemError("limit", 413, "blob exceeds maxSizeUpload", limit="maxSizeUpload"))
-        media_type = request.headers.get("content-type") or "application/octet-stream"
+        slot = "upload:" + user["name"]
+        if not tidings._acquire(slot, limits.max_concurrent_upload):
+            return problem(ProblemError("limit", 429, "too many concurrent uploads",
+                                        limit="maxConcurrentUpload"))
+        try:
+            body = await _read_limited(request, limits.max_size_upload)
+            if body is None:
+                return problem(ProblemError("limit", 413, "blob exceeds maxSizeUpload",
+                                            limit="maxSizeUpload"))
+            media_type = request.headers.get("content-type") or "application/octet-stream"
 
-        def put() -> dict:
-            with tidings.store.write(account_id) as w:
-                return w.put_blob(body, media_type)
+            def put() -> dict:
+                with tidings.store.write(account_id) as w:
+                    return w.put_blob(body, media_type)
 
-        info = await run_in_threadpool(put)
+            info = await run_in_threadpool(put)
+        finally:
+            tidings._release(slot)
         return _json({"accountId": account_id, "blobId": info["blobId"], "type": media_type,
                       "size": info["size"]}, status=201)
 

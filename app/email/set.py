@@ -110,7 +110,7 @@ def email_set(ctx, args: dict) -> dict:
                 continue
             if keywords is not None or mailbox_ids is not None:
                 w.update_email(email_id, keywords=keywords, mailbox_ids=mailbox_ids)
-            resp["updated"][raw_id] = None
+            resp["updated"][email_id] = None
         for email_id in destroy:
             if w.email(email_id) is None:
                 resp["notDestroyed"][email_id] = not_found(email_id, "email")

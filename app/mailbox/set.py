@@ -147,7 +147,7 @@ def mailbox_set(ctx, args: dict) -> dict:
                 continue
             if fields:
                 w.update_mailbox(mailbox_id, fields)
-            resp["updated"][raw_id] = None
+            resp["updated"][mailbox_id] = None
         for mailbox_id in destroy:
             current = w.mailbox(mailbox_id)
             if current is None:

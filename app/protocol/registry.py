@@ -38,7 +38,12 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 def load_methods() -> dict[str, Method]:
     """Imports every data-type module so that their methods register themselves."""
-    from app import core, identity, mailbox, thread  # noqa: F401
-    from app import email  # noqa: F401
+    from app import (  # noqa: F401
+        core,
+        email,  # noqa: F401
+        identity,
+        mailbox,
+        thread,
+    )
 
     return METHODS

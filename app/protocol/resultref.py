@@ -22,16 +22,18 @@ def evaluate_pointer(value: object, path: str) -> object:
 
 def _walk(value: object, tokens: list[str], path: str) -> object:
     for i, token in enumerate(tokens):
+        if token == "*" and isinstance(value, (list, dict)):
+            # RFC 8620 §3.7 defines "*" on arrays; on a map (e.g. "/created/*/id") we take its
+            # values in order, a harmless extension clients rely on
+            out = []
+            for item in (value if isinstance(value, list) else value.values()):
+                got = _walk(item, tokens[i + 1:], path)
+                if isinstance(got, list):
+                    out.extend(got)
+                else:
+                    out.append(got)
+            return out
         if isinstance(value, list):
-            if token == "*":
-                out = []
-                for item in value:
-                    got = _walk(item, tokens[i + 1:], path)
-                    if isinstance(got, list):
-                        out.extend(got)
-                    else:
-                        out.append(got)
-                return out
             if not token.isdigit() or int(token) >= len(value):
                 raise _bad(f"path {path!r}: no index {token!r}")
             value = value[int(token)]
