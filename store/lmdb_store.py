@@ -18,6 +18,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | alldate   | A\\0ts\\0emailId             | -                                       | account listing by date      |
 | mailboxes | A\\0mailboxId                | mailbox JSON incl. counts               | Mailbox/get by id            |
 | mbthread  | A\\0mailboxId\\0threadId     | JSON [emails, unread emails]            | incremental thread counts    |
+| mbkw      | A\\0mailboxId\\0keyword      | n emails with the keyword               | keyword totals without a scan |
 | threads   | A\\0threadId                 | JSON [[ts, emailId], ...] by date       | Thread/get                   |
 | msgid     | A\\0sha1(message-id)[:16]    | threadId                                | threading at ingest          |
 | changes   | A\\0type\\0modseq(n)\\0id    | b"c" created, b"u" updated, b"k" counts, b"d" destroyed | /changes: O(changes) |
@@ -45,7 +46,7 @@ import orjson
 from .base import TYPES, CannotCalculateChanges, Changes, NotFound, StoreError
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobref", "emails", "guid", "mbuid", "mbdate",
-        "alldate", "mailboxes", "mbthread", "threads", "msgid", "changes", "states", "indexq")
+        "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -334,6 +335,11 @@ class LmdbReader:
     def email_count(self) -> int:
         return self._counter("emails")
 
+    def mailbox_keyword_count(self, mailbox_id: str, keyword: str) -> int:
+        """How many emails in the mailbox have the keyword (kept incrementally)."""
+        raw = self._get("mbkw", mailbox_id.encode() + SEP + keyword.encode())
+        return _N.unpack(raw)[0] if raw else 0
+
     # -- threads
     def thread(self, thread_id: str) -> list[str] | None:
         entries = self._json("threads", thread_id.encode())
@@ -459,6 +465,15 @@ class LmdbWriter(LmdbReader):
         self._put("mailboxes", mailbox_id.encode(), orjson.dumps(mb))
         self._changed("Mailbox", mailbox_id, b"k")
 
+    def _keyword_counts(self, mailbox_id: str, keywords, delta: int) -> None:
+        for keyword in keywords:
+            key = mailbox_id.encode() + SEP + keyword.encode()
+            value = self.mailbox_keyword_count(mailbox_id, keyword) + delta
+            if value > 0:
+                self._put("mbkw", key, _n(value))
+            else:
+                self._delete("mbkw", key)
+
     # -- emails
     def add_email(self, summary: dict, guid: str, mailbox_ids: dict, keywords: dict,
                   received_at: int) -> tuple[dict, bool]:
@@ -487,6 +502,7 @@ class LmdbWriter(LmdbReader):
             self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), email_id.encode())
             self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + email_id.encode(), b"")
             self._mailbox_counts(mailbox_id, thread_id, 1, int(unread))
+            self._keyword_counts(mailbox_id, record["keywords"], 1)
         self._put("alldate", ts + SEP + email_id.encode(), b"")
         self._put("emails", email_id.encode(), orjson.dumps(record))
         self._put("guid", guid.encode(), email_id.encode())
@@ -544,12 +560,20 @@ class LmdbWriter(LmdbReader):
                 self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
             self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
             self._mailbox_counts(mailbox_id, thread_id, -1, -int(old_unread))
+            self._keyword_counts(mailbox_id, record["keywords"], -1)
         for mailbox_id in new_boxes - old_boxes:
             uid = self._next("uid:" + mailbox_id)
             record["uids"][mailbox_id] = uid
             self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), eid)
             self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid, b"")
             self._mailbox_counts(mailbox_id, thread_id, 1, int(new_unread))
+            self._keyword_counts(mailbox_id, new_keywords, 1)
+        if keywords is not None:
+            gone = set(record["keywords"]) - set(new_keywords)
+            came = set(new_keywords) - set(record["keywords"])
+            for mailbox_id in old_boxes & new_boxes:
+                self._keyword_counts(mailbox_id, gone, -1)
+                self._keyword_counts(mailbox_id, came, 1)
         if old_unread != new_unread:
             delta = int(new_unread) - int(old_unread)
             for mailbox_id in old_boxes & new_boxes:
@@ -575,6 +599,7 @@ class LmdbWriter(LmdbReader):
                 self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
             self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
             self._mailbox_counts(mailbox_id, thread_id, -1, -int(unread))
+            self._keyword_counts(mailbox_id, record["keywords"], -1)
         self._delete("alldate", ts + SEP + eid)
         self._delete("emails", eid)
         self._delete("guid", record["blobId"][1:].encode())

@@ -440,12 +440,37 @@ class Run:
         flt = self.query.filter
         if not flt:
             return None if self.query.collapse else self.reader.email_count()
+        flt = _merged_conditions(flt)
+        if flt is None or "inMailbox" not in flt:
+            return None
+        mailbox = self.reader.mailbox(flt["inMailbox"])
+        if mailbox is None:
+            return 0
         if set(flt) == {"inMailbox"}:
-            mailbox = self.reader.mailbox(flt["inMailbox"])
-            if mailbox is None:
-                return 0
             return mailbox["totalThreads" if self.query.collapse else "totalEmails"]
+        if self.query.collapse or len(flt) != 2:
+            return None
+        # per-mailbox keyword tallies answer {inMailbox, hasKeyword|notKeyword} without a scan
+        if "hasKeyword" in flt:
+            return self.reader.mailbox_keyword_count(flt["inMailbox"], flt["hasKeyword"])
+        if "notKeyword" in flt:
+            return mailbox["totalEmails"] - self.reader.mailbox_keyword_count(flt["inMailbox"],
+                                                                              flt["notKeyword"])
         return None
+
+
+def _merged_conditions(flt: dict) -> dict | None:
+    """A condition, or an AND of conditions with distinct properties, as one condition; else None."""
+    if "operator" not in flt:
+        return flt
+    if flt["operator"] != "AND":
+        return None
+    merged: dict = {}
+    for cond in flt["conditions"]:
+        if "operator" in cond or set(cond) & set(merged):
+            return None
+        merged.update(cond)
+    return merged
 
 
 def _collapse(entries: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:

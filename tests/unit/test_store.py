@@ -74,6 +74,8 @@ def test_counts_follow_keywords_and_moves(store, account):
     with store.read(account) as r:
         mb = r.mailbox(box)
     assert (mb["totalEmails"], mb["unreadEmails"], mb["totalThreads"], mb["unreadThreads"]) == (3, 1, 2, 1)
+    with store.read(account) as r:
+        assert r.mailbox_keyword_count(box, "$seen") == 2
     with store.write(account) as w:
         w.update_email(a["id"], keywords={"$seen": True})
         w.update_email(b["id"], mailbox_ids={other: True})
@@ -81,11 +83,15 @@ def test_counts_follow_keywords_and_moves(store, account):
         mb, ob = r.mailbox(box), r.mailbox(other)
     assert (mb["totalEmails"], mb["unreadEmails"], mb["totalThreads"], mb["unreadThreads"]) == (2, 0, 2, 0)
     assert (ob["totalEmails"], ob["unreadEmails"], ob["totalThreads"]) == (1, 0, 1)
+    with store.read(account) as r:
+        assert r.mailbox_keyword_count(box, "$seen") == 2
+        assert r.mailbox_keyword_count(other, "$seen") == 1
     with store.write(account) as w:
         w.destroy_email(b["id"])
     with store.read(account) as r:
         assert r.mailbox(other)["totalEmails"] == 0
         assert r.mailbox(other)["totalThreads"] == 0
+        assert r.mailbox_keyword_count(other, "$seen") == 0
 
 
 def test_email_must_stay_in_a_mailbox(store, account):
