@@ -170,6 +170,33 @@ def test_user_errors(cli, data):
     assert rc == 2 and "not allowed with" in one_line_error(err)
 
 
+def test_terminal_prompts(cli, data, monkeypatch, capsys):
+    """On a terminal: the password is asked twice, deletion asks for the user name."""
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    answers = iter(["tty-pw", "tty-pw", "one", "two"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    monkeypatch.setattr(sys, "stdin", Tty())
+    assert main(["user", "add", "alice", "--data", data]) == 0
+    capsys.readouterr()
+    assert main(["user", "passwd", "alice", "--data", data]) == 1  # "one" != "two"
+    assert "do not match" in one_line_error(capsys.readouterr().err)
+    with opened(data) as s:
+        assert verify_password(s.user("alice")["passwordHash"], "tty-pw")
+
+    monkeypatch.setattr("builtins.input", lambda prompt="": "alicia")
+    assert main(["user", "delete", "alice", "--data", data]) == 1
+    assert "not confirmed" in capsys.readouterr().err
+    with opened(data) as s:
+        assert s.user("alice") is not None
+    monkeypatch.setattr("builtins.input", lambda prompt="": "alice")
+    assert main(["user", "delete", "alice", "--data", data]) == 0
+    with opened(data) as s:
+        assert s.user("alice") is None
+
+
 def test_data_option_everywhere(cli, data, monkeypatch, tmp_path):
     assert cli("--data", data, "user", "add", "alice", "--password", "x", data_dir=None)[0] == 0
     rc, out, _ = cli("user", "--data", data, "list", data_dir=None)

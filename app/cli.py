@@ -1,0 +1,586 @@
+"""The `tidings` command line: serve, user management and mail import.
+
+Every command takes `--data DIR` (default: $TIDINGS_DATA, else ./data), before or after the command
+name. Errors are one line on stderr and a non-zero exit status: 1 for a failed command, 2 for a
+command line that does not parse, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import secrets
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+
+DEFAULT_DATA = "./data"
+ENGINES = ("tantivy", "whoosh")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class CliError(Exception):
+    """An error reported as one line on stderr, exit status 1."""
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+    except ImportError:  # pragma: no cover
+        return "unknown"
+    try:
+        return dist_version("tidings")
+    except PackageNotFoundError:
+        pass
+    try:  # running from a source tree that is not installed
+        import tomllib
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+            return tomllib.load(f)["project"]["version"]
+    except (OSError, KeyError, ValueError):
+        return "unknown"
+
+
+# ------------------------------------------------------------------------------------ argument parsing
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) that point at --help."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32)
+
+
+def _data_dir(args: argparse.Namespace) -> str:
+    return getattr(args, "data", None) or os.environ.get("TIDINGS_DATA") or DEFAULT_DATA
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand that is not given --data leaves the value the main parser found
+    common.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS,
+                        help="data directory (default: $TIDINGS_DATA, else ./data)")
+    return common
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + textwrap.indent(textwrap.dedent(text).strip("\n"), "  ")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="tidings", formatter_class=_Formatter, parents=[common],
+        description="tidings: a JMAP mail server (RFC 8620 core, RFC 8621 mail) on LMDB.",
+        epilog=_examples("""
+            tidings user add alice --email alice@example.org
+            tidings import --user alice ~/mail/archive.mbox
+            tidings serve --host 0.0.0.0 --port 8080
+            tidings COMMAND --help      (details of one command)
+        """))
+    parser.add_argument("--version", action="version", version=f"tidings {version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    # serve
+    p = sub.add_parser(
+        "serve", parents=[common], formatter_class=_Formatter, help="run the JMAP server",
+        description=textwrap.dedent("""
+            Runs the JMAP server. Clients find it at /.well-known/jmap (RFC 8620 session resource)
+            and authenticate with HTTP Basic as a user made with `tidings user add`.
+            TLS is optional (most deployments sit behind a proxy that terminates it) but
+            supported: give --tls-cert and --tls-key together."""),
+        epilog=_examples("""
+            tidings serve
+            tidings serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem
+            tidings serve --demo --data ./data        (what `make serve` runs)
+            TIDINGS_DEMO_PASSWORD=secret tidings serve --demo
+        """))
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve https with")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
+    p.add_argument("--search-engine", choices=ENGINES,
+                   default=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
+                   help="full-text engine for the search issue's index (default: $TIDINGS_SEARCH_ENGINE, "
+                        "else tantivy); text search is not implemented yet, so this is only recorded")
+    p.add_argument("--public-url", metavar="URL", default=os.environ.get("TIDINGS_PUBLIC_URL"),
+                   help="absolute base URL put in the session's apiUrl etc. (default: $TIDINGS_PUBLIC_URL, "
+                        "else relative URLs)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log every HTTP request")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes sharing the port (default: 1)")
+    p.add_argument("--demo", action="store_true",
+                   help="create the user 'demo' if it does not exist (password: $TIDINGS_DEMO_PASSWORD, "
+                        "else a random one printed once)")
+    p.set_defaults(func=cmd_serve)
+
+    # user
+    pu = sub.add_parser(
+        "user", parents=[common], formatter_class=_Formatter, help="add, list, change or delete users",
+        description="Manages the users that may log in. Each user has one mail account.",
+        epilog=_examples("""
+            tidings user add alice --email alice@example.org
+            tidings user list
+            tidings user passwd alice
+            tidings user delete alice --yes
+        """))
+    usub = pu.add_subparsers(dest="user_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    usub.required = True
+
+    def password_options(q: argparse.ArgumentParser) -> None:
+        g = q.add_mutually_exclusive_group()
+        g.add_argument("--password", metavar="P",
+                       help="the password (visible to other local users in the process list: prefer "
+                            "--password-stdin or the prompt)")
+        g.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+
+    q = usub.add_parser(
+        "add", parents=[common], formatter_class=_Formatter, help="create a user and its account",
+        description=textwrap.dedent("""
+            Creates a user with a mail account holding the standard mailboxes: Inbox, Drafts, Sent,
+            Archive, Junk and Trash. Without --password or --password-stdin the password is asked
+            for twice on the terminal."""),
+        epilog=_examples("""
+            tidings user add alice
+            tidings user add bob --email bob@example.org --password-stdin < bob.pw
+            echo 's3cret' | tidings user add carol --password-stdin
+        """))
+    q.add_argument("name", metavar="NAME", help="login name (no ':' or spaces)")
+    password_options(q)
+    q.add_argument("--email", metavar="ADDR", help="the user's address (default: NAME@localhost)")
+    q.set_defaults(func=cmd_user_add)
+
+    q = usub.add_parser(
+        "list", parents=[common], formatter_class=_Formatter, help="list users",
+        description="Lists every user: login name, email address and JMAP accountId, one per line.",
+        epilog=_examples("tidings user list\ntidings user list --data /srv/tidings"))
+    q.set_defaults(func=cmd_user_list)
+
+    q = usub.add_parser(
+        "passwd", parents=[common], formatter_class=_Formatter, help="change a user's password",
+        description=textwrap.dedent("""
+            Sets a new password. It takes effect at once, also in a running server; without
+            --password or --password-stdin it is asked for twice on the terminal."""),
+        epilog=_examples("tidings user passwd alice\nprintf '%s\\n' \"$PW\" | tidings user passwd alice --password-stdin"))
+    q.add_argument("name", metavar="NAME")
+    password_options(q)
+    q.set_defaults(func=cmd_user_passwd)
+
+    q = usub.add_parser(
+        "delete", parents=[common], formatter_class=_Formatter, help="delete a user and all its mail",
+        description=textwrap.dedent("""
+            Deletes a user, its account and every mailbox and message in it. This cannot be undone.
+            Asks you to type the user name to confirm, unless --yes is given (required when not
+            on a terminal)."""),
+        epilog=_examples("tidings user delete alice\ntidings user delete alice --yes"))
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    q.set_defaults(func=cmd_user_delete)
+
+    # import
+    p = sub.add_parser(
+        "import", parents=[common], formatter_class=_Formatter, help="import mbox, .eml and Maildir mail",
+        description=textwrap.dedent("""
+            Imports existing mail into a user's account. FILE may be an mbox file (also gzipped), a
+            single message (.eml), or a Maildir folder (its cur/ and new/). Memory stays flat
+            whatever the size: messages are read and stored one batch at a time.
+
+            It is idempotent: a message whose exact bytes are already in the account is counted as
+            "already present" and not stored twice, so an interrupted import can simply be run
+            again. It is safe while the server is running. Messages go into the inbox, or into
+            --mailbox (matched by name, case-insensitively, or by role such as "archive"; created,
+            with any parents of an "A/B" path, if missing). receivedAt comes from the mbox "From "
+            line, else the Maildir file time, else the Date header, else now; Maildir flags and
+            mbox Status/X-Status headers become keywords ($seen, $answered, $flagged, $draft).
+
+            On a terminal a progress bar shows MB, messages, rate and ETA. At the end a summary
+            counts messages imported, malformed but stored, already present and failed (with the
+            reason). Exit status: 0 when every message was stored or already present, 1 when some
+            failed."""),
+        epilog=_examples("""
+            tidings import --user alice ~/mail/inbox.mbox
+            tidings import --user alice --mailbox Archive/2019 archive-2019.mbox.gz
+            tidings import --user alice --mailbox Sent ~/Maildir/.Sent
+            tidings import --user alice --keyword '$seen' old/*.eml
+        """))
+    p.add_argument("--user", required=True, metavar="NAME", help="the user whose account receives the mail")
+    p.add_argument("--mailbox", metavar="NAME", help="target mailbox (default: the inbox)")
+    p.add_argument("--keyword", action="append", default=[], metavar="K",
+                   help="add keyword K to every imported message (repeatable), e.g. '$seen'")
+    p.add_argument("--batch", type=int, default=500, metavar="N",
+                   help="messages per write transaction (default: 500)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
+    p.add_argument("files", nargs="+", metavar="FILE", help="mbox file, .eml file or Maildir folder")
+    p.set_defaults(func=cmd_import)
+    return parser
+
+
+# -------------------------------------------------------------------------------------------- helpers
+def _store_exists(data: str) -> bool:
+    return os.path.isfile(os.path.join(data, "data.mdb"))
+
+
+def _open(data: str, create: bool = False):
+    from store import open_store
+
+    if not create and not _store_exists(data):
+        raise CliError(f"no tidings data in {data} (create a user first: tidings user add NAME --data {data})")
+    try:
+        return open_store(data)
+    except Exception as exc:  # lmdb.Error and friends: one line
+        raise CliError(f"cannot open the data directory {data}: {exc}") from exc
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode()) > 255:
+        raise CliError("a user name must be 1 to 255 bytes long")
+    if ":" in name or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise CliError(f"bad user name {name!r}: no ':', spaces or control characters")
+
+
+def _check_email(addr: str) -> None:
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() or ord(ch) < 32 for ch in addr):
+        raise CliError(f"bad email address {addr!r}")
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password is not None:
+        password = args.password
+    elif args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password and getpass.getpass("Password (again): ") != password:
+            raise CliError("the passwords do not match")
+    else:
+        raise CliError("no password given: use --password, --password-stdin, or run on a terminal to be asked")
+    if not password:
+        raise CliError("the password is empty")
+    return password
+
+
+def _user(store, name: str) -> dict:
+    user = store.user(name)
+    if user is None:
+        raise CliError(f"no user {name!r} (list them with: tidings user list)")
+    return user
+
+
+# ------------------------------------------------------------------------------------------- commands
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from app.auth import hash_password
+
+    _check_name(args.name)
+    addr = args.email or f"{args.name}@localhost"
+    _check_email(addr)
+    data = _data_dir(args)
+    store = _open(data, create=True)
+    try:
+        if store.user(args.name) is not None:
+            raise CliError(f"user {args.name!r} already exists")
+        password = _read_password(args)
+        user = store.create_user(args.name, hash_password(password), addr)
+    finally:
+        store.close()
+    print(f"created user {user['name']} <{user['email']}>, account {user['accountId']}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    store = _open(_data_dir(args))
+    try:
+        users = sorted(store.users(), key=lambda u: u["name"])
+    finally:
+        store.close()
+    if not users:
+        print("no users (create one with: tidings user add NAME)", file=sys.stderr)
+        return 0
+    rows = [("NAME", "EMAIL", "ACCOUNT")] + [(u["name"], u.get("email") or "", u["accountId"]) for u in users]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    for r in rows:
+        print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from app.auth import hash_password
+
+    store = _open(_data_dir(args))
+    try:
+        _user(store, args.name)
+        password = _read_password(args)
+        store.set_password_hash(args.name, hash_password(password))
+    finally:
+        store.close()
+    print(f"password of {args.name} changed")
+    return 0
+
+
+def cmd_user_delete(args: argparse.Namespace) -> int:
+    store = _open(_data_dir(args))
+    try:
+        user = _user(store, args.name)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError("not deleting without confirmation: pass --yes")
+            print(f"This deletes user {user['name']} <{user.get('email')}> with account {user['accountId']} "
+                  "and all its mail, for good.", file=sys.stderr)
+            try:
+                answer = input("Type the user name to confirm: ")
+            except EOFError:
+                answer = ""
+            if answer.strip() != args.name:
+                raise CliError("not confirmed: nothing deleted")
+        store.delete_user(args.name)
+    finally:
+        store.close()
+    print(f"deleted user {args.name} and its account {user['accountId']}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from app.mailimport import Importer, SourceError, find_or_create_mailbox, open_source, valid_keyword
+
+    keywords = set()
+    for k in args.keyword:
+        if not valid_keyword(k):
+            raise CliError(f"bad keyword {k!r}: 1-255 printable ASCII characters, none of ( ) {{ ] % * \" \\")
+        keywords.add(k.lower())
+    if args.batch < 1:
+        raise CliError("--batch must be at least 1")
+    sources = []
+    for path in args.files:
+        try:
+            sources.append(open_source(path))
+        except SourceError as exc:
+            raise CliError(str(exc)) from exc
+    data = _data_dir(args)
+    store = _open(data)
+    try:
+        user = _user(store, args.user)
+        account_id = user["accountId"]
+        try:
+            mailbox, created = find_or_create_mailbox(store, account_id, args.mailbox)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        if created:
+            print(f"created mailbox {args.mailbox!r}", file=sys.stderr)
+        importer = Importer(store, account_id, mailbox["id"], keywords, batch_size=args.batch)
+        bar = _progress(sources, enabled=not args.no_progress and sys.stderr.isatty())
+        try:
+            report = importer.run(sources, on_message=bar.message if bar else None)
+        except KeyboardInterrupt:
+            if bar:
+                bar.close()  # before the message, so that it is not drawn over
+            r = importer.report
+            print(f"interrupted after storing {r.imported + r.malformed} messages; run the same command "
+                  "again to go on (what is stored is skipped)", file=sys.stderr)
+            return 130
+        except SourceError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            if bar:
+                bar.close()
+    finally:
+        store.close()
+    shown = args.mailbox if args.mailbox and "/" in args.mailbox else mailbox["name"]
+    _print_report(report, user["name"], shown)
+    return 1 if report.failed else 0
+
+
+class _Bar:
+    """tqdm over the bytes of all sources, with the message count and rate as postfix."""
+
+    def __init__(self, sizes: list[int]):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm(total=sum(sizes), unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                         dynamic_ncols=True, smoothing=0.05, desc="importing")
+        self.offsets = [0]  # bytes of the sources before each one
+        for size in sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.count = 0
+        self.started = time.monotonic()
+
+    def message(self, index: int, msg) -> None:
+        self.count += 1
+        position = self.offsets[index] + msg.consumed
+        if position > self.tqdm.n:
+            self.tqdm.update(position - self.tqdm.n)
+        elapsed = time.monotonic() - self.started
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        self.tqdm.set_postfix_str(f"{self.count:,} msgs, {rate:,.0f} msg/s", refresh=False)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _progress(sources, enabled: bool) -> _Bar | None:
+    if not enabled:
+        return None
+    return _Bar([s.size for s in sources])
+
+
+def _print_report(report, user: str, mailbox: str) -> None:
+    rate = report.total / report.seconds if report.seconds > 0 else 0.0
+    print(f"{report.total} messages ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s "
+          f"({rate:,.0f} msg/s) into {user}/{mailbox}:")
+    rows = [("imported", report.imported), ("malformed but stored", report.malformed),
+            ("already present", report.present), ("failed", len(report.failed))]
+    for label, n in rows:
+        print(f"  {label + ':':<22}{n:>8}")
+    for where, defect in report.malformed_examples[:5]:
+        print(f"    malformed: {where}: {defect}")
+    for where, reason in report.failed[:20]:
+        print(f"    failed: {where}: {reason}")
+    if len(report.failed) > 20:
+        print(f"    ... and {len(report.failed) - 20} more failed")
+
+
+# -------------------------------------------------------------------------------------------- serve
+def _env_config():
+    from app.server import Config
+
+    return Config(data_dir=os.environ.get("TIDINGS_DATA") or DEFAULT_DATA,
+                  search_engine=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
+                  public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None)
+
+
+def app_from_env():
+    """App factory for `--workers N` (uvicorn imports it in each worker process): the configuration
+    comes from the environment that `tidings serve` set."""
+    from app.server import create_app
+
+    _configure_logging(os.environ.get("TIDINGS_LOG_LEVEL") or "info")
+    return create_app(_env_config())
+
+
+def _configure_logging(level: str) -> None:
+    numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(levelname)-9s %(name)s: %(message)s")
+
+
+def ensure_demo(data: str) -> str | None:
+    """Creates the user `demo` if missing; returns the password if it must be shown (random one)."""
+    from app.auth import hash_password, verify_password
+
+    store = _open(data, create=True)
+    try:
+        wanted = os.environ.get("TIDINGS_DEMO_PASSWORD") or None
+        user = store.user("demo")
+        if user is None:
+            password = wanted or secrets.token_urlsafe(12)
+            store.create_user("demo", hash_password(password), "demo@localhost")
+            if wanted:
+                print("created demo user: demo (password from TIDINGS_DEMO_PASSWORD)", file=sys.stderr)
+                return None
+            return password
+        if wanted and not verify_password(user["passwordHash"], wanted):
+            store.set_password_hash("demo", hash_password(wanted))
+            print("demo user: password set from TIDINGS_DEMO_PASSWORD", file=sys.stderr)
+        else:
+            print("demo user: demo (exists; password unchanged)", file=sys.stderr)
+        return None
+    finally:
+        store.close()  # one LMDB environment per process: the server opens its own
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    data = os.path.abspath(_data_dir(args))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise CliError("--tls-cert and --tls-key go together")
+    for f in (args.tls_cert, args.tls_key):
+        if f and not os.path.isfile(f):
+            raise CliError(f"{f}: no such file")
+    if not 0 < args.port < 65536:
+        raise CliError(f"bad port {args.port}")
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    try:
+        os.makedirs(data, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create the data directory {data}: {exc.strerror or exc}") from exc
+    _configure_logging(args.log_level)
+    if args.demo:
+        password = ensure_demo(data)
+        if password:
+            line = "=" * 64
+            print(f"{line}\n  demo account created:  user demo   password {password}\n"
+                  f"  (shown only this once; set TIDINGS_DEMO_PASSWORD to choose it)\n{line}",
+                  file=sys.stderr, flush=True)
+    tls = bool(args.tls_cert)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"{'https' if tls else 'http'}://{shown}:{args.port}"
+    options = dict(host=args.host, port=args.port, log_level=args.log_level,
+                   access_log=not args.no_access_log, server_header=False,
+                   ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
+                   http=_available("httptools", "auto"), loop=_available("uvloop", "auto"))
+    env = {"TIDINGS_DATA": data, "TIDINGS_SEARCH_ENGINE": args.search_engine,
+           "TIDINGS_LOG_LEVEL": args.log_level}
+    if args.public_url:
+        env["TIDINGS_PUBLIC_URL"] = args.public_url
+    print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
+          f"workers: {args.workers})", file=sys.stderr, flush=True)
+    if args.workers > 1:
+        os.environ.update(env)
+        uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
+        return 0
+    from app.server import Config, create_app
+
+    try:
+        app = create_app(Config(data_dir=data, search_engine=args.search_engine, public_url=args.public_url))
+    except Exception as exc:
+        raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+    uvicorn.run(app, **options)
+    return 0
+
+
+def _available(module: str, fallback: str) -> str:
+    import importlib.util
+
+    return module if importlib.util.find_spec(module) is not None else fallback
+
+
+# --------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    prog = "tidings " + args.command + (f" {args.user_command}" if getattr(args, "user_command", None) else "")
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # anything unforeseen still gets one line, not a traceback
+        if os.environ.get("TIDINGS_DEBUG"):
+            raise
+        print(f"{prog}: error: {type(exc).__name__}: {exc} (set TIDINGS_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
