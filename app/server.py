@@ -85,10 +85,12 @@ class Tidings:
         with self._inflight_lock:
             self._inflight[user] -= 1
 
-    def session(self, user: dict) -> dict:
+    def session(self, user: dict, base_url: str = "") -> dict:
+        """The Session object (RFC 8620 §2). URLs are absolute, from --public-url or else from the
+        address the client used, since clients such as jmapc use them as they are."""
         account_id = user["accountId"]
         limits = self.config.limits
-        base = (self.config.public_url or "").rstrip("/")
+        base = (self.config.public_url or base_url).rstrip("/")
         mail_caps = {"maxMailboxesPerEmail": None, "maxMailboxDepth": 10, "maxSizeMailboxName": 255,
                      "maxSizeAttachmentsPerEmail": limits.max_size_upload,
                      "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject",
@@ -109,11 +111,14 @@ class Tidings:
             "uploadUrl": base + UPLOAD_PATH + "{accountId}/",
             "eventSourceUrl": base + EVENTS_PATH + "?types={types}&closeafter={closeafter}&ping={ping}",
         }
-        session["state"] = hashlib.sha256(orjson.dumps(session, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        # the state covers what the session says, not the address it was asked at
+        session["state"] = self.session_state(user)
         return session
 
     def session_state(self, user: dict) -> str:
-        return self.session(user)["state"]
+        return hashlib.sha256(orjson.dumps(
+            [user["name"], user["accountId"], user.get("email"), sorted(self.capabilities),
+             self.config.limits.capability()], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     def run_api(self, user: dict, body: bytes) -> dict:
         request = parse_request(body, self.config.limits)
@@ -134,7 +139,8 @@ def create_app(config: Config) -> FastAPI:
         user = await run_in_threadpool(tidings.user_for, request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
-        return _json(tidings.session(user), headers={"Cache-Control": "no-cache, no-store"})
+        return _json(tidings.session(user, str(request.base_url)),
+                     headers={"Cache-Control": "no-cache, no-store"})
 
     async def api(request: Request) -> Response:
         user = await run_in_threadpool(tidings.user_for, request)
