@@ -873,6 +873,43 @@ def test_rfc2047_filename_and_name_fallback():
     assert names == ["élé.jpg", "naïve €.zip"]
 
 
+def test_uuencoded_part():
+    raw = multipart(
+        "mixed",
+        "uu",
+        [
+            msg("Content-Type: text/plain", body="see file"),
+            msg(
+                "Content-Type: application/octet-stream",
+                "Content-Disposition: attachment; filename=cat.txt",
+                "Content-Transfer-Encoding: x-uuencode",
+                body=b"begin 644 cat.txt\r\n#8V%T\r\n`\r\nend\r\n",
+            ),
+        ],
+    )
+    assert extract_part(raw, "2") == (b"cat", "application/octet-stream", "cat.txt")
+
+
+def test_parse_header_property():
+    from app.mail.mime import parse_header_property
+
+    assert parse_header_property("header:From") == ("From", "Raw", False)
+    assert parse_header_property("header:From:asAddresses") == ("From", "Addresses", False)
+    assert parse_header_property("header:List-Post:asURLs:all") == ("List-Post", "URLs", True)
+    assert parse_header_property("header:X-A:all") == ("X-A", "Raw", True)
+    assert parse_header_property("header:X-A:asBogus") is None
+    assert parse_header_property("header:X-A:all:asText") is None
+    assert parse_header_property("header:") is None
+    assert parse_header_property("subject") is None
+
+
+def test_quoted_filename_parameters_round_trip():
+    for name in ('say "hi".txt', "back\\slash.txt", "naïve; ok.txt"):
+        raw, err = build_message({"attachments": [{"blobId": "Gblob1", "name": name}]}, get_blob)
+        assert err == {}
+        assert body(raw)["attachments"][0]["name"] == name
+
+
 # --------------------------------------------------------------------------------------
 # message_text
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,804 @@
+"""Header fields: raw header-block splitting, the JMAP parsed forms and their inverse.
+
+RFC 8621 §4.1.2 defines the parsed forms (Raw, Text, Addresses, GroupedAddresses,
+MessageIds, Date, URLs) and §4.1.3 the ``header:{name}:as{Form}:all`` properties.
+Everything here is pure and total: malformed input yields a best-effort value or
+``None``, never an exception.  ``app.mail.mime`` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+import unicodedata
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, parsedate_tz
+from functools import lru_cache
+
+EmailAddress = dict  # {"name": str | None, "email": str}
+
+FORMS = ("Raw", "Text", "Addresses", "GroupedAddresses", "MessageIds", "Date", "URLs")
+
+# --------------------------------------------------------------------------------------
+# Raw header block
+# --------------------------------------------------------------------------------------
+
+# Field name: printable ASCII except ":"; obsolete syntax allows WSP before the colon.
+_FIELD_RE = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+def _decode_raw(value: bytes, defects: list[str] | None, name: str) -> str:
+    # RFC 8621 §4.1.2.1 (Raw): invalid UTF-8 runs become U+FFFD, NUL octets are dropped.
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("utf-8", "replace")
+        if defects is not None:
+            defects.append(f"invalid UTF-8 in header {name}")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text
+
+
+def split_header_block(
+    data: bytes, start: int = 0, end: int | None = None, defects: list[str] | None = None
+) -> tuple[list[tuple[str, str]], int]:
+    """Split the header block of the entity ``data[start:end]``.
+
+    Returns ``([(name, raw_value), ...], body_start)``.  ``raw_value`` is the §4.1.2.1
+    Raw form: everything after the colon, folding line breaks kept as they are.
+    Like the stdlib feedparser, a line that is neither a field nor a continuation ends
+    the header block and starts the body (recorded as a defect).
+    """
+    if end is None:
+        end = len(data)
+    fields: list[tuple[str, str]] = []
+    pos = start
+    if start == 0 and data.startswith(b"From ", 0, end):
+        # mbox "From " separator line in front of the message: not a header field.
+        nl = data.find(b"\n", 0, end)
+        pos = end if nl < 0 else nl + 1
+    name: str | None = None
+    vstart = vend = 0
+    while pos < end:
+        nl = data.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl
+        next_pos = end if nl < 0 else nl + 1
+        content_end = line_end - 1 if line_end > pos and data[line_end - 1] == 13 else line_end
+        if content_end == pos:  # blank line: end of the header block
+            if name is not None:
+                fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
+            return fields, next_pos
+        first = data[pos]
+        if first == 32 or first == 9:
+            if name is None:
+                if defects is not None:
+                    defects.append("header continuation line before any header field")
+            else:
+                vend = content_end
+        else:
+            m = _FIELD_RE.match(data, pos, content_end)
+            if m is None:
+                if defects is not None:
+                    defects.append("missing blank line between header and body")
+                break
+            if name is not None:
+                fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
+            name = m.group(1).decode("ascii")
+            vstart, vend = m.end(), content_end
+        pos = next_pos
+    if name is not None:
+        fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
+    return fields, pos
+
+
+def unfold(value: str) -> str:
+    """RFC 5322 §2.2.3: unfolding removes the CRLF of each fold and keeps the WSP."""
+    if "\n" in value or "\r" in value:
+        value = value.replace("\r\n", "").replace("\n", "").replace("\r", "")
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# Charsets
+# --------------------------------------------------------------------------------------
+
+# Labels that mail gets wrong in practice; decode with the superset the sender really used
+# (the same choices as the WHATWG encoding standard).
+_CHARSET_ALIASES = {
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "iso_8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "l1": "cp1252",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "shift_jis": "cp932",
+    "shift-jis": "cp932",
+    "x-sjis": "cp932",
+    "sjis": "cp932",
+    "windows-874": "cp874",
+    "tis-620": "cp874",
+    "iso-8859-8-i": "iso8859_8",
+    "x-mac-roman": "mac_roman",
+    "big5": "cp950",
+    "utf8mb4": "utf-8",
+}
+
+
+@lru_cache(maxsize=512)
+def lookup_charset(name: str | None) -> str | None:
+    """Python codec name for a MIME charset label, or None if unknown / not a text codec."""
+    if not name:
+        return None
+    label = name.strip().strip("\"'").lower()
+    if not label or len(label) > 64:
+        return None
+    label = _CHARSET_ALIASES.get(label, label)
+    candidates = [label]
+    if label.startswith("x-"):
+        candidates.append(label[2:])
+    candidates.append(label.replace("-", "").replace("_", ""))
+    for cand in candidates:
+        try:
+            info = codecs.lookup(cand)
+        except (LookupError, ValueError):
+            continue
+        # "base64", "zlib" & co are codecs too, but not text encodings.
+        if getattr(info, "_is_text_encoding", True):
+            return info.name
+    return None
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
+    """Decode text with a MIME charset.  Returns (text, is_encoding_problem).
+
+    RFC 8621 §4.1.4 (bodyValues) lets the server use heuristics: undeclared or us-ascii
+    text that is valid UTF-8 is taken as UTF-8 (RFC 6532 style); unknown charsets fall
+    back to UTF-8 with U+FFFD and are flagged as an encoding problem.
+    """
+    codec = lookup_charset(charset) if charset else "ascii"
+    if codec is None:
+        return data.decode("utf-8", "replace"), True
+    if codec == "ascii":
+        if data.isascii():
+            return data.decode("ascii"), False
+        try:
+            return data.decode("utf-8"), False
+        except UnicodeDecodeError:
+            return data.decode("cp1252", "replace"), True
+    try:
+        return data.decode(codec), False
+    except UnicodeDecodeError:
+        if codec == "cp1252":  # declared iso-8859-1: every octet is valid latin-1
+            return data.decode("latin-1"), False
+    except Exception:  # noqa: BLE001 - some codecs raise odd errors on garbage
+        return data.decode("utf-8", "replace"), True
+    try:
+        return data.decode(codec, "replace"), True
+    except Exception:  # noqa: BLE001
+        return data.decode("utf-8", "replace"), True
+
+
+def b64decode_lenient(data: bytes) -> bytes:
+    """Base64 that never raises: junk characters ignored, padding repaired, and
+    concatenated padded chunks ("QQ==QQ==") decoded piecewise."""
+    try:
+        out = binascii.a2b_base64(data)
+    except (binascii.Error, ValueError):
+        out = None
+    stripped = data.rstrip(b" \t\r\n=")
+    if out is not None and b"=" not in stripped:
+        return out
+    pieces = []
+    for chunk in re.split(rb"=+", re.sub(rb"[^A-Za-z0-9+/=]", b"", data)):
+        rem = len(chunk) % 4
+        if rem == 1:
+            chunk = chunk[:-1]
+        elif rem:
+            chunk += b"=" * (4 - rem)
+        if chunk:
+            try:
+                pieces.append(binascii.a2b_base64(chunk))
+            except (binascii.Error, ValueError):
+                pass
+    return b"".join(pieces)
+
+
+# --------------------------------------------------------------------------------------
+# RFC 2047 encoded words
+# --------------------------------------------------------------------------------------
+
+_EW_RE = re.compile(r"=\?([^?\s]+?)\?([bBqQ])\?([^?\s]*)\?=")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_BEFORE_OK = " \t\r\n(\""
+_AFTER_OK = " \t\r\n)\",;"
+
+
+def _decode_ew(m: re.Match) -> tuple[str, bytes] | None:
+    codec = lookup_charset(m.group(1).split("*", 1)[0])
+    if codec is None:
+        return None  # §4.1.2.2: only encoded words with a known charset are decoded
+    text = m.group(3).encode("utf-8", "replace")
+    if m.group(2) in "bB":
+        return codec, b64decode_lenient(text)
+    return codec, binascii.a2b_qp(text, header=True)
+
+
+def _flush_words(words: list[tuple[str, bytes]], out: list[str]) -> None:
+    # Adjacent words in the same charset are joined before decoding: encoders split
+    # multi-byte characters across words.
+    i = 0
+    while i < len(words):
+        codec = words[i][0]
+        buf = bytearray(words[i][1])
+        i += 1
+        while i < len(words) and words[i][0] == codec:
+            buf += words[i][1]
+            i += 1
+        text, _ = decode_bytes(bytes(buf), codec)
+        out.append(_CTRL_RE.sub("", text))  # §4.1.2.2: encoded control chars are dropped
+    words.clear()
+
+
+def decode_rfc2047(value: str, strict: bool = True) -> str:
+    """Decode RFC 2047 encoded words (RFC 8621 §4.1.2.2 step 4).
+
+    Encoded words glued to surrounding text ("foo=?utf-8?q?x?=") are left alone as the
+    spec requires; whitespace between adjacent encoded words is dropped.  Leniency: two
+    encoded words with no space between them are still decoded (common in the wild).
+    ``strict=False`` skips the placement rule (for filename parameters, where encoded
+    words are not allowed at all but mailers write "=?utf-8?b?...?=.pdf").
+    """
+    if "=?" not in value:
+        return value
+    out: list[str] = []
+    pending: list[tuple[str, bytes]] = []
+    pos = 0
+    prev_end = -1
+    n = len(value)
+    for m in _EW_RE.finditer(value):
+        st, en = m.span()
+        gap = value[pos:st]
+        before_ok = not strict or st == 0 or st == prev_end or value[st - 1] in _BEFORE_OK
+        after_ok = not strict or en == n or value[en] in _AFTER_OK or value.startswith("=?", en)
+        decoded = _decode_ew(m) if before_ok and after_ok else None
+        if decoded is None:
+            _flush_words(pending, out)
+            out.append(gap)
+            out.append(m.group(0))
+            prev_end = -1
+        else:
+            if not (pending and not gap.strip()):
+                _flush_words(pending, out)
+                out.append(gap)
+            pending.append(decoded)
+            prev_end = en
+        pos = en
+    _flush_words(pending, out)
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def _nfc(text: str) -> str:
+    if text.isascii() or unicodedata.is_normalized("NFC", text):
+        return text
+    return unicodedata.normalize("NFC", text)
+
+
+def parse_text(value: str) -> str:
+    """§4.1.2.2 Text form: unfold, decode encoded words, trim, NFC."""
+    return _nfc(decode_rfc2047(unfold(value)).strip())
+
+
+# --------------------------------------------------------------------------------------
+# Comments, message ids, URLs, dates
+# --------------------------------------------------------------------------------------
+
+
+def strip_comments(value: str) -> str:
+    """Remove (nested) RFC 5322 comments outside quoted strings; linear time."""
+    if "(" not in value:
+        return value
+    out: list[str] = []
+    depth = 0
+    in_quote = False
+    i = 0
+    n = len(value)
+    start = 0
+    while i < n:
+        c = value[i]
+        if c == "\\":
+            i += 2
+            continue
+        if depth == 0:
+            if c == '"':
+                in_quote = not in_quote
+            elif c == "(" and not in_quote:
+                out.append(value[start:i])
+                out.append(" ")
+                depth = 1
+        else:
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    start = i + 1
+        i += 1
+    if depth == 0:
+        out.append(value[start:])
+    return "".join(out)
+
+
+_ANGLE_RE = re.compile(r"<([^<>]*)>")
+_WS_RE = re.compile(r"\s+")
+
+
+def parse_message_ids(value: str) -> list[str] | None:
+    """§4.1.2.5 MessageIds form: msg-ids without CFWS and <>; None if none parse.
+
+    Leniency: phrases around ids (obsolete In-Reply-To syntax) are ignored, and a lone
+    bracket-less token containing "@" is accepted as an id.
+    """
+    text = strip_comments(unfold(value))
+    ids = [_WS_RE.sub("", x) for x in _ANGLE_RE.findall(text)]
+    ids = [x for x in ids if x]
+    if ids:
+        return ids
+    token = text.strip()
+    if token and "@" in token and "<" not in token and ">" not in token and not _WS_RE.search(token):
+        return [token]
+    return None
+
+
+def parse_urls(value: str) -> list[str] | None:
+    """§4.1.2.7 URLs form (RFC 2369): the <...> URLs, comments dropped; None if none."""
+    text = strip_comments(unfold(value))
+    urls = [_WS_RE.sub("", x) for x in _ANGLE_RE.findall(text)]
+    urls = [u for u in urls if u]
+    return urls or None
+
+
+def parse_date(value: str) -> str | None:
+    """§4.1.2.6 Date form: RFC 3339 string keeping the header's own UTC offset
+    ("2024-01-02T03:04:05+02:00"; "Z" for a zero/unknown offset), None if unparseable."""
+    text = strip_comments(unfold(value)).strip()
+    if not text:
+        return None
+    try:
+        t = parsedate_tz(text)
+    except Exception:  # noqa: BLE001 - parsedate_tz has raised on odd input in the past
+        return None
+    if not t:
+        return None
+    year, month, day, hour, minute, sec = t[:6]
+    offset = t[9]
+    sec = min(sec, 59)  # leap second
+    try:
+        datetime(year, month, day, hour, minute, sec)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}"
+    if not offset:
+        return stamp + "Z"
+    if abs(offset) >= 100 * 3600:
+        return None
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset) // 60
+    return f"{stamp}{sign}{offset // 60:02d}:{offset % 60:02d}"
+
+
+# --------------------------------------------------------------------------------------
+# Addresses (§4.1.2.3 / §4.1.2.4)
+# --------------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""(?P<ws>\s+)
+      | (?P<q>"(?:[^"\\]|\\.)*(?:"|\\?\Z))
+      | (?P<c>\()
+      | (?P<lt><[^>]*>?)
+      | (?P<sp>[,;:])
+      | (?P<gt>>)
+      | (?P<a>[^\s"(),:;<>]+)""",
+    re.X | re.S,
+)
+_QP_RE = re.compile(r"\\(.)", re.S)
+
+
+def _read_comment(s: str, i: int) -> tuple[str, int]:
+    """Read a (possibly nested) comment starting at s[i] == '('; returns (text, end)."""
+    depth = 0
+    buf: list[str] = []
+    n = len(s)
+    while i < n:
+        c = s[i]
+        if c == "\\" and i + 1 < n:
+            buf.append(s[i + 1])
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+            if depth > 1:
+                buf.append(c)
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return "".join(buf), i + 1
+            buf.append(c)
+        else:
+            buf.append(c)
+        i += 1
+    return "".join(buf), n
+
+
+class _Word:
+    __slots__ = ("text", "raw", "space")
+
+    def __init__(self, text: str, raw: str, space: bool) -> None:
+        self.text = text  # display text (quoted-pairs decoded)
+        self.raw = raw  # as written, for rebuilding an addr-spec
+        self.space = space  # whitespace/comment before this word
+
+
+def _phrase(words: list[_Word]) -> str | None:
+    parts = []
+    for i, w in enumerate(words):
+        if i and w.space:
+            parts.append(" ")
+        parts.append(w.text)
+    text = _nfc(decode_rfc2047("".join(parts)).strip())
+    return text or None
+
+
+def _clean_angle(content: str) -> str:
+    addr = _WS_RE.sub("", strip_comments(content))
+    if addr.startswith("@") and ":" in addr:  # obsolete source route "@a,@b:user@c"
+        addr = addr.split(":", 1)[1]
+    return addr
+
+
+def _bare_mailbox(words: list[_Word], comment: str | None) -> dict:
+    name: str | None = None
+    if len(words) == 1:
+        email = words[0].raw
+    else:
+        raws = [w.raw for w in words]
+        at_words = [w for w in words if "@" in w.raw]
+        glued = any(
+            r == "@" or r.startswith(("@", ".")) or r.endswith(("@", ".")) for r in raws
+        ) or not any(w.space for w in words[1:])
+        if glued:
+            email = "".join(raws)  # obsolete CFWS inside the addr-spec
+        elif len(at_words) == 1:
+            email = at_words[0].raw
+            name = _phrase([w for w in words if w is not at_words[0]])
+        else:
+            email = " ".join(raws)
+    if name is None and comment:
+        name = _nfc(decode_rfc2047(_WS_RE.sub(" ", comment)).strip()) or None
+    return {"name": name, "email": email}
+
+
+def parse_grouped_addresses(value: str) -> list[dict]:
+    """§4.1.2.4 GroupedAddresses form.  Best effort, never None: a mangled header still
+    yields whatever mailboxes could be recognised (the spec type is not nullable)."""
+    s = unfold(value)
+    groups: list[dict] = []
+    group: dict | None = None  # open "name: ...;" group
+    loose: dict | None = None  # run of mailboxes outside any group
+    words: list[_Word] = []
+    angle: str | None = None
+    comment: str | None = None
+    space = False
+
+    def emit() -> None:
+        nonlocal loose, angle, comment
+        if angle is not None:
+            box = {"name": _phrase(words), "email": angle}
+        elif words:
+            box = _bare_mailbox(words, comment)
+        else:
+            box = None
+        if box is not None:
+            if group is not None:
+                group["addresses"].append(box)
+            else:
+                if loose is None:
+                    loose = {"name": None, "addresses": []}
+                    groups.append(loose)
+                loose["addresses"].append(box)
+        words.clear()
+        angle = None
+        comment = None
+
+    pos = 0
+    n = len(s)
+    while pos < n:
+        m = _TOKEN_RE.match(s, pos)
+        if m is None:  # cannot happen with the catch-all alternatives; be safe anyway
+            pos += 1
+            continue
+        kind = m.lastgroup
+        if kind == "c":
+            text, pos = _read_comment(s, pos)
+            if (words or angle is not None) and comment is None:
+                comment = text  # §4.1.2.3: a comment after the addr-spec can be the name
+            space = True
+            continue
+        pos = m.end()
+        if kind == "ws":
+            space = True
+            continue
+        tok = m.group(kind)
+        if kind == "a":
+            if angle is None:
+                words.append(_Word(tok, tok, space))
+        elif kind == "q":
+            if angle is None:
+                inner = tok[1:-1] if len(tok) > 1 and tok.endswith('"') else tok[1:]
+                words.append(_Word(_QP_RE.sub(r"\1", inner), tok, space))
+        elif kind == "lt":
+            if angle is None:
+                angle = _clean_angle(tok[1:-1] if tok.endswith(">") else tok[1:])
+        elif tok == ",":
+            emit()
+        elif tok == ":":
+            if group is None and angle is None:
+                name = _phrase(words)
+                words.clear()
+                comment = None
+                loose = None
+                group = {"name": name, "addresses": []}
+                groups.append(group)
+            elif angle is None:
+                words.append(_Word(":", ":", False))
+        elif tok == ";":
+            emit()
+            if group is not None:
+                group = None
+        space = False
+    emit()
+    return groups
+
+
+def parse_addresses(value: str) -> list[EmailAddress]:
+    """§4.1.2.3 Addresses form: every mailbox, group information discarded."""
+    return [box for g in parse_grouped_addresses(value) for box in g["addresses"]]
+
+
+def format_address_text(addresses: list[EmailAddress] | None) -> str:
+    """Human text "Name <addr>, addr" (used for full-text indexing)."""
+    out = []
+    for a in addresses or ():
+        name, email = a.get("name"), a.get("email") or ""
+        out.append(f"{name} <{email}>" if name else email)
+    return ", ".join(out)
+
+
+# --------------------------------------------------------------------------------------
+# header:{name}:as{Form}[:all]
+# --------------------------------------------------------------------------------------
+
+# Header fields defined by RFC 5322 and RFC 2369: only these have restricted forms.
+_ADDRESS_FIELDS = frozenset(
+    "from sender reply-to to cc bcc resent-from resent-sender resent-reply-to resent-to "
+    "resent-cc resent-bcc".split()
+)
+_MSGID_FIELDS = frozenset("message-id in-reply-to references resent-message-id".split())
+_DATE_FIELDS = frozenset(("date", "resent-date"))
+_URL_FIELDS = frozenset(
+    "list-help list-unsubscribe list-subscribe list-post list-owner list-archive".split()
+)
+_TEXT_FIELDS = frozenset(("subject", "comments", "keywords", "list-id"))
+_KNOWN_FIELDS = (
+    _ADDRESS_FIELDS
+    | _MSGID_FIELDS
+    | _DATE_FIELDS
+    | _URL_FIELDS
+    | _TEXT_FIELDS
+    | frozenset(("return-path", "received"))
+)
+_FORM_FIELDS = {
+    "Text": _TEXT_FIELDS,
+    "Addresses": _ADDRESS_FIELDS,
+    "GroupedAddresses": _ADDRESS_FIELDS,
+    "MessageIds": _MSGID_FIELDS,
+    "Date": _DATE_FIELDS,
+    "URLs": _URL_FIELDS,
+}
+
+
+def _norm_form(form: str | None) -> str | None:
+    if not form:
+        return "Raw"
+    if form.startswith("as") and form[2:] in FORMS:
+        form = form[2:]
+    return form if form in FORMS else None
+
+
+def is_valid_header_form(name: str, form: str) -> bool:
+    """False where RFC 8621 §4.1.2 forbids the form for that field (e.g. Subject as
+    Addresses, From as Date).  Raw is always allowed; fields not defined by RFC 5322 or
+    RFC 2369 (e.g. X-Foo, List-Id) allow every form.  Unknown form names are invalid."""
+    form = _norm_form(form)
+    if form is None:
+        return False
+    if form == "Raw":
+        return True
+    lname = name.lower()
+    if lname not in _KNOWN_FIELDS:
+        return True
+    return lname in _FORM_FIELDS[form]
+
+
+def parse_header_property(prop: str) -> tuple[str, str, bool] | None:
+    """Split "header:{name}[:as{Form}][:all]" into (name, Form, all); None if malformed."""
+    if not prop.startswith("header:"):
+        return None
+    parts = prop[7:].split(":")
+    name = parts[0]
+    if not name or any(not 33 <= ord(c) <= 126 for c in name):
+        return None
+    rest = parts[1:]
+    all_ = False
+    if rest and rest[-1] == "all":
+        all_ = True
+        rest = rest[:-1]
+    form = "Raw"
+    if rest:
+        if len(rest) > 1 or not rest[0].startswith("as") or rest[0][2:] not in FORMS:
+            return None
+        form = rest[0][2:]
+    return name, form, all_
+
+
+def convert_value(raw: str, form: str) -> object:
+    """One raw header value in the requested parsed form."""
+    form = _norm_form(form) or "Raw"
+    try:
+        if form == "Raw":
+            return raw
+        if form == "Text":
+            return parse_text(raw)
+        if form == "Addresses":
+            return parse_addresses(raw)
+        if form == "GroupedAddresses":
+            return parse_grouped_addresses(raw)
+        if form == "MessageIds":
+            return parse_message_ids(raw)
+        if form == "Date":
+            return parse_date(raw)
+        return parse_urls(raw)
+    except Exception:  # noqa: BLE001 - a header must never break a whole Email/get
+        return None if form not in ("Addresses", "GroupedAddresses") else []
+
+
+def header_value(headers: list[dict], name: str, form: str, all_: bool) -> object:
+    """``header:{name}:as{form}[:all]`` (RFC 8621 §4.1.3) over a ``parse_headers`` list.
+
+    Without ``all_``: the value of the LAST instance, or None.  With ``all_``: the list of
+    every instance in message order (empty if none).  Names match case-insensitively.
+    """
+    lname = name.lower()
+    raws = [h["value"] for h in headers if h["name"].lower() == lname]
+    if all_:
+        return [convert_value(v, form) for v in raws]
+    return convert_value(raws[-1], form) if raws else None
+
+
+# --------------------------------------------------------------------------------------
+# Formatting (Email/set create, §4.6)
+# --------------------------------------------------------------------------------------
+
+_PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+MAX_LINE = 78
+
+
+def encode_text(text: str, header_name: str = "Subject") -> str:
+    """Header text, RFC 2047-encoded (UTF-8) when it is not plain ASCII, folded."""
+    text = _WS_RE.sub(" ", text) if ("\r" in text or "\n" in text) else text
+    if text.isascii() and "=?" not in text:
+        return fold_words(text, len(header_name) + 2)
+    return Header(text, "utf-8", header_name=header_name).encode(linesep="\r\n", maxlinelen=MAX_LINE)
+
+
+def fold_words(text: str, used: int) -> str:
+    """Fold plain ASCII text at spaces so lines stay within 78 characters if possible."""
+    if used + len(text) <= MAX_LINE or " " not in text:
+        return text
+    out: list[str] = []
+    line = used
+    for i, word in enumerate(text.split(" ")):
+        if i == 0:
+            out.append(word)
+            line += len(word)
+        elif line + 1 + len(word) > MAX_LINE and line > 1:
+            out.append("\r\n " + word)
+            line = 1 + len(word)
+        else:
+            out.append(" " + word)
+            line += 1 + len(word)
+    return "".join(out)
+
+
+def _encode_phrase(name: str) -> str:
+    name = _WS_RE.sub(" ", name).strip()
+    if not name.isascii() or "=?" in name:
+        return Header(name, "utf-8").encode(linesep="\r\n", maxlinelen=MAX_LINE)
+    if _PHRASE_SPECIALS.search(name):
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
+
+
+def format_mailbox(addr: EmailAddress) -> str:
+    name = addr.get("name")
+    email = _WS_RE.sub("", addr.get("email") or "")
+    if name:
+        return f"{_encode_phrase(name)} <{email}>"
+    return email
+
+
+def fold_list(items: list[str], used: int, sep: str = ",") -> str:
+    """Join structured items with ``sep`` + space, folding between items when long."""
+    out: list[str] = []
+    line = used
+    for i, item in enumerate(items):
+        head = item.split("\r\n", 1)[0]
+        if i:
+            if line + len(sep) + 1 + len(head) > MAX_LINE:
+                out.append(sep + "\r\n ")
+                line = 1
+            else:
+                out.append(sep + " ")
+                line += len(sep) + 1
+        out.append(item)
+        line = len(item.rsplit("\r\n", 1)[-1]) + (0 if "\r\n" in item else line)
+    return "".join(out)
+
+
+def format_addresses(addresses: list[EmailAddress], used: int = 4) -> str:
+    return fold_list([format_mailbox(a) for a in addresses], used)
+
+
+def format_grouped(groups: list[dict], used: int = 4) -> str:
+    items: list[str] = []
+    for g in groups:
+        boxes = [format_mailbox(a) for a in g.get("addresses") or ()]
+        if g.get("name") is None:
+            items.extend(boxes)
+        else:
+            items.append(f"{_encode_phrase(g['name'])}: {', '.join(boxes)};")
+    return fold_list(items, used)
+
+
+def format_message_ids(ids: list[str], used: int = 12) -> str:
+    return fold_list([f"<{i.strip().strip('<>')}>" for i in ids], used, sep="")
+
+
+def format_urls(urls: list[str], used: int = 12) -> str:
+    return fold_list([f"<{u.strip()}>" for u in urls], used)
+
+
+def parse_jmap_date(value: str) -> datetime | None:
+    """Parse an RFC 3339 JMAP Date/UTCDate; a missing offset is taken as UTC."""
+    if not isinstance(value, str) or not 16 <= len(value) <= 40 or "T" not in value.upper():
+        return None
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+def format_date(dt: datetime) -> str:
+    """RFC 5322 date-time keeping the offset: "Tue, 10 Jul 2018 11:03:11 +1000"."""
+    return format_datetime(dt.replace(microsecond=0))

@@ -1,0 +1,1334 @@
+"""MIME structure of RFC 5322 messages as JMAP sees it (RFC 8621 §4.1).
+
+Pure functions over raw message bytes: no storage, no HTTP.  Nothing here raises on
+malformed mail; broken input produces a best-effort result plus ``defects``.
+
+Design notes
+------------
+* Structure is split with a small byte-offset MIME splitter instead of
+  ``email.parser``: it gives the exact octets of every part (the §4.1.4 blob of an
+  attached ``message/rfc822`` must be the message as received, which the stdlib can only
+  re-serialise), keeps the §4.1.2.1 Raw header values (compat32 drops the leading
+  space), does not recurse into attached messages (§4.1.4 bodyStructure does not either)
+  and is several times faster.  The stdlib ``email`` package still does the fiddly
+  decoding: Content-Type/-Disposition parameters incl. RFC 2231, dates, RFC 2047 encoding.
+* partId: IMAP section numbering (RFC 3501 §6.4.5).  A single-part message body is "1";
+  the children of a multipart are numbered "1", "2", ... and a nested multipart at
+  position "2" has children "2.1", "2.2", ...  Multipart nodes themselves have no partId
+  (§4.1.4: null iff multipart) and no blobId.  Attached messages are leaves.
+* blobId of a leaf = ``blob_prefix + partId``; ``extract_part`` resolves it again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html as htmllib
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import Message
+from email.utils import collapse_rfc2231_value
+from urllib.parse import quote
+
+from app.mail.headers import (
+    EmailAddress,
+    b64decode_lenient,
+    decode_bytes,
+    decode_rfc2047,
+    encode_text,
+    format_address_text,
+    format_addresses,
+    format_date,
+    format_grouped,
+    format_message_ids,
+    format_urls,
+    header_value,
+    is_valid_header_form,
+    parse_addresses,
+    parse_date,
+    parse_header_property,
+    parse_jmap_date,
+    parse_message_ids,
+    parse_text,
+    split_header_block,
+    strip_comments,
+    unfold,
+)
+
+__all__ = [
+    "DEFAULT_BODY_PROPERTIES",
+    "EmailAddress",
+    "body_properties",
+    "build_message",
+    "extract_part",
+    "header_value",
+    "is_valid_header_form",
+    "message_text",
+    "parse_header_property",
+    "parse_headers",
+    "parse_summary",
+]
+
+log = logging.getLogger(__name__)
+
+# RFC 8621 §4.2 Email/get: default bodyProperties.
+DEFAULT_BODY_PROPERTIES = [
+    "partId", "blobId", "size", "name", "type", "charset", "disposition", "cid", "language", "location",
+]  # fmt: skip
+
+MAX_DEPTH = 40  # deeper multipart nesting is treated as an opaque leaf
+MAX_PARTS = 2000  # stop splitting after this many entities (zip-bomb style messages)
+PREVIEW_CHARS = 256  # §4.1.4: preview MUST NOT exceed 256 characters
+_PREVIEW_SCAN = 64 * 1024  # encoded bytes of a text/plain part looked at for the preview
+_PREVIEW_SCAN_HTML = 512 * 1024
+MAX_INDEX_TEXT = 4 * 1024 * 1024  # characters of body text handed to the indexer
+
+_HIGH_BYTES = bytes(range(128, 256))
+_KNOWN_CTE = frozenset(("", "7bit", "8bit", "binary", "base64", "quoted-printable"))
+_UU_CTE = frozenset(("x-uuencode", "uuencode", "x-uue"))
+
+
+# --------------------------------------------------------------------------------------
+# Structure
+# --------------------------------------------------------------------------------------
+
+
+class _Part:
+    """One MIME entity: header fields plus the byte range of its (encoded) body."""
+
+    __slots__ = ("data", "headers", "start", "end", "msg", "type", "subparts", "part_id", "_attrs", "_decoded")
+
+    def __init__(self, data: bytes, headers: list[tuple[str, str]], start: int, end: int) -> None:
+        self.data = data
+        self.headers = headers
+        self.start = start
+        self.end = end
+        self.msg: Message | None = None
+        self.type = "text/plain"
+        self.subparts: list[_Part] | None = None
+        self.part_id: str | None = None
+        self._attrs: dict | None = None
+        self._decoded: tuple[bytes, bool] | None = None
+
+    def header(self, lname: str) -> str | None:
+        value = None
+        for name, raw in self.headers:
+            if name.lower() == lname:
+                value = raw  # last instance wins, as for header:X
+        return value
+
+    # -- §4.1.4 EmailBodyPart properties, computed once --------------------------------
+
+    def attrs(self) -> dict:
+        if self._attrs is None:
+            self._attrs = _part_attrs(self)
+        return self._attrs
+
+    @property
+    def name(self) -> str | None:
+        return self.attrs()["name"]
+
+    @property
+    def disposition(self) -> str | None:
+        return self.attrs()["disposition"]
+
+    @property
+    def cid(self) -> str | None:
+        return self.attrs()["cid"]
+
+    def raw_body(self) -> bytes:
+        return self.data[self.start : self.end]
+
+    def cte(self) -> str:
+        value = self.header("content-transfer-encoding")
+        if value is None:
+            return ""
+        return strip_comments(unfold(value)).strip().lower()
+
+    def decoded(self) -> tuple[bytes, bool]:
+        """(content after transfer decoding, whether the encoding was known)."""
+        if self._decoded is None:
+            self._decoded = _transfer_decode(self.raw_body(), self.cte())
+        return self._decoded
+
+
+def _transfer_decode(body: bytes, cte: str) -> tuple[bytes, bool]:
+    # §4.1.4 blobId: "If the transfer encoding is unknown, it is treated as though it had
+    # no transfer encoding."
+    if cte == "base64":
+        return b64decode_lenient(body), True
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(body), True
+    if cte in _UU_CTE:
+        return _uudecode(body), True
+    return body, cte in _KNOWN_CTE
+
+
+def _uudecode(body: bytes) -> bytes:
+    out = []
+    inside = False
+    for line in body.splitlines():
+        if not inside:
+            inside = line.startswith(b"begin ")
+            continue
+        if line.strip() in (b"end", b"`"):
+            break
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            try:  # lines padded wrongly by old encoders
+                n = (((line[0] - 32) & 63) * 4 + 5) // 3 if line else 0
+                out.append(binascii.a2b_uu(line[:n]))
+            except (binascii.Error, IndexError):
+                continue
+    return b"".join(out)
+
+
+def _content_msg(ctype: str | None, cdisp: str | None, default_type: str) -> Message:
+    # A tiny compat32 Message holding only the two headers whose parameters we need;
+    # it gives us the stdlib's RFC 2045/2231 parameter parsing.
+    m = Message()
+    m.set_default_type(default_type)
+    if ctype is not None:
+        m["Content-Type"] = unfold(ctype).strip()
+    if cdisp is not None:
+        m["Content-Disposition"] = unfold(cdisp).strip()
+    return m
+
+
+def _part_attrs(p: _Part) -> dict:
+    m = p.msg or Message()
+    name: str | None = None
+    disposition: str | None = None
+    charset: str | None = None
+    try:
+        filename = m.get_filename()
+        if filename:
+            # RFC 2047 inside a quoted parameter is not allowed, but Outlook & co send it.
+            name = decode_rfc2047(filename, strict=False).strip() or None
+    except Exception:  # noqa: BLE001 - odd RFC 2231 input
+        name = None
+    try:
+        disposition = m.get_content_disposition()
+    except Exception:  # noqa: BLE001
+        disposition = None
+    try:
+        cs = m.get_param("charset")
+        if cs:
+            charset = str(collapse_rfc2231_value(cs)).strip() or None
+    except Exception:  # noqa: BLE001
+        charset = None
+    if charset is None and p.subparts is None:
+        # §4.1.4 charset: implicit us-ascii for text/* or a part without Content-Type.
+        if p.type.startswith("text/"):
+            charset = "us-ascii"
+    cid = p.header("content-id")
+    if cid is not None:
+        cid = re.sub(r"\s+", "", strip_comments(unfold(cid))).strip("<>") or None
+    language = p.header("content-language")
+    if language is not None:
+        language = [t.strip() for t in strip_comments(unfold(language)).split(",") if t.strip()]
+    location = p.header("content-location")
+    if location is not None:
+        location = re.sub(r"\s+", "", unfold(location)) or None
+    return {
+        "name": name,
+        "disposition": disposition,
+        "charset": charset,
+        "cid": cid,
+        "language": language,
+        "location": location,
+    }
+
+
+def _split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> tuple[list[tuple[int, int]], bool]:
+    """Byte ranges of the body parts between ``--boundary`` lines (RFC 2046 §5.1.1).
+
+    The CRLF before a delimiter belongs to the delimiter.  Returns (ranges, closed);
+    without a close delimiter the last part runs to the end of the body.
+    """
+    delim = b"--" + boundary
+    ranges: list[tuple[int, int]] = []
+    cur: int | None = None
+    pos = start
+    while True:
+        i = data.find(delim, pos, end)
+        if i < 0:
+            break
+        pos = i + 1
+        if i != start and data[i - 1] != 10:  # must start a line
+            continue
+        j = i + len(delim)
+        is_close = data.startswith(b"--", j, end)
+        nl = data.find(b"\n", j, end)
+        line_end = end if nl < 0 else nl
+        if data[j + 2 if is_close else j : line_end].strip(b" \t\r"):
+            continue  # a longer boundary that merely starts with ours
+        if cur is not None:
+            ce = i
+            if ce > cur and data[ce - 1] == 10:
+                ce -= 1
+                if ce > cur and data[ce - 1] == 13:
+                    ce -= 1
+            ranges.append((cur, ce))
+        if is_close:
+            return ranges, True
+        cur = end if nl < 0 else nl + 1
+        pos = cur
+    if cur is not None:
+        ranges.append((cur, end))
+    return ranges, False
+
+
+class _State:
+    __slots__ = ("count", "defects")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.defects: list[str] = []
+
+
+def _parse_entity(data: bytes, start: int, end: int, path: str, depth: int, default_type: str, st: _State) -> _Part:
+    headers, body_start = split_header_block(data, start, end, st.defects)
+    p = _Part(data, headers, body_start, end)
+    st.count += 1
+    p.msg = _content_msg(p.header("content-type"), p.header("content-disposition"), default_type)
+    try:
+        ctype = p.msg.get_content_type()
+    except Exception:  # noqa: BLE001
+        ctype = "text/plain"
+    if ctype.startswith("multipart/"):
+        children: list[_Part] | None = None
+        if depth >= MAX_DEPTH or st.count >= MAX_PARTS:
+            st.defects.append(f"{ctype} nested too deeply or too many parts; not split")
+        else:
+            try:
+                boundary = p.msg.get_boundary()
+            except Exception:  # noqa: BLE001
+                boundary = None
+            if not boundary:
+                st.defects.append(f"{ctype} without boundary parameter")
+            else:
+                ranges, closed = _split_multipart(data, body_start, end, boundary.encode("utf-8", "replace"))
+                if not ranges:
+                    st.defects.append(f"{ctype}: start boundary not found")
+                else:
+                    if not closed:
+                        st.defects.append(f"{ctype}: missing closing boundary")
+                    sub_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+                    children = []
+                    for i, (s, e) in enumerate(ranges, 1):
+                        if st.count >= MAX_PARTS:
+                            st.defects.append("too many MIME parts; rest ignored")
+                            break
+                        child_path = f"{path}.{i}" if path else str(i)
+                        children.append(_parse_entity(data, s, e, child_path, depth + 1, sub_default, st))
+        if children is None:
+            # Unsplittable multipart: show its body as text rather than losing it.
+            ctype = "text/plain"
+        else:
+            p.subparts = children
+    p.type = ctype
+    if p.subparts is None:
+        p.part_id = path or "1"
+    return p
+
+
+def _parse(raw: bytes) -> tuple[_Part, list[str]]:
+    st = _State()
+    root = _parse_entity(raw, 0, len(raw), "", 0, "text/plain", st)
+    return root, st.defects
+
+
+def _leaves(p: _Part):
+    if p.subparts is None:
+        yield p
+    else:
+        for c in p.subparts:
+            yield from _leaves(c)
+
+
+# --------------------------------------------------------------------------------------
+# textBody / htmlBody / attachments: RFC 8621 §4.1.4 parseStructure, ported literally
+# --------------------------------------------------------------------------------------
+
+
+def _is_inline_media(ptype: str) -> bool:
+    return ptype.startswith(("image/", "audio/", "video/"))
+
+
+def _parse_structure(
+    parts: list[_Part],
+    multipart_type: str,
+    in_alternative: bool,
+    html_body: list[_Part] | None,
+    text_body: list[_Part] | None,
+    attachments: list[_Part],
+) -> None:
+    # JS truthiness of the lists ([] is truthy) maps to "is not None" here.
+    text_length = len(text_body) if text_body is not None else -1
+    html_length = len(html_body) if html_body is not None else -1
+    for i, part in enumerate(parts):
+        ptype = part.type
+        is_multipart = part.subparts is not None
+        is_inline = (
+            part.disposition != "attachment"
+            and (ptype == "text/plain" or ptype == "text/html" or _is_inline_media(ptype))
+            and (i == 0 or (multipart_type != "related" and (_is_inline_media(ptype) or not part.name)))
+        )
+        if is_multipart:
+            sub = ptype.split("/", 1)[1]
+            _parse_structure(
+                part.subparts or [], sub, in_alternative or sub == "alternative", html_body, text_body, attachments
+            )
+        elif is_inline:
+            if multipart_type == "alternative":
+                # (The JS would throw on a nulled list here; we just skip it.)
+                if ptype == "text/plain":
+                    if text_body is not None:
+                        text_body.append(part)
+                elif ptype == "text/html":
+                    if html_body is not None:
+                        html_body.append(part)
+                else:
+                    attachments.append(part)
+                continue
+            elif in_alternative:
+                if ptype == "text/plain":
+                    html_body = None
+                if ptype == "text/html":
+                    text_body = None
+            if text_body is not None:
+                text_body.append(part)
+            if html_body is not None:
+                html_body.append(part)
+            if (text_body is None or html_body is None) and _is_inline_media(ptype):
+                attachments.append(part)
+        else:
+            attachments.append(part)
+    if multipart_type == "alternative" and text_body is not None and html_body is not None:
+        # Found HTML part only
+        if text_length == len(text_body) and html_length != len(html_body):
+            text_body.extend(html_body[html_length:])
+        # Found plaintext part only
+        if html_length == len(html_body) and text_length != len(text_body):
+            html_body.extend(text_body[text_length:])
+
+
+def _flatten(root: _Part) -> tuple[list[_Part], list[_Part], list[_Part]]:
+    text: list[_Part] = []
+    html: list[_Part] = []
+    atts: list[_Part] = []
+    _parse_structure([root], "mixed", False, html, text, atts)
+    return text, html, atts
+
+
+def _counts_as_attachment(p: _Part) -> bool:
+    """hasAttachment rule (§4.1.4 leaves it to the server): every part of the
+    ``attachments`` list counts except an image shown inside the body, i.e. an image/*
+    part with ``Content-Disposition: inline``, or with a Content-ID and no explicit
+    ``attachment`` disposition (an embedded cid: image).  Inline PDFs etc. still count."""
+    if not p.type.startswith("image/"):
+        return True
+    disposition = p.disposition
+    if disposition == "inline":
+        return False
+    return not (p.cid and disposition != "attachment")
+
+
+# --------------------------------------------------------------------------------------
+# Text extraction
+# --------------------------------------------------------------------------------------
+
+_TAG_NAME_RE = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9:-]*)")
+_SKIP_TAGS = frozenset(("script", "style", "title", "template"))
+_BLOCK_TAGS = frozenset(
+    "br p div tr li ul ol table h1 h2 h3 h4 h5 h6 blockquote pre hr dd dt section article header footer".split()
+)
+_CLOSE_RE: dict[str, re.Pattern] = {t: re.compile(rf"<\s*/\s*{t}\s*>", re.I) for t in _SKIP_TAGS}
+
+
+def html_to_text(markup: str) -> str:
+    """Strip tags (skipping script/style/title), unescape entities; linear time even on
+    hostile markup.  Block elements become line breaks."""
+    out: list[str] = []
+    pos = 0
+    n = len(markup)
+    while pos < n:
+        lt = markup.find("<", pos)
+        if lt < 0:
+            out.append(markup[pos:])
+            break
+        out.append(markup[pos:lt])
+        if markup.startswith("<!--", lt):
+            close = markup.find("-->", lt + 4)
+            if close < 0:
+                break
+            pos = close + 3
+            continue
+        gt = markup.find(">", lt + 1)
+        if gt < 0:
+            out.append(markup[lt:])
+            break
+        nxt = markup[lt + 1 : lt + 2]
+        if not (nxt.isalpha() or nxt in ("/", "!", "?")):
+            out.append("<")  # a literal "<" in text
+            pos = lt + 1
+            continue
+        pos = gt + 1
+        m = _TAG_NAME_RE.match(markup, lt, gt + 1)
+        if m is None:
+            continue
+        tag = m.group(2).lower()
+        if not m.group(1) and tag in _SKIP_TAGS and not markup[gt - 1 : gt] == "/":
+            close_m = _CLOSE_RE[tag].search(markup, pos)
+            if close_m is None:
+                break
+            pos = close_m.end()
+        elif tag in _BLOCK_TAGS:
+            out.append("\n")
+        elif tag in ("td", "th"):
+            out.append(" ")
+    return htmllib.unescape("".join(out))
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _part_text(p: _Part, limit: int = 0) -> tuple[str, bool]:
+    """Decoded text of a leaf (transfer encoding + charset), CRLF -> LF.
+    With ``limit`` only roughly the first ``limit`` encoded bytes are looked at."""
+    cte = p.cte()
+    known = True
+    if limit and p.end - p.start > limit:
+        body, known = _transfer_decode(p.data[p.start : p.start + limit], cte)
+        # Do not end on a partial multi-byte character (it would look like bad UTF-8).
+        cut = len(body)
+        while cut > 0 and len(body) - cut < 8 and body[cut - 1] >= 0x80:
+            cut -= 1
+        body = body[:cut] if cut > 0 else body
+    else:
+        body, known = p.decoded()
+    text, problem = decode_bytes(body, p.attrs()["charset"])
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text, problem or not known
+
+
+def _preview(text_parts: list[_Part]) -> str:
+    for p in text_parts:
+        if p.type == "text/plain":
+            text = _collapse(_part_text(p, _PREVIEW_SCAN)[0])
+        elif p.type == "text/html":
+            text = _collapse(html_to_text(_part_text(p, _PREVIEW_SCAN_HTML)[0]))
+        else:
+            continue
+        if text:
+            return text[:PREVIEW_CHARS]
+    return ""
+
+
+# --------------------------------------------------------------------------------------
+# Public API: parsing
+# --------------------------------------------------------------------------------------
+
+_SUBJECT_PREFIX_RE = re.compile(
+    r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|rv|tr)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]|\[[^\]]*\])\s*",
+    re.I,
+)
+_SUBJECT_SUFFIX_RE = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.I)
+
+
+def normalize_subject(subject: str | None) -> str:
+    """Subject without reply/forward/list prefixes, whitespace collapsed, lower-cased."""
+    if not subject:
+        return ""
+    s = subject
+    while True:
+        stripped = _SUBJECT_PREFIX_RE.sub("", s, count=1)
+        stripped = _SUBJECT_SUFFIX_RE.sub("", stripped)
+        if stripped == s:
+            break
+        s = stripped
+    return _collapse(s).lower()
+
+
+def parse_headers(raw: bytes) -> list[dict]:
+    """The §4.1.3 ``headers`` property: top-level fields in order, values in Raw form
+    (text after the colon incl. the leading space, folding line breaks kept)."""
+    try:
+        fields, _ = split_header_block(raw)
+    except Exception:  # noqa: BLE001
+        log.exception("parse_headers failed")
+        return []
+    return [{"name": n, "value": v} for n, v in fields]
+
+
+def _last_header(fields: list[tuple[str, str]]) -> dict[str, str]:
+    last: dict[str, str] = {}
+    for name, value in fields:
+        last[name.lower()] = value
+    return last
+
+
+def parse_summary(raw: bytes) -> dict:
+    """Metadata computed once at ingest: the fast Email properties plus threading keys.
+
+    hasAttachment: see ``_counts_as_attachment``.  preview: the first non-empty
+    text/plain or (tag-stripped) text/html part of textBody, whitespace collapsed, at
+    most 256 characters.  thread_ids: own Message-ID, In-Reply-To, References, lower-cased
+    and de-duplicated.  defects: structural/header problems found while parsing.
+    """
+    try:
+        return _parse_summary(raw)
+    except Exception as exc:  # noqa: BLE001 - ingest must never fail on a message
+        log.exception("parse_summary failed")
+        return {
+            "size": len(raw), "messageId": None, "inReplyTo": None, "references": None,
+            "sender": None, "from": None, "to": None, "cc": None, "bcc": None, "replyTo": None,
+            "subject": None, "sentAt": None, "hasAttachment": False, "preview": "",
+            "thread_ids": [], "normalized_subject": "", "defects": [f"internal parser error: {exc!r}"],
+        }  # fmt: skip
+
+
+def _parse_summary(raw: bytes) -> dict:
+    root, defects = _parse(raw)
+    last = _last_header(root.headers)
+
+    def ids(name: str) -> list[str] | None:
+        v = last.get(name)
+        return parse_message_ids(v) if v is not None else None
+
+    def addrs(name: str) -> list[EmailAddress] | None:
+        v = last.get(name)
+        return parse_addresses(v) if v is not None else None
+
+    message_id, in_reply_to, references = ids("message-id"), ids("in-reply-to"), ids("references")
+    subject = parse_text(last["subject"]) if "subject" in last else None
+    sent_at = parse_date(last["date"]) if "date" in last else None
+    text, _html, atts = _flatten(root)
+    thread_ids: list[str] = []
+    seen = set()
+    for mid in (message_id or []) + (in_reply_to or []) + (references or []):
+        key = mid.lower()
+        if key not in seen:
+            seen.add(key)
+            thread_ids.append(key)
+    return {
+        "size": len(raw),
+        "messageId": message_id,
+        "inReplyTo": in_reply_to,
+        "references": references,
+        "sender": addrs("sender"),
+        "from": addrs("from"),
+        "to": addrs("to"),
+        "cc": addrs("cc"),
+        "bcc": addrs("bcc"),
+        "replyTo": addrs("reply-to"),
+        "subject": subject,
+        "sentAt": sent_at,
+        "hasAttachment": any(_counts_as_attachment(p) for p in atts),
+        "preview": _preview(text),
+        "thread_ids": thread_ids,
+        "normalized_subject": normalize_subject(subject),
+        "defects": defects,
+    }
+
+
+def _truncate(value: str, max_bytes: int, is_html: bool) -> tuple[str, bool]:
+    # §4.2 maxBodyValueBytes: cut on a UTF-8 character boundary, and not inside an HTML tag.
+    if max_bytes <= 0 or len(value) * 4 <= max_bytes:
+        return value, False
+    encoded = value.encode("utf-8", "replace")
+    if len(encoded) <= max_bytes:
+        return value, False
+    cut = encoded[:max_bytes].decode("utf-8", "ignore")
+    if is_html:
+        lt = cut.rfind("<")
+        if lt > cut.rfind(">"):
+            cut = cut[:lt]
+    return cut, True
+
+
+def _body_value(p: _Part, max_bytes: int) -> dict:
+    text, problem = _part_text(p)
+    value, truncated = _truncate(text, max_bytes, p.type == "text/html")
+    return {"value": value, "isEncodingProblem": problem, "isTruncated": truncated}
+
+
+class _Serializer:
+    def __init__(self, props: list[str], blob_prefix: str) -> None:
+        self.props = props
+        self.blob_prefix = blob_prefix
+        self.header_props = {p: parse_header_property(p) for p in props if p.startswith("header:")}
+
+    def part(self, p: _Part, structure: bool = False) -> dict:
+        out: dict = {}
+        attrs = p.attrs()
+        header_dicts = None
+        for prop in self.props:
+            if prop == "partId":
+                out[prop] = p.part_id
+            elif prop == "blobId":
+                out[prop] = self.blob_prefix + p.part_id if p.part_id else None
+            elif prop == "size":
+                out[prop] = len(p.decoded()[0]) if p.subparts is None else p.end - p.start
+            elif prop == "type":
+                out[prop] = p.type
+            elif prop in attrs:
+                out[prop] = attrs[prop]
+            elif prop == "headers":
+                out[prop] = [{"name": n, "value": v} for n, v in p.headers]
+            elif prop == "subParts":
+                out[prop] = None if p.subparts is None else [self.part(c, structure) for c in p.subparts]
+            elif prop in self.header_props:
+                parsed = self.header_props[prop]
+                if parsed is not None:
+                    if header_dicts is None:
+                        header_dicts = [{"name": n, "value": v} for n, v in p.headers]
+                    out[prop] = header_value(header_dicts, *parsed)
+        if structure and p.subparts is not None and "subParts" not in out:
+            out["subParts"] = [self.part(c, True) for c in p.subparts]
+        return out
+
+
+def body_properties(
+    raw: bytes,
+    *,
+    want_structure: bool,
+    want_text: bool,
+    want_html: bool,
+    want_attachments: bool,
+    body_props: list[str] | None,
+    fetch_text: bool,
+    fetch_html: bool,
+    fetch_all: bool,
+    max_bytes: int,
+    blob_prefix: str,
+) -> dict:
+    """bodyStructure / textBody / htmlBody / attachments / bodyValues (RFC 8621 §4.1.4).
+
+    ``bodyValues`` is present iff a fetch_* flag is set (possibly ``{}``).  fetch_text
+    covers text/* parts of textBody, fetch_html those of htmlBody and fetch_all every
+    text/* leaf of bodyStructure (§4.2 fetchAllBodyValues), so it is a superset.
+    bodyStructure always carries subParts on multipart nodes; other lists never do.
+    """
+    try:
+        root, _ = _parse(raw)
+        text, html, atts = _flatten(root)
+        ser = _Serializer(body_props if body_props is not None else DEFAULT_BODY_PROPERTIES, blob_prefix)
+        out: dict = {}
+        if want_structure:
+            out["bodyStructure"] = ser.part(root, structure=True)
+        if want_text:
+            out["textBody"] = [ser.part(p) for p in text]
+        if want_html:
+            out["htmlBody"] = [ser.part(p) for p in html]
+        if want_attachments:
+            out["attachments"] = [ser.part(p) for p in atts]
+        if fetch_text or fetch_html or fetch_all:
+            if fetch_all:
+                wanted = list(_leaves(root))
+            else:
+                wanted = (text if fetch_text else []) + (html if fetch_html else [])
+            values: dict[str, dict] = {}
+            for p in wanted:
+                if p.part_id and p.type.startswith("text/") and p.part_id not in values:
+                    values[p.part_id] = _body_value(p, max_bytes)
+            out["bodyValues"] = values
+        return out
+    except Exception:  # noqa: BLE001
+        log.exception("body_properties failed")
+        out = {}
+        if want_structure:
+            out["bodyStructure"] = None
+        for flag, key in ((want_text, "textBody"), (want_html, "htmlBody"), (want_attachments, "attachments")):
+            if flag:
+                out[key] = []
+        if fetch_text or fetch_html or fetch_all:
+            out["bodyValues"] = {}
+        return out
+
+
+def _find_part(root: _Part, part_id: str) -> _Part | None:
+    for leaf in _leaves(root):
+        if leaf.part_id == part_id:
+            return leaf
+    return None
+
+
+def extract_part(raw: bytes, part_id: str) -> tuple[bytes, str, str | None] | None:
+    """(decoded content, type, name) of the leaf with that partId, or None."""
+    try:
+        if not part_id or len(part_id) > 200:
+            return None
+        root, _ = _parse(raw)
+        p = _find_part(root, part_id)
+        if p is None:
+            return None
+        return p.decoded()[0], p.type, p.name
+    except Exception:  # noqa: BLE001
+        log.exception("extract_part failed")
+        return None
+
+
+def message_text(raw: bytes) -> dict:
+    """Text for the full-text indexer: decoded subject, "Name <addr>, ..." address
+    fields and the text of every text/* leaf (HTML stripped; text attachments too),
+    joined by newlines and capped at MAX_INDEX_TEXT characters."""
+    out = {"subject": "", "from": "", "to": "", "cc": "", "bcc": "", "body": ""}
+    try:
+        root, _ = _parse(raw)
+        last = _last_header(root.headers)
+        if "subject" in last:
+            out["subject"] = parse_text(last["subject"])
+        for key in ("from", "to", "cc", "bcc"):
+            if key in last:
+                out[key] = format_address_text(parse_addresses(last[key]))
+        chunks: list[str] = []
+        total = 0
+        for p in _leaves(root):
+            if not p.type.startswith("text/") or total >= MAX_INDEX_TEXT:
+                continue
+            text = _part_text(p)[0]
+            if p.type == "text/html":
+                text = html_to_text(text)
+            text = text[: MAX_INDEX_TEXT - total]
+            total += len(text)
+            chunks.append(text)
+        out["body"] = "\n".join(chunks)
+    except Exception:  # noqa: BLE001
+        log.exception("message_text failed")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Email/set create (§4.6)
+# --------------------------------------------------------------------------------------
+
+_CONVENIENCE = {
+    "from": ("From", "Addresses"),
+    "sender": ("Sender", "Addresses"),
+    "replyTo": ("Reply-To", "Addresses"),
+    "to": ("To", "Addresses"),
+    "cc": ("Cc", "Addresses"),
+    "bcc": ("Bcc", "Addresses"),
+    "subject": ("Subject", "Text"),
+    "sentAt": ("Date", "Date"),
+    "messageId": ("Message-ID", "MessageIds"),
+    "inReplyTo": ("In-Reply-To", "MessageIds"),
+    "references": ("References", "MessageIds"),
+}
+_STORE_PROPS = frozenset(("mailboxIds", "keywords", "receivedAt"))  # caller's business
+_SERVER_SET = frozenset(("id", "blobId", "threadId", "size", "hasAttachment", "preview"))
+_BODY_PROPS = frozenset(("bodyStructure", "textBody", "htmlBody", "attachments", "bodyValues"))
+_PART_PROPS = frozenset(
+    ("partId", "blobId", "size", "type", "charset", "disposition", "name", "cid", "language", "location", "subParts")
+)
+# Which part properties generate which header (two ways to set one header conflict, §4.6).
+_PART_PROP_HEADER = {
+    "type": "content-type",
+    "charset": "content-type",
+    "disposition": "content-disposition",
+    "cid": "content-id",
+    "language": "content-language",
+    "location": "content-location",
+}
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+^_`{|}~.-]+$")  # RFC 2045 token
+_TYPE_RE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.props: list[str] = []
+        self.messages: list[str] = []
+        self.not_found: list[str] = []
+
+    def add(self, prop: str, message: str) -> None:
+        if prop not in self.props:
+            self.props.append(prop)
+        self.messages.append(f"{prop}: {message}")
+
+
+def _valid_address(a: object) -> bool:
+    return (
+        isinstance(a, dict)
+        and isinstance(a.get("email"), str)
+        and (a.get("name") is None or isinstance(a.get("name"), str))
+        and set(a) <= {"name", "email"}
+    )
+
+
+def _str_list(v: object) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x.strip() for x in v)
+
+
+def _encode_header(name: str, form: str, value: object) -> str | None:
+    """Text after the colon for one header instance in ``form``; None if invalid."""
+    used = len(name) + 2
+    if form == "Raw":
+        if not isinstance(value, str) or "\x00" in value:
+            return None
+        # Only folding line breaks (followed by WSP) are allowed: no header injection.
+        text = value.replace("\r\n", "\n")
+        if "\r" in text or re.search(r"\n(?![ \t])", text):
+            return None
+        return text.replace("\n", "\r\n")
+    if form == "Text":
+        return " " + encode_text(value, name) if isinstance(value, str) else None
+    if form == "Addresses":
+        if not isinstance(value, list) or not all(_valid_address(a) for a in value):
+            return None
+        return " " + format_addresses(value, used)
+    if form == "GroupedAddresses":
+        ok = isinstance(value, list) and all(
+            isinstance(g, dict)
+            and (g.get("name") is None or isinstance(g.get("name"), str))
+            and isinstance(g.get("addresses"), list)
+            and all(_valid_address(a) for a in g["addresses"])
+            for g in value
+        )
+        return " " + format_grouped(value, used) if ok else None
+    if form == "MessageIds":
+        if not _str_list(value) or not value or any(re.search(r"[\s<>]", x) for x in value):
+            return None
+        return " " + format_message_ids(value, used)
+    if form == "Date":
+        dt = parse_jmap_date(value) if isinstance(value, str) else None
+        return " " + format_date(dt) if dt is not None else None
+    if form == "URLs":
+        if not _str_list(value) or any(re.search(r"[\s<>]", x) for x in value):
+            return None
+        return " " + format_urls(value, used)
+    return None
+
+
+class _Header:
+    """Collects header fields for one entity, enforcing "one property per field"."""
+
+    def __init__(self, problems: _Problems, path: str) -> None:
+        self.fields: list[tuple[str, str]] = []
+        self.owner: dict[str, str] = {}  # lower-case field name -> property that set it
+        self.problems = problems
+        self.path = path
+
+    def claim(self, prop: str, lname: str) -> bool:
+        other = self.owner.get(lname)
+        if other is not None and other != prop:
+            self.problems.add(self.path + other, f"conflicts with {prop}")
+            self.problems.add(self.path + prop, f"conflicts with {other}")
+            return False
+        self.owner[lname] = prop
+        return True
+
+    def add(self, prop: str, name: str, form: str, value: object, all_: bool) -> None:
+        if not self.claim(prop, name.lower()):
+            return
+        if not is_valid_header_form(name, form):
+            self.problems.add(self.path + prop, f"the {form} form is not allowed for {name}")
+            return
+        if value is None:
+            return
+        if all_ and not isinstance(value, list):
+            self.problems.add(self.path + prop, "must be a list (:all)")
+            return
+        for v in value if all_ else [value]:
+            encoded = _encode_header(name, form, v)
+            if encoded is None:
+                self.problems.add(self.path + prop, f"invalid value for the {form} form")
+                return
+            self.fields.append((name, encoded))
+
+    def has(self, lname: str) -> bool:
+        return any(n.lower() == lname for n, _ in self.fields)
+
+
+class _Node:
+    """An entity to be written: extra header fields + leaf content or children."""
+
+    def __init__(self, ptype: str) -> None:
+        self.type = ptype
+        self.params: list[tuple[str, str]] = []  # Content-Type parameters
+        self.disposition: str | None = None
+        self.name: str | None = None
+        self.cid: str | None = None
+        self.language: list[str] | None = None
+        self.location: str | None = None
+        self.fields: list[tuple[str, str]] = []  # explicit header:X properties
+        self.explicit_ct = False  # header:Content-Type given verbatim
+        self.explicit_cd = False
+        self.body = b""
+        self.cte: str | None = None
+        self.children: list[_Node] | None = None
+
+
+def _quote_param(key: str, value: str) -> str:
+    if value.isascii() and not re.search(r"[\x00-\x1f\x7f]", value):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{key}="{escaped}"'
+    # RFC 2231 for non-ASCII parameter values.
+    return f"{key}*=utf-8''{quote(value, safe='')}"
+
+
+def _encode_body(node: _Node, data: bytes, is_text: bool) -> None:
+    if node.type.startswith(("message/", "multipart/")):
+        # RFC 2046 §5.2.1: message/rfc822 must not be base64/QP encoded.
+        node.cte = "7bit" if data.isascii() else "8bit"
+        node.body = data
+        return
+    bare = data.replace(b"\r\n", b"")
+    canonical = b"\r" not in bare and b"\n" not in bare  # only CRLF line breaks
+    if is_text and canonical and data.isascii() and all(len(ln) <= 998 for ln in data.split(b"\r\n")):
+        node.cte, node.body = "7bit", data
+    elif is_text and canonical and (len(data) - len(data.translate(None, _HIGH_BYTES))) * 3 < len(data):
+        # Mostly ASCII text: quoted-printable keeps it readable.
+        qp = binascii.b2a_qp(data.replace(b"\r\n", b"\n"), quotetabs=False, istext=True)
+        node.cte, node.body = "quoted-printable", qp.replace(b"\n", b"\r\n")
+    else:
+        node.cte, node.body = "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
+
+
+def _build_part(
+    spec: object,
+    path: str,
+    default_type: str,
+    body_values: dict,
+    get_blob: Callable[[str], bytes | None],
+    problems: _Problems,
+    top: _Header | None,
+) -> _Node | None:
+    if not isinstance(spec, dict):
+        problems.add(path, "must be an EmailBodyPart object")
+        return None
+    prefix = path + "/"
+    hdr = _Header(problems, prefix)
+    for key, value in spec.items():
+        if key in _PART_PROPS:
+            if key in _PART_PROP_HEADER and value is not None:
+                hdr.claim(key if key != "charset" else "type", _PART_PROP_HEADER[key])
+            continue
+        if key == "headers":
+            problems.add(prefix + key, "headers must be given as individual header: properties")
+            continue
+        parsed = parse_header_property(key)
+        if parsed is None:
+            problems.add(prefix + key, "unknown property")
+            continue
+        name, form, all_ = parsed
+        lname = name.lower()
+        if lname == "content-transfer-encoding":
+            problems.add(prefix + key, "Content-Transfer-Encoding is chosen by the server")
+            continue
+        if top is not None and lname in top.owner:
+            problems.add(prefix + key, "header already defined on the Email")
+            continue
+        hdr.add(key, name, form, value, all_)
+
+    ptype = spec.get("type")
+    if ptype is not None and (not isinstance(ptype, str) or not _TYPE_RE.match(ptype.lower())):
+        problems.add(prefix + "type", "invalid media type")
+        ptype = None
+    explicit_ct = hdr.has("content-type")
+    if explicit_ct and ptype is None:
+        ct_value = next(v for n, v in hdr.fields if n.lower() == "content-type")
+        ptype = _content_msg(ct_value, None, default_type).get_content_type()
+    node = _Node((ptype or default_type).lower())
+    node.fields = hdr.fields
+    node.explicit_ct = explicit_ct
+    node.explicit_cd = hdr.has("content-disposition")
+
+    for key in ("disposition", "name", "cid", "location", "charset"):
+        v = spec.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, str) or re.search(r"[\r\n\x00]", v):
+            problems.add(prefix + key, "must be a single-line string")
+        elif key in ("disposition", "charset") and not _TOKEN_RE.match(v):
+            problems.add(prefix + key, "must be a MIME token")
+    language = spec.get("language")
+    if language is not None and not _str_list(language):
+        problems.add(prefix + "language", "must be a list of strings")
+        language = None
+    node.disposition = spec.get("disposition") if isinstance(spec.get("disposition"), str) else None
+    node.name = spec.get("name") if isinstance(spec.get("name"), str) else None
+    node.cid = spec.get("cid") if isinstance(spec.get("cid"), str) else None
+    node.location = spec.get("location") if isinstance(spec.get("location"), str) else None
+    node.language = language
+
+    part_id, blob_id, sub_parts = spec.get("partId"), spec.get("blobId"), spec.get("subParts")
+    if sub_parts is not None or node.type.startswith("multipart/"):
+        if part_id is not None or blob_id is not None:
+            problems.add(prefix + ("partId" if part_id is not None else "blobId"), "not allowed on a multipart")
+        if not node.type.startswith("multipart/"):
+            if ptype is not None:
+                problems.add(prefix + "type", "a part with subParts must be multipart/*")
+            node.type = "multipart/mixed"
+        if not isinstance(sub_parts, list) or not sub_parts:
+            problems.add(prefix + "subParts", "must be a non-empty list")  # RFC 2046 §5.1.1
+            sub_parts = []
+        child_default = "message/rfc822" if node.type == "multipart/digest" else "text/plain"
+        node.children = []
+        for i, child in enumerate(sub_parts):
+            built = _build_part(child, f"{prefix}subParts/{i}", child_default, body_values, get_blob, problems, None)
+            if built is not None:
+                node.children.append(built)
+        return node
+    if part_id is not None and blob_id is not None:
+        problems.add(prefix + "partId", "give a partId or a blobId, not both")
+        return node
+    if part_id is not None:
+        if not isinstance(part_id, str) or part_id not in body_values:
+            problems.add(prefix + "partId", "no such partId in bodyValues")
+            return node
+        if spec.get("charset") is not None:
+            problems.add(prefix + "charset", "must be omitted when partId is given")
+        if spec.get("size") is not None:
+            problems.add(prefix + "size", "must be omitted when partId is given")
+        value = body_values[part_id].get("value") if isinstance(body_values[part_id], dict) else None
+        if not isinstance(value, str):
+            return node  # reported while validating bodyValues
+        text = value.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+        if node.type.startswith("text/"):
+            node.params.append(("charset", "utf-8"))
+        _encode_body(node, text.encode("utf-8"), node.type.startswith("text/"))
+        return node
+    if blob_id is not None:
+        data = None
+        if isinstance(blob_id, str):
+            try:
+                data = get_blob(blob_id)
+            except Exception:  # noqa: BLE001 - a failing store lookup is "not found"
+                log.exception("get_blob failed")
+                data = None
+        if data is None:
+            problems.not_found.append(str(blob_id))
+            return node
+        charset = spec.get("charset")
+        if isinstance(charset, str) and node.type.startswith("text/"):
+            node.params.append(("charset", charset))
+        _encode_body(node, bytes(data), node.type.startswith("text/"))
+        return node
+    problems.add(path, "needs a partId, a blobId or subParts")
+    return node
+
+
+def _node_headers(node: _Node, boundary: str | None) -> list[tuple[str, str]]:
+    fields: list[tuple[str, str]] = []
+    if not node.explicit_ct:
+        rendered = [node.type] + [f"{k}={v}" for k, v in node.params]
+        if boundary is not None:
+            rendered.append(f'boundary="{boundary}"')
+        if node.name and node.children is None:
+            # Legacy readers look at name=; RFC 2047 inside it is the de facto standard.
+            name = node.name
+            if not name.isascii():
+                name = encode_text(name, "Content-Type").replace("\r\n ", " ")
+            rendered.append(_quote_param("name", name))
+        sep = ";\r\n " if sum(map(len, rendered)) > 60 else "; "
+        fields.append(("Content-Type", " " + sep.join(rendered)))
+    if not node.explicit_cd and (node.disposition or node.name) and node.children is None:
+        disp = [node.disposition or "attachment"]
+        if node.name:
+            disp.append(_quote_param("filename", node.name))
+        fields.append(("Content-Disposition", " " + ";\r\n ".join(disp)))
+    if node.cid:
+        fields.append(("Content-ID", f" <{node.cid.strip('<>')}>"))
+    if node.language:
+        fields.append(("Content-Language", " " + ", ".join(node.language)))
+    if node.location:
+        fields.append(("Content-Location", " " + node.location))
+    if node.cte and node.cte != "7bit":
+        fields.append(("Content-Transfer-Encoding", " " + node.cte))
+    fields.extend(node.fields)
+    return fields
+
+
+def _write(node: _Node, out: list[bytes], extra: list[tuple[str, str]]) -> None:
+    boundary = None if node.children is None else f"=_{uuid.uuid4().hex}"
+    for name, value in extra + _node_headers(node, boundary):
+        out.append(f"{name}:{value}\r\n".encode("utf-8", "replace"))
+    out.append(b"\r\n")
+    if node.children is None:
+        out.append(node.body)
+        return
+    b = (boundary or "").encode("ascii")
+    for i, child in enumerate(node.children):
+        out.append((b"--" if i == 0 else b"\r\n--") + b + b"\r\n")
+        _write(child, out, [])
+    out.append((b"\r\n--" if node.children else b"--") + b + b"--\r\n")
+
+
+def _multipart(sub: str, children: list[_Node]) -> _Node:
+    node = _Node("multipart/" + sub)
+    node.children = children
+    return node
+
+
+def _domain_for(from_value: object) -> str:
+    if isinstance(from_value, list) and from_value and isinstance(from_value[0], dict):
+        email = from_value[0].get("email")
+        if isinstance(email, str) and "@" in email:
+            domain = email.rsplit("@", 1)[1].strip()
+            if re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+                return domain
+    return "tidings.local"
+
+
+def build_message(create: dict, get_blob: Callable[[str], bytes | None]) -> tuple[bytes | None, dict]:
+    """RFC 5322 bytes for an Email/set create object (RFC 8621 §4.6).
+
+    Returns ``(raw, {})`` or ``(None, error)`` where error is an ``invalidProperties``
+    SetError listing every offending property (JSON-pointer-ish paths such as
+    ``textBody/0/type``), or ``blobNotFound`` with ``notFound`` when the only problem is
+    missing blobs.  mailboxIds/keywords/receivedAt are ignored (the caller stores them).
+    Message-ID, Date and MIME-Version are generated when not given.
+    """
+    problems = _Problems()
+    try:
+        raw = _build(create, get_blob, problems)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("build_message failed")
+        problems.add("bodyStructure", f"could not build message: {exc!r}")
+        raw = None
+    if problems.props:
+        err = {"type": "invalidProperties", "properties": problems.props, "description": "; ".join(problems.messages)}
+        if problems.not_found:
+            err["notFound"] = problems.not_found
+        return None, err
+    if problems.not_found:
+        return None, {
+            "type": "blobNotFound",
+            "notFound": problems.not_found,
+            "properties": [],
+            "description": "blob(s) not found: " + ", ".join(problems.not_found),
+        }
+    return raw, {}
+
+
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _scrub(obj: object) -> object:
+    """Lone surrogates (possible in JSON "\\ud800") cannot be encoded: make them U+FFFD."""
+    if isinstance(obj, str):
+        if _SURROGATE_RE.search(obj):
+            return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return obj
+    if isinstance(obj, list):
+        return [_scrub(x) for x in obj]
+    if isinstance(obj, dict):
+        return {_scrub(k): _scrub(v) for k, v in obj.items()}
+    return obj
+
+
+def _build(create: dict, get_blob: Callable[[str], bytes | None], problems: _Problems) -> bytes | None:
+    if not isinstance(create, dict):
+        problems.add("", "create must be an object")
+        return None
+    create = _scrub(create)  # type: ignore[assignment]
+    top = _Header(problems, "")
+    for key, value in create.items():
+        if key in _STORE_PROPS or key in _BODY_PROPS:
+            continue
+        if key in _CONVENIENCE:
+            name, form = _CONVENIENCE[key]
+            top.add(key, name, form, value, False)
+        elif key == "headers":
+            problems.add(key, "headers must be given as individual header: properties")
+        elif key in _SERVER_SET:
+            if value is not None:
+                problems.add(key, "server-set property")
+        elif key.startswith("header:"):
+            parsed = parse_header_property(key)
+            if parsed is None:
+                problems.add(key, "malformed header property")
+                continue
+            name, form, all_ = parsed
+            if name.lower().startswith("content-"):
+                problems.add(key, "Content-* headers belong on body parts")
+                continue
+            top.add(key, name, form, value, all_)
+        else:
+            problems.add(key, "unknown property")
+
+    body_values = create.get("bodyValues")
+    if body_values is None:
+        body_values = {}
+    if not isinstance(body_values, dict):
+        problems.add("bodyValues", "must be an object")
+        body_values = {}
+    for pid, bv in body_values.items():
+        if not isinstance(bv, dict) or not isinstance(bv.get("value"), str):
+            problems.add(f"bodyValues/{pid}", "must be an EmailBodyValue with a string value")
+            continue
+        for flag in ("isEncodingProblem", "isTruncated"):
+            if bv.get(flag) not in (None, False):
+                problems.add(f"bodyValues/{pid}/{flag}", "must be false or omitted")
+
+    def build(spec: object, path: str, default: str, top_hdr: _Header | None = None) -> _Node | None:
+        return _build_part(spec, path, default, body_values, get_blob, problems, top_hdr)
+
+    root: _Node | None
+    structure = create.get("bodyStructure")
+    if structure is not None:
+        for key in ("textBody", "htmlBody", "attachments"):
+            if create.get(key) is not None:
+                problems.add(key, "not allowed together with bodyStructure")
+        root = build(structure, "bodyStructure", "text/plain", top)
+    else:
+        leaves: dict[str, _Node | None] = {}
+        for key, want in (("textBody", "text/plain"), ("htmlBody", "text/html")):
+            spec = create.get(key)
+            if spec is None:
+                continue
+            if not isinstance(spec, list) or len(spec) != 1:
+                problems.add(key, "must contain exactly one body part")
+                continue
+            node = build(spec[0], f"{key}/0", want)
+            if node is not None and node.type != want:
+                problems.add(f"{key}/0/type", f"must be {want}")
+            leaves[key] = node
+        attachments = create.get("attachments")
+        atts: list[_Node] = []
+        if attachments is not None and not isinstance(attachments, list):
+            problems.add("attachments", "must be a list")
+        elif attachments:
+            for i, spec in enumerate(attachments):
+                node = build(spec, f"attachments/{i}", "application/octet-stream")
+                if node is not None:
+                    if node.disposition is None and not node.explicit_cd and not node.cid:
+                        node.disposition = "attachment"
+                    atts.append(node)
+        text_node, html_node = leaves.get("textBody"), leaves.get("htmlBody")
+        # Embedded images (cid, not marked attachment) go next to the HTML in multipart/related.
+        related = [a for a in atts if html_node and a.cid and a.disposition != "attachment"]
+        mixed = [a for a in atts if a not in related]
+        if html_node is not None and related:
+            html_node = _multipart("related", [html_node, *related])
+        body = _multipart("alternative", [text_node, html_node]) if text_node and html_node else text_node or html_node
+        if mixed:
+            root = _multipart("mixed", ([body] if body else []) + mixed)
+        else:
+            root = body
+        if root is None:
+            root = _Node("text/plain")
+            root.params.append(("charset", "utf-8"))
+            _encode_body(root, b"", True)
+    if problems.props or problems.not_found or root is None:
+        return None
+
+    fields = list(top.fields)
+    if not top.has("date"):
+        fields.append(("Date", " " + format_date(datetime.now(UTC))))
+    if not top.has("message-id"):
+        fields.append(("Message-ID", f" <{uuid.uuid4().hex}@{_domain_for(create.get('from'))}>"))
+    if not top.has("mime-version"):
+        fields.append(("MIME-Version", " 1.0"))
+    out: list[bytes] = []
+    _write(root, out, fields)
+    return b"".join(out)
+
