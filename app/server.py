@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ def _json(body: object, status: int = 200, headers: dict | None = None,
 def problem(err: ProblemError, headers: dict | None = None) -> Response:
     return _json(err.body(), err.status, headers, media_type="application/problem+json")
 
+
+# type/subtype with optional parameters, no control characters (it becomes a header)
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?")
 
 UNAUTHORIZED = ProblemError("about:blank", 401, "authentication required: HTTP Basic with a tidings user")
 WWW_AUTH = {"WWW-Authenticate": 'Basic realm="tidings", charset="UTF-8"'}
@@ -104,7 +108,7 @@ class Tidings:
                                       "accountCapabilities": {
                                           CORE: {}, MAIL: mail_caps,
                                           SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}}}}},
-            "primaryAccounts": {CORE: account_id, MAIL: account_id, SUBMISSION: account_id},
+            "primaryAccounts": {MAIL: account_id, SUBMISSION: account_id},  # §2: never core
             "username": user["name"],
             "apiUrl": base + API_PATH,
             "downloadUrl": base + DOWNLOAD_PATH + "{accountId}/{blobId}/{name}?accept={type}",
@@ -147,6 +151,11 @@ def create_app(config: Config) -> FastAPI:
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         limits = config.limits
+        # RFC 8620 §3.1: the request MUST be application/json (this also keeps simple cross-site
+        # form posts, which skip the CORS preflight, from reaching the API)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return problem(ProblemError("notJSON", 400, "the request Content-Type must be application/json"))
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limits.max_size_request:
             return problem(ProblemError("limit", 400, "request exceeds maxSizeRequest",
@@ -164,7 +173,7 @@ def create_app(config: Config) -> FastAPI:
             return problem(err)
         finally:
             tidings._release(user["name"])
-        return _json(result)
+        return Response(_serialise_response(result), media_type="application/json")
 
     async def upload(request: Request) -> Response:
         user = await run_in_threadpool(tidings.user_for, request)
@@ -209,6 +218,8 @@ def create_app(config: Config) -> FastAPI:
             return problem(ProblemError("about:blank", 404, "blob not found"))
         data, stored_type = found
         media_type = request.query_params.get("accept") or stored_type or "application/octet-stream"
+        if not _MEDIA_TYPE.fullmatch(media_type):
+            return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
         name = p["name"]
         disposition = "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
         return Response(data, media_type=media_type,
@@ -262,7 +273,7 @@ def create_app(config: Config) -> FastAPI:
         Route("/.well-known/jmap", session_resource, methods=["GET"]),
         Route(API_PATH, api, methods=["POST"]),
         Route(UPLOAD_PATH + "{account_id}/", upload, methods=["POST"]),
-        Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name}", download, methods=["GET"]),
+        Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
     ]
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes)
@@ -270,6 +281,27 @@ def create_app(config: Config) -> FastAPI:
                        allow_headers=["Authorization", "Content-Type", "Accept"], max_age=86400)
     app.state.tidings = tidings
     return app
+
+
+def _serialise_response(result: dict) -> bytes:
+    """The Response as JSON. A method response that cannot be serialised (nesting deeper than
+    orjson's limit, e.g. an echo) becomes an error for that call only."""
+    try:
+        return orjson.dumps(result)
+    except orjson.JSONEncodeError:
+        pass
+    responses = []
+    for name, args, call_id in result["methodResponses"]:
+        try:
+            orjson.dumps({"methodResponses": [[name, args, call_id]]})  # at its real depth
+            responses.append([name, args, call_id])
+        except orjson.JSONEncodeError:
+            responses.append(["error", {"type": "invalidArguments",
+                                        "description": "the response would be nested too deeply"}, call_id])
+    try:
+        return orjson.dumps({**result, "methodResponses": responses})
+    except orjson.JSONEncodeError:
+        return orjson.dumps({"methodResponses": responses, "sessionState": result.get("sessionState")})
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

@@ -12,8 +12,10 @@ def thread_get(ctx, args: dict) -> dict:
         email_ids = reader.thread(thread_id)  # sorted by receivedAt, as §3 asks
         return {"id": thread_id, "emailIds": email_ids} if email_ids else None
 
-    # RFC 8621 §3.1: ids: null is not meaningful for threads; answer with none rather than all
-    return standard_get(ctx, args, "Thread", PROPERTIES, list(PROPERTIES), fetch, lambda reader: [])
+    # ids: null lists every thread, up to maxObjectsInGet (beyond it standard_get refuses)
+    limit = ctx.limits.max_objects_in_get + 1
+    return standard_get(ctx, args, "Thread", PROPERTIES, list(PROPERTIES), fetch,
+                        lambda reader: reader.thread_ids(limit))
 
 
 @method("Thread/changes", MAIL)

@@ -341,6 +341,15 @@ class LmdbReader:
         return _N.unpack(raw)[0] if raw else 0
 
     # -- threads
+    def thread_ids(self, limit: int) -> list[str]:
+        """Up to limit thread ids of the account (a bounded prefix read)."""
+        out = []
+        for key in self._prefix_keys("threads", self.prefix):
+            if len(out) >= limit:
+                break
+            out.append(key[len(self.prefix):].decode())
+        return out
+
     def thread(self, thread_id: str) -> list[str] | None:
         entries = self._json("threads", thread_id.encode())
         return [e[1] for e in entries] if entries else None

@@ -111,9 +111,10 @@ def email_set(ctx, args: dict) -> dict:
             if keywords is not None or mailbox_ids is not None:
                 w.update_email(email_id, keywords=keywords, mailbox_ids=mailbox_ids)
             resp["updated"][email_id] = None
-        for email_id in destroy:
+        for raw_id in destroy:
+            email_id = ctx.resolve_id(raw_id) or raw_id
             if w.email(email_id) is None:
-                resp["notDestroyed"][email_id] = not_found(email_id, "email")
+                resp["notDestroyed"][raw_id] = not_found(raw_id, "email")
                 continue
             w.destroy_email(email_id)
             resp["destroyed"].append(email_id)

@@ -52,8 +52,8 @@ def _validate(ctx, w, mailbox_id: str | None, obj: dict, creating: bool) -> tupl
                 problems["parentId"] = f"no mailbox {parent!r}"
             elif mailbox_id is not None and _is_descendant(w, resolved, mailbox_id):
                 problems["parentId"] = "would make the mailbox its own ancestor"
-            elif _depth(w, resolved) + 1 >= MAX_DEPTH:
-                problems["parentId"] = f"mailboxes nest at most {MAX_DEPTH} deep"
+            elif _depth(w, resolved) + _height(w, mailbox_id) > MAX_DEPTH:
+                problems["parentId"] = f"mailboxes nest at most {MAX_DEPTH} levels deep"
             else:
                 fields["parentId"] = resolved
     if "role" in obj:
@@ -99,6 +99,22 @@ def _is_descendant(w, candidate: str, ancestor: str) -> bool:
     return False
 
 
+def _height(w, mailbox_id: str | None) -> int:
+    """Levels in the subtree rooted at mailbox_id (1 for a leaf or a mailbox being created)."""
+    if mailbox_id is None:
+        return 1
+    children: dict[str, list[str]] = {}
+    for mb in w.mailboxes():
+        if mb.get("parentId"):
+            children.setdefault(mb["parentId"], []).append(mb["id"])
+    height, level, seen = 0, [mailbox_id], set()
+    while level and height <= MAX_DEPTH:
+        height += 1
+        seen.update(level)
+        level = [c for m in level for c in children.get(m, []) if c not in seen]
+    return height
+
+
 def _depth(w, mailbox_id: str) -> int:
     depth, seen = 0, set()
     while mailbox_id and mailbox_id not in seen:
@@ -109,6 +125,27 @@ def _depth(w, mailbox_id: str) -> int:
     return depth
 
 
+def _creation_order(create: dict) -> list[tuple[str, dict]]:
+    """RFC 8620 §5.3: creates run in an order where a "#parent" reference to another create in the
+    same call is created first (a cycle keeps the given order and fails validation)."""
+    pending = dict(create)
+    ordered: list[tuple[str, dict]] = []
+    while pending:
+        progressed = False
+        for cid, obj in list(pending.items()):
+            parent = obj.get("parentId")
+            if isinstance(parent, str) and parent.startswith("#") and parent[1:] in pending \
+                    and parent[1:] != cid:
+                continue
+            ordered.append((cid, obj))
+            del pending[cid]
+            progressed = True
+        if not progressed:
+            ordered.extend(pending.items())
+            break
+    return ordered
+
+
 @method("Mailbox/set", MAIL)
 def mailbox_set(ctx, args: dict) -> dict:
     account_id, create, update, destroy = check_set_args(ctx, args, {"onDestroyRemoveEmails"})
@@ -117,7 +154,7 @@ def mailbox_set(ctx, args: dict) -> dict:
         old_state = w.state("Mailbox")
         check_if_in_state(args, old_state)
         resp = set_response(account_id, old_state, old_state)
-        for cid, obj in create.items():
+        for cid, obj in _creation_order(create):
             fields, problems = _validate(ctx, w, None, obj, creating=True)
             if problems:
                 resp["notCreated"][cid] = invalid_properties(problems)
@@ -148,18 +185,19 @@ def mailbox_set(ctx, args: dict) -> dict:
             if fields:
                 w.update_mailbox(mailbox_id, fields)
             resp["updated"][mailbox_id] = None
-        for mailbox_id in destroy:
+        for raw_id in destroy:
+            mailbox_id = ctx.resolve_id(raw_id) or raw_id
             current = w.mailbox(mailbox_id)
             if current is None:
-                resp["notDestroyed"][mailbox_id] = not_found(mailbox_id, "mailbox")
+                resp["notDestroyed"][raw_id] = not_found(raw_id, "mailbox")
                 continue
             if any(m.get("parentId") == mailbox_id for m in w.mailboxes()):
-                resp["notDestroyed"][mailbox_id] = set_error(
+                resp["notDestroyed"][raw_id] = set_error(
                     "mailboxHasChild", "the mailbox has child mailboxes; destroy or move them first")
                 continue
             if current["totalEmails"]:
                 if not remove_emails:
-                    resp["notDestroyed"][mailbox_id] = set_error(
+                    resp["notDestroyed"][raw_id] = set_error(
                         "mailboxHasEmail", "the mailbox has emails; pass onDestroyRemoveEmails to remove them")
                     continue
                 # §2.5: emails only here are destroyed, others just leave this mailbox

@@ -22,7 +22,7 @@ def evaluate_pointer(value: object, path: str) -> object:
 
 def _walk(value: object, tokens: list[str], path: str) -> object:
     for i, token in enumerate(tokens):
-        if token == "*" and isinstance(value, (list, dict)):
+        if token == "*" and (isinstance(value, list) or (isinstance(value, dict) and "*" not in value)):
             # RFC 8620 §3.7 defines "*" on arrays; on a map (e.g. "/created/*/id") we take its
             # values in order, a harmless extension clients rely on
             out = []

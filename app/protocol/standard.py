@@ -131,7 +131,7 @@ def check_set_args(ctx: CallContext, args: dict, extra: Iterable[str] = ()) -> t
         raise invalid_arguments("ifInState must be a string or null")
     if len(create) + len(update) + len(destroy) > ctx.limits.max_objects_in_set:
         raise MethodError("requestTooLarge", f"more than {ctx.limits.max_objects_in_set} objects in one /set")
-    destroy = [ctx.resolve_id(d) or d for d in destroy]
+    # "#creationId" entries in destroy are resolved by the caller after its creates ran (§5.3)
     return account_id, create, update, destroy
 
 
