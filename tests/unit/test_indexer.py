@@ -1,0 +1,272 @@
+"""The full-text index library, run against every engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer import (
+    And,
+    HeaderMatch,
+    IndexDoc,
+    Match,
+    Not,
+    Or,
+    SearchIndex,
+    UnsupportedQuery,
+    open_index,
+)
+from indexer.analysis import normalize, parse_query_text, tokenize
+
+ENGINES = ["tantivy", "whoosh"]
+ACC = "Aacc1"
+
+DOCS = [
+    IndexDoc("M1", subject="Quarterly report", from_="Alice Martin <alice@example.com>",
+             to="Bob <bob@example.org>", body="Please find the category list attached. See you at the end of the day."),
+    IndexDoc("M2", subject="Re: the cat", from_="山田太郎 <taro@example.jp>", cc="Carol <carol@corp.example>",
+             body="The end, of day one: the cat sat.", headers=[("List-Id", "Tidings dev <dev.tidings.example>"),
+                                                                ("X-Spam-Status", "No, score=1.2")]),
+    IndexDoc("M3", subject="Café menu <b>&", from_="José Núñez <jose@cafe.example>", bcc="dave@example.com",
+             body="Our cafe opens at nine. The quarterly numbers are in.", headers=[("X-Spam-Status", "Yes, score=9")]),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def idx(request, tmp_path) -> SearchIndex:
+    index = open_index(request.param, str(tmp_path / "index"))
+    index.add(ACC, DOCS)
+    index.commit(ACC)
+    yield index
+    index.close()
+
+
+def ids(index: SearchIndex, query, account: str = ACC) -> list[str]:
+    return sorted(index.search(account, query))
+
+
+# --------------------------------------------------------------------------- analysis
+def test_normalisation_rules():
+    assert normalize("CAFÉ Straße") == "café straße"
+    assert normalize("Cafe\u0301") == normalize("Café")          # decomposed == composed (NFC)
+    assert tokenize("Full-width naïve") == ["full", "width", "naïve"]
+    assert tokenize("山田太郎さん and 한국어") == ["山", "田", "太", "郎", "さ", "ん", "and", "한", "국", "어"]
+    assert tokenize("ガ") == ["ガ"]            # kana voicing is not a diacritic
+    assert parse_query_text('bob@example.com "end of  the day" e-mail "unbalanced') == [
+        ("bob", "example", "com"), ("end", "of", "the", "day"), ("e", "mail"), ("unbalanced",)]
+    long = "x" * 200
+    assert tokenize(long) == tokenize(long.upper()) and len(tokenize(long)[0]) < 64
+
+
+# --------------------------------------------------------------------------- words and phrases
+def test_case_insensitive_word(idx):
+    assert ids(idx, Match("text", "QUARTERLY")) == ["M1", "M3"]
+    assert ids(idx, Match("body", "Category")) == ["M1"]
+
+
+def test_whole_words_only(idx):
+    assert ids(idx, Match("body", "cat")) == ["M2"]          # not "category" in M1
+    assert ids(idx, Match("body", "categ")) == []
+
+
+def test_all_words_must_match(idx):
+    assert ids(idx, Match("text", "quarterly report")) == ["M1"]
+    assert ids(idx, Match("text", "quarterly nine")) == ["M3"]
+    assert ids(idx, Match("text", "quarterly nonexistent")) == []
+
+
+def test_phrase_adjacency_order_and_stop_words(idx):
+    assert ids(idx, Match("body", '"end of the day"')) == ["M1"]    # not "the end, of day one"
+    assert ids(idx, Match("body", '"of the"')) == ["M1"]
+    assert ids(idx, Match("body", '"day the of end"')) == []
+    assert ids(idx, Match("body", "end of the day")) == ["M1", "M2"]  # bare words: any order
+
+
+def test_text_words_may_come_from_different_fields(idx):
+    assert ids(idx, Match("text", "report bob")) == ["M1"]         # subject + to
+
+
+def test_diacritics_are_significant(idx):
+    assert ids(idx, Match("text", "cafe")) == ["M3"]          # the body's "cafe"
+    assert ids(idx, Match("subject", "CAFÉ")) == ["M3"]
+    assert ids(idx, Match("subject", "cafe")) == []           # the subject says "Café"
+    assert ids(idx, Match("body", "café")) == []
+    assert ids(idx, Match("from", "núñez")) == ["M3"]
+    assert ids(idx, Match("from", "nunez")) == []
+
+
+def test_empty_query_text_matches_nothing(idx):
+    assert ids(idx, Match("text", '  "" -- ')) == []
+
+
+# --------------------------------------------------------------------------- addresses
+def test_address_forms(idx):
+    assert ids(idx, Match("from", "alice@example.com")) == ["M1"]
+    assert ids(idx, Match("from", "alice")) == ["M1"]              # local part and display name
+    assert ids(idx, Match("from", "example.com")) == ["M1"]        # domain
+    assert ids(idx, Match("from", "Martin")) == ["M1"]             # display-name word
+    assert ids(idx, Match("to", "bob@example.org")) == ["M1"]
+    assert ids(idx, Match("cc", "corp.example")) == ["M2"]
+    assert ids(idx, Match("bcc", "dave@example.com")) == ["M3"]
+    assert ids(idx, Match("text", "dave@example.com")) == ["M3"]   # text covers bcc
+    assert ids(idx, Match("from", "bob@example.org")) == []        # field restriction
+    assert ids(idx, Match("from", "example.org")) == []
+
+
+def test_cjk_display_name(idx):
+    assert ids(idx, Match("from", "山田太郎")) == ["M2"]
+    assert ids(idx, Match("from", "田太")) == ["M2"]               # any run of its characters
+    assert ids(idx, Match("from", "太田")) == []                   # but in order
+
+
+def test_subject_only(idx):
+    assert ids(idx, Match("subject", "category")) == []            # a body word
+    assert ids(idx, Match("subject", "cat")) == ["M2"]
+    assert ids(idx, Match("body", "report")) == []
+
+
+# --------------------------------------------------------------------------- headers
+def test_header_name_and_value(idx):
+    assert ids(idx, HeaderMatch("list-id")) == ["M2"]
+    assert ids(idx, HeaderMatch("X-SPAM-STATUS")) == ["M2", "M3"]
+    assert ids(idx, HeaderMatch("X-Spam-Status", "yes")) == ["M3"]
+    assert ids(idx, HeaderMatch("List-Id", "dev.tidings.example")) == ["M2"]
+    assert ids(idx, HeaderMatch("List-Id", "example dev")) == []   # the value is one phrase
+    assert ids(idx, HeaderMatch("X-Spam-Status", "")) == ["M2", "M3"]
+    assert ids(idx, HeaderMatch("Subject", "cat")) == []           # only the given headers
+    assert ids(idx, HeaderMatch("X-Missing")) == []
+
+
+# --------------------------------------------------------------------------- boolean
+def test_and_or_not(idx):
+    assert ids(idx, And([Match("text", "quarterly"), Match("from", "alice")])) == ["M1"]
+    assert ids(idx, Or([Match("subject", "cat"), Match("subject", "menu")])) == ["M2", "M3"]
+    assert ids(idx, Not(Match("text", "quarterly"))) == ["M2"]
+    assert ids(idx, And([Match("text", "quarterly"), Not(Match("from", "alice"))])) == ["M3"]
+    assert ids(idx, Not(Not(Match("subject", "cat")))) == ["M2"]
+    assert ids(idx, Or([Not(Match("text", "quarterly")), Match("from", "alice")])) == ["M1", "M2"]
+    assert ids(idx, And([])) == ["M1", "M2", "M3"]
+    assert ids(idx, Or([])) == []
+    assert ids(idx, Not(Match("text", ""))) == ["M1", "M2", "M3"]
+
+
+def test_unknown_field_is_unsupported(idx):
+    with pytest.raises(UnsupportedQuery):
+        idx.search(ACC, Match("attachmentName", "x"))
+    with pytest.raises(UnsupportedQuery):
+        idx.search(ACC, And([Match("text", "a"), Not(Match("nope", "b"))]))
+    with pytest.raises(UnsupportedQuery):
+        idx.search("Aempty", Match("nope", "x"))
+    with pytest.raises(UnsupportedQuery):
+        idx.snippets(ACC, Match("nope", "x"), ["M1"], {"M1": ("s", "b")})
+
+
+# --------------------------------------------------------------------------- updates, accounts
+def test_delete_and_update(idx):
+    assert idx.doc_count(ACC) == 3
+    idx.add(ACC, [IndexDoc("M1", subject="Rewritten subject")])
+    idx.delete(ACC, ["M3", "M404"])
+    assert ids(idx, Match("subject", "quarterly")) == ["M1"]      # not visible before commit
+    idx.commit(ACC)
+    assert idx.doc_count(ACC) == 2
+    assert ids(idx, Match("subject", "quarterly")) == []
+    assert ids(idx, Match("subject", "rewritten")) == ["M1"]
+    assert ids(idx, Match("text", "cafe")) == []
+    assert ids(idx, Not(Match("subject", "rewritten"))) == ["M2"]
+    # replace twice before one commit, and add + delete in one batch
+    idx.add(ACC, [IndexDoc("M5", subject="first")])
+    idx.add(ACC, [IndexDoc("M5", subject="second"), IndexDoc("M6", subject="second")])
+    idx.delete(ACC, ["M6"])
+    idx.commit(ACC)
+    assert ids(idx, Match("subject", "first")) == []
+    assert ids(idx, Match("subject", "second")) == ["M5"]
+    assert idx.doc_count(ACC) == 3
+
+
+def test_accounts_are_isolated(idx):
+    other = "Aother"
+    assert ids(idx, Match("text", "quarterly"), other) == []
+    assert ids(idx, Not(Match("text", "quarterly")), other) == []
+    assert idx.doc_count(other) == 0
+    idx.add(other, [IndexDoc("M1", subject="Other account")])
+    idx.commit(other)
+    assert ids(idx, Match("subject", "other"), other) == ["M1"]
+    assert ids(idx, Match("subject", "other")) == []
+    assert ids(idx, Match("subject", "quarterly"), other) == []
+    idx.drop(other)
+    assert idx.doc_count(other) == 0
+    assert ids(idx, Match("subject", "other"), other) == []
+    assert idx.doc_count(ACC) == 3
+    idx.add(other, [IndexDoc("M2", subject="Rebuilt")])             # rebuild after a drop
+    idx.commit(other)
+    assert ids(idx, Match("subject", "rebuilt"), other) == ["M2"]
+
+
+def test_long_ids_and_bad_account_ids(idx):
+    long_id = "M" + "x" * 40
+    idx.add(ACC, [IndexDoc(long_id, subject="lengthy id")])
+    idx.commit(ACC)
+    assert ids(idx, Match("subject", "lengthy")) == [long_id]
+    with pytest.raises(ValueError):
+        idx.search("../etc", Match("text", "x"))
+
+
+def test_reopen_keeps_documents(idx, tmp_path):
+    engine = idx.engine
+    idx.close()
+    again = open_index(engine, str(tmp_path / "index"))
+    try:
+        assert again.doc_count(ACC) == 3
+        assert ids(again, Match("from", "田太")) == ["M2"]
+    finally:
+        again.close()
+
+
+def test_other_engines_index_is_refused(idx, tmp_path):
+    other = open_index("whoosh" if idx.engine == "tantivy" else "tantivy", str(tmp_path / "index"))
+    try:
+        with pytest.raises(RuntimeError, match="reindex"):
+            other.search(ACC, Match("text", "cafe"))
+    finally:
+        other.close()
+
+
+def test_open_index_rejects_unknown_engine(tmp_path):
+    with pytest.raises(ValueError, match="unknown search engine 'lucene'"):
+        open_index("lucene", str(tmp_path))
+
+
+# --------------------------------------------------------------------------- snippets
+PREVIEWS = {d.email_id: (d.subject, d.body) for d in DOCS}
+
+
+def test_snippets_mark_and_escape(idx):
+    snip = idx.snippets(ACC, Match("text", "cafe"), ["M3", "M1", "M404"], PREVIEWS)
+    assert set(snip) == {"M3", "M1"}                                 # unknown ids are left out
+    assert snip["M3"]["subject"] is None                            # "Café" is not "cafe"
+    assert idx.snippets(ACC, Match("text", "menu"), ["M3"], PREVIEWS)["M3"]["subject"] == \
+        "Café <mark>menu</mark> &lt;b&gt;&amp;"
+    assert snip["M3"]["preview"] == "Our <mark>cafe</mark> opens at nine. The quarterly numbers are in."
+    assert snip["M1"] == {"subject": None, "preview": None}
+
+
+def test_snippet_fields_follow_the_condition(idx):
+    snip = idx.snippets(ACC, Match("subject", "quarterly"), ["M1", "M3"], PREVIEWS)
+    assert snip["M1"] == {"subject": "<mark>Quarterly</mark> report", "preview": None}
+    assert snip["M3"] == {"subject": None, "preview": None}
+    snip = idx.snippets(ACC, And([Match("body", '"end of the day"'), Not(Match("text", "category"))]),
+                        ["M1", "M2"], PREVIEWS)
+    assert snip["M1"]["preview"].endswith("at the <mark>end of the day</mark>.")
+    assert "category" in snip["M1"]["preview"] and "<mark>category" not in snip["M1"]["preview"]
+    assert snip["M2"]["preview"] is None                             # words present, not the phrase
+
+
+def test_preview_is_short_and_around_the_match(idx):
+    body = "lorem ipsum " * 100 + "the <needle> & more " + "dolor sit amet " * 100
+    snip = idx.snippets(ACC, Match("body", "needle"), ["X"], {"X": (None, body)})["X"]
+    assert snip["subject"] is None
+    prev = snip["preview"]
+    assert "<mark>needle</mark>&gt; &amp; more" in prev
+    assert len(prev.encode()) <= 255 and prev.split()[0] in ("lorem", "ipsum")      # whole words
+    cjk = "文字" * 300 + "山田太郎" + "文字" * 300
+    prev = idx.snippets(ACC, Match("body", "田太"), ["X"], {"X": ("", cjk)})["X"]["preview"]
+    assert "山<mark>田太</mark>郎" in prev and len(prev.encode()) <= 255
