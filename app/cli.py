@@ -108,10 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) to serve https with")
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
-    p.add_argument("--search-engine", choices=ENGINES,
-                   default=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
-                   help="full-text engine for the search issue's index (default: $TIDINGS_SEARCH_ENGINE, "
-                        "else tantivy); text search is not implemented yet, so this is only recorded")
+    _engine_option(p)
     p.add_argument("--public-url", metavar="URL", default=os.environ.get("TIDINGS_PUBLIC_URL"),
                    help="absolute base URL put in the session's apiUrl etc. (default: $TIDINGS_PUBLIC_URL, "
                         "else relative URLs)")
@@ -222,8 +219,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages per write transaction (default: 500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     p.add_argument("files", nargs="+", metavar="FILE", help="mbox file, .eml file or Maildir folder")
+    _engine_option(p)
     p.set_defaults(func=cmd_import)
+
+    # reindex
+    p = sub.add_parser(
+        "reindex", parents=[common], formatter_class=_Formatter, help="rebuild the full-text index",
+        description=textwrap.dedent("""
+            Rebuilds the full-text index of one account (--user) or of every account from the
+            messages in the store, with progress. Run it after changing --search-engine: that and
+            this command are all a switch of engine takes. When no server is running it rebuilds
+            at once; when one is, it queues the rebuild and the server's background indexer does
+            it (searches stay exact meanwhile: they wait for the account's queue)."""),
+        epilog=_examples("""
+            tidings reindex --user alice
+            tidings reindex --search-engine whoosh
+        """))
+    p.add_argument("--user", metavar="NAME", help="only this user's account (default: every account)")
+    _engine_option(p)
+    p.set_defaults(func=cmd_reindex)
+
+    # check
+    p = sub.add_parser(
+        "check", parents=[common], formatter_class=_Formatter, help="compare the store and the index",
+        description=textwrap.dedent("""
+            Compares, for one account (--user) or every account, the emails in the store with the
+            documents in the full-text index, and reports every difference: emails missing from
+            the index, documents of emails that no longer exist, and work still queued for the
+            indexer. Exit status 0 when they agree, 1 when they differ (run `tidings reindex`)."""),
+        epilog=_examples("tidings check\ntidings check --user alice --search-engine whoosh"))
+    p.add_argument("--user", metavar="NAME", help="only this user's account (default: every account)")
+    _engine_option(p)
+    p.set_defaults(func=cmd_check)
     return parser
+
+
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--search-engine", choices=ENGINES,
+                   default=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
+                   help="full-text engine: tantivy (fast, the default) or whoosh (pure Python) "
+                        "(default: $TIDINGS_SEARCH_ENGINE, else tantivy)")
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -378,7 +413,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from exc
         if created:
             print(f"created mailbox {args.mailbox!r}", file=sys.stderr)
-        importer = Importer(store, account_id, mailbox["id"], keywords, batch_size=args.batch)
+        from app.search import SearchService
+
+        search = SearchService(store, data, args.search_engine)
+        # index each batch as it is stored, unless a running server is the index writer
+        indexing = search.try_become_writer()
+        importer = Importer(store, account_id, mailbox["id"], keywords, batch_size=args.batch,
+                            after_batch=(lambda: search.drain(account_id)) if indexing else None)
         bar = _progress(sources, enabled=not args.no_progress and sys.stderr.isatty())
         try:
             report = importer.run(sources, on_message=bar.message if bar else None)
@@ -394,11 +435,82 @@ def cmd_import(args: argparse.Namespace) -> int:
         finally:
             if bar:
                 bar.close()
+            search.close()
+        if not indexing:
+            print("the running server indexes the imported messages for search", file=sys.stderr)
     finally:
         store.close()
     shown = args.mailbox if args.mailbox and "/" in args.mailbox else mailbox["name"]
     _print_report(report, user["name"], shown)
     return 1 if report.failed else 0
+
+
+def _accounts(store, name: str | None) -> list[tuple[str, str]]:
+    users = [_user(store, name)] if name else store.users()
+    return [(u["name"], u["accountId"]) for u in users]
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from app.search import SearchService
+
+    data = _data_dir(args)
+    store = _open(data)
+    search = SearchService(store, data, args.search_engine)
+    try:
+        accounts = _accounts(store, args.user)
+        if not search.try_become_writer():
+            for name, account_id in accounts:
+                n = store.queue_reindex(account_id)
+                print(f"{name}: queued {n} messages; the running server rebuilds the index")
+            return 0
+        for name, account_id in accounts:
+            search.index.drop(account_id)
+            n = store.queue_reindex(account_id)
+            bar = None
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                bar = tqdm(total=n, unit="msg", desc=f"indexing {name}", file=sys.stderr)
+            started = time.monotonic()
+            search.drain(account_id, progress=bar.update if bar else None)
+            if bar:
+                bar.close()
+            seconds = time.monotonic() - started
+            print(f"{name}: indexed {n} messages with {args.search_engine} in {seconds:.1f} s")
+    finally:
+        search.close()
+        store.close()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from app.search import SearchService
+    from indexer import Match, Not
+
+    data = _data_dir(args)
+    store = _open(data)
+    search = SearchService(store, data, args.search_engine)
+    differ = False
+    try:
+        for name, account_id in _accounts(store, args.user):
+            with store.read(account_id) as reader:
+                stored = set(reader.email_ids_by_date(None))
+            search.index.refresh(account_id)
+            indexed = search.index.search(account_id, Not(Match("text", "")))  # every document
+            queued = store.index_queue_length(account_id)
+            missing, extra = sorted(stored - indexed), sorted(indexed - stored)
+            state = "ok" if not (missing or extra) else "DIFFERENT"
+            print(f"{name}: {len(stored)} emails stored, {len(indexed)} indexed, {queued} queued: {state}")
+            for label, ids in (("not indexed", missing), ("indexed but not stored", extra)):
+                if ids:
+                    print(f"  {label}: {len(ids)} ({', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''})")
+            if (missing or extra) and queued:
+                print("  (the indexer has queued work; run check again once it is done)")
+            differ = differ or bool(missing or extra)
+    finally:
+        search.close()
+        store.close()
+    return 1 if differ else 0
 
 
 class _Bar:

@@ -379,7 +379,7 @@ class Importer:
 
     def __init__(self, store, account_id: str, mailbox_id: str, keywords: set[str] | frozenset[str] = (),
                  batch_size: int = 500, batch_bytes: int = 32 << 20, txn_seconds: float = 1.0,
-                 now: Callable[[], float] = time.time):
+                 now: Callable[[], float] = time.time, after_batch: Callable[[], None] | None = None):
         self.store = store
         self.account_id = account_id
         self.mailbox_id = mailbox_id
@@ -388,6 +388,7 @@ class Importer:
         self.batch_bytes = batch_bytes
         self.txn_seconds = txn_seconds
         self.now = now
+        self.after_batch = after_batch  # e.g. index what the batch stored
         self.report = Report()
 
     def run(self, sources: list[Source],
@@ -411,10 +412,14 @@ class Importer:
                     if len(batch) >= self.batch_size or size >= self.batch_bytes:
                         self._store_batch(batch)
                         batch, size = [], 0
+                        if self.after_batch:
+                            self.after_batch()
                     if on_message:
                         on_message(index, msg)
             if batch:
                 self._store_batch(batch)
+            if self.after_batch:
+                self.after_batch()
         finally:
             self.report.seconds = time.monotonic() - started
         return self.report

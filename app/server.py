@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import urllib.parse
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,6 +27,7 @@ from .auth import Authenticator
 from .protocol.errors import ProblemError
 from .protocol.registry import CORE, MAIL, SUBMISSION, load_methods
 from .protocol.request import CallContext, Limits, parse_request, process
+from .search import SearchService
 
 log = logging.getLogger("tidings.http")
 
@@ -71,7 +73,14 @@ class Tidings:
         self.capabilities = {CORE, MAIL, SUBMISSION}
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
-        self.search = None
+        self.search = SearchService(self.store, config.data_dir, config.search_engine)
+
+    def start(self) -> None:
+        self.search.start()
+
+    def close(self) -> None:
+        self.search.close()
+        self.store.close()
 
     # -- helpers
     def user_for(self, request: Request) -> dict | None:
@@ -276,7 +285,16 @@ def create_app(config: Config) -> FastAPI:
         Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
     ]
-    app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes)
+    @asynccontextmanager
+    async def lifespan(app):
+        tidings.start()  # the background indexer
+        try:
+            yield
+        finally:
+            await run_in_threadpool(tidings.close)
+
+    app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
+                  lifespan=lifespan)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
                        allow_headers=["Authorization", "Content-Type", "Accept"], max_age=86400)
     app.state.tidings = tidings

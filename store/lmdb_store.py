@@ -190,9 +190,53 @@ class LmdbStore:
         return out
 
     def index_queue_ack(self, account_id: str, keys: list[bytes]) -> None:
+        """Removes indexed entries and bumps the account's index generation, which tells other
+        processes that the index changed."""
+        gen_key = account_id.encode() + SEP + b"indexgen"
         with self.env.begin(write=True) as txn:
             for key in keys:
                 txn.delete(key, db=self.db["indexq"])
+            raw = txn.get(gen_key, db=self.db["counters"])
+            txn.put(gen_key, _n((_N.unpack(raw)[0] if raw else 0) + 1), db=self.db["counters"])
+
+    def queue_reindex(self, account_id: str) -> int:
+        """Queues a rebuild of the account's index: a reset, then every email (a CLI operation)."""
+        n = 0
+        with self.write(account_id) as w:
+            w._queue_index("reset", "")
+            for email_id in list(w.email_ids_by_date(None)):
+                w._queue_index("add", email_id)
+                n += 1
+        return n
+
+    def index_generation(self, account_id: str) -> int:
+        with self.env.begin() as txn:
+            raw = txn.get(account_id.encode() + SEP + b"indexgen", db=self.db["counters"])
+        return _N.unpack(raw)[0] if raw else 0
+
+    def index_queue_length(self, account_id: str) -> int:
+        prefix = account_id.encode() + SEP
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["indexq"])
+            n = 0
+            if cur.set_range(prefix):
+                for key in cur.iternext(values=False):
+                    if not key.startswith(prefix):
+                        break
+                    n += 1
+        return n
+
+    def accounts_with_index_queue(self) -> list[str]:
+        """Accounts that have queued index work: one seek per such account, not a scan."""
+        out = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["indexq"])
+            found = cur.first()
+            while found:
+                account = cur.key().split(SEP, 1)[0]
+                out.append(account.decode())
+                found = cur.set_range(account + b"\x01")
+        return out
 
 
 class LmdbReader:

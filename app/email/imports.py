@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
+from app.blob import blob_in
 from app.mail.ingest import ingest
 from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
 from app.protocol.registry import MAIL, method
@@ -34,7 +36,9 @@ def email_import(ctx, args: dict) -> dict:
                 problems[prop] = "unknown EmailImport property"
             blob_id = spec.get("blobId")
             blob_id = ctx.resolve_id(blob_id) if isinstance(blob_id, str) else blob_id
-            raw = w.blob(blob_id) if isinstance(blob_id, str) else None
+            # a whole upload (G...) or a part of a stored message (P..., e.g. an attached email)
+            found = blob_in(w, blob_id) if isinstance(blob_id, str) else None
+            raw = found[0] if found else None
             if not isinstance(blob_id, str):
                 problems["blobId"] = "must be a blob id"
             mailbox_ids = check_mailbox_ids(ctx, w, spec.get("mailboxIds"), problems)
@@ -56,7 +60,7 @@ def email_import(ctx, args: dict) -> dict:
             if not raw.strip():
                 not_created[cid] = set_error("invalidEmail", "the blob is empty, not a message")
                 continue
-            existing = w.email_by_guid(blob_id[1:]) if blob_id.startswith("G") else None
+            existing = w.email_by_guid(hashlib.sha256(raw).hexdigest())
             if existing is not None:
                 # §4.8: duplicates are refused, naming the email already holding this message
                 not_created[cid] = set_error("alreadyExists", "this account already has this message",

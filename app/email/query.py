@@ -44,6 +44,7 @@ from app.protocol.errors import MethodError, invalid_arguments
 from app.protocol.query import check_filter, check_sort, evaluate_filter, query_changes
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import bool_arg, check_known_args, query_window, slice_results
+from app.search import UnsupportedQuery, condition_query
 from store import CannotCalculateChanges
 
 from .model import is_valid_keyword
@@ -229,18 +230,26 @@ def parse_query(ctx, args: dict) -> Query:
 
 # ---------------------------------------------------------------- full-text plug-in point
 def text_hits(ctx, reader, conditions: list[dict]) -> dict[int, set[str]]:
-    """Full-text search, to be provided by a search engine (`ctx.search`).
+    """Full-text search (`ctx.search`, see app/search.py and indexer/).
 
     conditions are the compiled FilterConditions that have text properties (text, from, to, cc, bcc,
     subject, body, header). The answer maps id() of each such condition to the set of email ids that
     match all of its text properties; its other properties are still checked on the email record, and
-    the planner iterates the hits of a required text condition instead of a date index.
-
-    No engine is wired in yet, so text conditions are refused rather than answered wrongly."""
-    names = sorted({name for cond in conditions for name in cond if name in TEXT_CONDITIONS})
-    raise MethodError("unsupportedFilter",
-                      f"filter condition(s) {', '.join(names)} need full-text search, "
-                      "and full-text search is not available yet")
+    the planner iterates the hits of a required text condition instead of a date index. The caller
+    has made the index current for the account (read-your-writes) before opening the reader."""
+    if ctx.search is None:
+        names = sorted({name for cond in conditions for name in cond if name in TEXT_CONDITIONS})
+        raise MethodError("unsupportedFilter",
+                          f"filter condition(s) {', '.join(names)} need full-text search, "
+                          "which is not enabled on this server")
+    hits: dict[int, set[str]] = {}
+    for cond in conditions:
+        try:
+            hits[id(cond)] = ctx.search.index.search(reader.account_id, condition_query(cond))
+        except UnsupportedQuery as exc:
+            raise MethodError("unsupportedFilter", f"the search engine cannot answer this filter: {exc}") \
+                from None
+    return hits
 
 
 # ---------------------------------------------------------------- planning and matching
@@ -503,6 +512,12 @@ def _take(ids: Iterator[str], position: int, anchor: str | None, anchor_offset: 
 
 
 # ---------------------------------------------------------------- methods
+def _index_current(ctx, account_id: str, query: Query) -> None:
+    """Read-your-writes for text queries: the index holds every message stored so far."""
+    if ctx.search is not None and query.text_conditions():
+        ctx.search.ensure_fresh(account_id)
+
+
 @method("Email/query", MAIL)
 def email_query(ctx, args: dict) -> dict:
     check_known_args(args, QUERY_ARGS)
@@ -516,6 +531,7 @@ def email_query(ctx, args: dict) -> dict:
     if capped:
         limit = MAX_LIMIT
     total = None
+    _index_current(ctx, account_id, query)
     with ctx.store.read(account_id) as reader:
         state = reader.state("Email")
         run = Run(ctx, reader, query)
@@ -569,6 +585,7 @@ def _thread_expander(since: object) -> Callable[[object, set[str]], set[str]]:
 @method("Email/queryChanges", MAIL)
 def email_query_changes(ctx, args: dict) -> dict:
     query = parse_query(ctx, args)
+    _index_current(ctx, ctx.account_id(args), query)
     expand = _thread_expander(args.get("sinceQueryState")) if query.depends_on_threads() else None
     return query_changes(ctx, args, "Email", EXTRA_ARGS,
                          lambda reader: list(Run(ctx, reader, query).ordered()), expand)

@@ -38,12 +38,6 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 def load_methods() -> dict[str, Method]:
     """Imports every data-type module so that their methods register themselves."""
-    from app import (  # noqa: F401
-        core,
-        email,  # noqa: F401
-        identity,
-        mailbox,
-        thread,
-    )
+    from app import core, email, identity, mailbox, searchsnippet, thread  # noqa: F401
 
     return METHODS

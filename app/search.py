@@ -1,0 +1,224 @@
+"""Full-text search for the JMAP layer: the background indexer and the bridge from Email/query
+filters to the index (`indexer/`).
+
+The store records every message that needs (re)indexing in a durable queue, in the same transaction
+as the message. The writer process indexes a batch, commits the index, and only then removes the
+batch from the queue: a crash at any moment loses no entry, and the next start resumes from the
+queue. Searches first make sure the account's queue is indexed (read-your-writes: a client that
+imports and then searches finds what it imported).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from indexer import And, HeaderMatch, IndexDoc, Match, Not, Or, TextQuery, UnsupportedQuery, open_index
+
+from .mail import headers as header_forms
+from .mail import mime
+
+log = logging.getLogger("tidings.search")
+
+TEXT_FIELDS = ("text", "from", "to", "cc", "bcc", "subject", "body")
+BATCH = 500
+
+
+def document(email_id: str, raw: bytes) -> IndexDoc:
+    """The searchable text of a stored message."""
+    text = mime.message_text(raw)
+    fields = [(h["name"], header_forms.parse_text(h["value"])) for h in mime.parse_headers(raw)]
+    return IndexDoc(email_id, subject=text["subject"], from_=text["from"], to=text["to"], cc=text["cc"],
+                    bcc=text["bcc"], body=text["body"], headers=fields)
+
+
+def condition_query(cond: dict) -> TextQuery | None:
+    """The text part of one FilterCondition (RFC 8621 §4.4.1) as an index query; None if it has none.
+    All its text properties must match, so they are ANDed."""
+    parts: list[TextQuery] = [Match(name, cond[name]) for name in TEXT_FIELDS if name in cond]
+    if "header" in cond:
+        header = cond["header"]
+        parts.append(HeaderMatch(header[0], header[1] if len(header) > 1 else None))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else And(parts)
+
+
+def filter_text_query(flt: dict | None) -> TextQuery | None:
+    """The text conditions of a whole filter, keeping its AND/OR/NOT shape, for SearchSnippet/get:
+    non-text conditions are dropped (they decide which emails, not which words are marked)."""
+    if not flt:
+        return None
+    if "operator" not in flt:
+        return condition_query(flt)
+    children = [q for q in (filter_text_query(c) for c in flt["conditions"]) if q is not None]
+    if not children:
+        return None
+    if flt["operator"] == "AND":
+        return And(children)
+    if flt["operator"] == "OR":
+        return Or(children)
+    return Not(Or(children))
+
+
+class SearchService:
+    """The index of every account of a data directory, and its one writer.
+
+    Exactly one process at a time is the index writer: the one holding an flock on
+    `index/writer.lock` (the server takes it at start and keeps it; `tidings import` and
+    `tidings reindex` take it when no server runs). The writer drains the queue in the background
+    and before each search; other processes only search, waiting for the writer to catch up.
+    """
+
+    def __init__(self, store, data_dir: str, engine: str | None = None):
+        self.store = store
+        self.engine = (engine or "tantivy").lower()
+        self.root = os.path.join(data_dir, "index")
+        os.makedirs(self.root, exist_ok=True)
+        self.index = open_index(self.engine, os.path.join(self.root, self.engine))
+        self._lock_fd: int | None = None
+        self._drain_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._seen_generation: dict[str, int] = {}
+
+    # -- the writer role
+    @property
+    def is_writer(self) -> bool:
+        return self._lock_fd is not None
+
+    def try_become_writer(self) -> bool:
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(os.path.join(self.root, "writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def resign_writer(self) -> None:
+        if self._lock_fd is not None:
+            self.index.close()  # commits are done; frees the engines' writers
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- indexing
+    def drain(self, account_id: str, progress: Callable[[int], None] | None = None) -> int:
+        """As the writer, indexes the account's queue until it is empty; returns the entries done."""
+        if not self.is_writer:
+            raise RuntimeError("only the index writer drains the queue")
+        done = 0
+        with self._drain_lock:
+            while True:
+                entries = self.store.index_queue(account_id, BATCH)
+                if not entries:
+                    break
+                self._index_batch(account_id, entries)
+                self.index.commit(account_id)
+                # acknowledged only after the index commit: a crash in between re-indexes the batch
+                self.store.index_queue_ack(account_id, [key for key, _ in entries])
+                done += len(entries)
+                if progress:
+                    progress(len(entries))
+        self._seen_generation[account_id] = self.store.index_generation(account_id)
+        return done
+
+    def _index_batch(self, account_id: str, entries: list) -> None:
+        latest: dict[str, str] = {}  # the last entry for an email wins
+        for _, entry in entries:
+            if entry["op"] == "reset":  # `tidings reindex`: start the account's index afresh
+                self.index.drop(account_id)
+                latest.clear()
+            else:
+                latest[entry["id"]] = entry["op"]
+        docs, gone = [], []
+        with self.store.read(account_id) as reader:
+            for email_id, op in latest.items():
+                record = reader.email(email_id) if op == "add" else None
+                raw = reader.blob(record["blobId"]) if record else None
+                if raw is None:
+                    gone.append(email_id)
+                else:
+                    docs.append(document(email_id, raw))
+        if gone:
+            self.index.delete(account_id, gone)
+        if docs:
+            self.index.add(account_id, docs)
+
+    def ensure_fresh(self, account_id: str, timeout: float = 10.0) -> None:
+        """Read-your-writes: what is queued for the account is indexed before it is searched (by
+        us if we are the writer, else by waiting for the writer), and commits made by another
+        process are picked up."""
+        if self.store.index_queue(account_id, 1):
+            if self.is_writer or self.try_become_writer():
+                self.drain(account_id)
+            else:
+                deadline = time.monotonic() + timeout
+                while self.store.index_queue(account_id, 1):
+                    if time.monotonic() > deadline:
+                        log.warning("index writer is behind for account %s; searching anyway", account_id)
+                        break
+                    time.sleep(0.01)
+        generation = self.store.index_generation(account_id)
+        if self._seen_generation.get(account_id) != generation:
+            self.index.refresh(account_id)
+            self._seen_generation[account_id] = generation
+
+    # -- reading
+    def search(self, account_id: str, query: TextQuery) -> set[str]:
+        self.ensure_fresh(account_id)
+        return self.index.search(account_id, query)
+
+    def snippets(self, account_id: str, query: TextQuery, email_ids: list[str],
+                 previews: dict[str, tuple[str | None, str | None]]) -> dict:
+        return self.index.snippets(account_id, query, email_ids, previews)
+
+    # -- the background indexer
+    def start(self, interval: float = 0.2) -> None:
+        """Runs the background indexer: it becomes the writer as soon as no other process is, then
+        indexes every account's queue as it fills."""
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, args=(interval,), name="indexer",
+                                            daemon=True)
+            self._worker.start()
+
+    def _run(self, interval: float) -> None:
+        announced = False
+        while not self._stop.is_set():
+            try:
+                if self.try_become_writer():
+                    if not announced:
+                        log.info("this process is the index writer (%s)", self.engine)
+                        announced = True
+                    for account_id in self.store.accounts_with_index_queue():
+                        if self._stop.is_set():
+                            break
+                        n = self.drain(account_id)
+                        if n:
+                            log.info("indexed %d change(s) for account %s", n, account_id)
+            except Exception:
+                log.exception("background indexing failed; retrying")
+                self._stop.wait(2)
+            self._stop.wait(interval if self.is_writer else 1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+            self._worker = None
+
+    def close(self) -> None:
+        self.stop()
+        self.resign_writer()
+        self.index.close()
+
+
+__all__ = ["SearchService", "UnsupportedQuery", "condition_query", "document", "filter_text_query"]
