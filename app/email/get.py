@@ -57,7 +57,7 @@ def _check_property(prop: str, known: tuple[str, ...], what: str) -> str | None:
     return f"unknown {what} {prop!r}"
 
 
-def parse_render_args(args: dict) -> Render:
+def parse_render_args(args: dict, with_id: bool = True) -> Render:
     props = args.get("properties")
     if props is None:
         props = list(DEFAULT_PROPERTIES)
@@ -74,7 +74,7 @@ def parse_render_args(args: dict) -> Render:
     if problems:
         raise invalid_arguments("; ".join(problems))
     props = list(dict.fromkeys(props))
-    if "id" not in props:
+    if with_id and "id" not in props:  # RFC 8620 §5.1: /get always returns the id
         props.insert(0, "id")
     return Render(props, body_props, bool_arg(args, "fetchTextBodyValues"),
                   bool_arg(args, "fetchHTMLBodyValues"), bool_arg(args, "fetchAllBodyValues"),
@@ -153,7 +153,7 @@ def email_parse(ctx, args: dict) -> dict:
         args = {**args, "properties": ["messageId", "inReplyTo", "references", "sender", "from", "to",
                                        "cc", "bcc", "replyTo", "subject", "sentAt", "hasAttachment",
                                        "preview", "bodyValues", "textBody", "htmlBody", "attachments"]}
-    how = parse_render_args(args)
+    how = parse_render_args(args, with_id=False)  # §4.9: parsed emails have no id
     parsed, not_parsable, not_found = {}, [], []
     for blob_id in dict.fromkeys(blob_ids):
         found = read_blob(ctx.store, account_id, blob_id)

@@ -3,6 +3,7 @@ patch), destroy."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from app.blob import blob_in
@@ -63,6 +64,11 @@ def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
                                    **{k: v for k, v in error.items() if k not in ("type", "description")})
     if problems:
         return None, invalid_properties(problems)
+    existing = w.email_by_guid(hashlib.sha256(raw).hexdigest())
+    if existing is not None:
+        # the same bytes are already an Email here; like Email/import, say so (RFC 8621 §4.6, §4.8)
+        return None, set_error("alreadyExists", "this account already has an identical message",
+                               existingId=existing["id"])
     record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
     return {"id": record["id"], "blobId": record["blobId"], "threadId": record["threadId"],
             "size": record["size"]}, None

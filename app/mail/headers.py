@@ -221,12 +221,18 @@ _BEFORE_OK = " \t\r\n(\""
 _AFTER_OK = " \t\r\n)\",;"
 
 
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
+_UNDECODABLE = "\x00undecodable"
+
+
 def _decode_ew(m: re.Match) -> tuple[str, bytes] | None:
     codec = lookup_charset(m.group(1).split("*", 1)[0])
     if codec is None:
         return None  # §4.1.2.2: only encoded words with a known charset are decoded
     text = m.group(3).encode("utf-8", "replace")
     if m.group(2) in "bB":
+        if _NOT_BASE64.search(text):
+            return _UNDECODABLE, b""  # §4.1.2.2: a word that fails to decode becomes U+FFFD
         return codec, b64decode_lenient(text)
     return codec, binascii.a2b_qp(text, header=True)
 
@@ -237,6 +243,10 @@ def _flush_words(words: list[tuple[str, bytes]], out: list[str]) -> None:
     i = 0
     while i < len(words):
         codec = words[i][0]
+        if codec == _UNDECODABLE:
+            out.append("\ufffd")
+            i += 1
+            continue
         buf = bytearray(words[i][1])
         i += 1
         while i < len(words) and words[i][0] == codec:

@@ -536,25 +536,35 @@ def _preview(text_parts: list[_Part]) -> str:
 # Public API: parsing
 # --------------------------------------------------------------------------------------
 
-_SUBJECT_PREFIX_RE = re.compile(
-    r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|rv|tr)\s*(?:\[\d+\]|\(\d+\))?\s*[:\uff1a]|\[[^\]]*\])\s*",
-    re.I,
-)
-_SUBJECT_SUFFIX_RE = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.I)
+# RFC 5256 §2.1 base subject, the one RFC 8621 §4.4.2 sorts on. Only the reply/forward markers
+# RFC 5256 defines are removed (not localised ones such as "AW:"): a sort must be predictable.
+_BLOB = r"\[[^\[\]]*\][ \t]*"
+_SUBJ_TRAILER_RE = re.compile(r"(?:\(fwd\)|[ \t])+$", re.I)
+_SUBJ_LEADER_RE = re.compile(rf"^(?:(?:{_BLOB})*(?:re|fwd?)[ \t]*(?:{_BLOB})?:|[ \t]+)", re.I)
+_SUBJ_BLOB_RE = re.compile(rf"^{_BLOB}")
+_SUBJ_FWD_RE = re.compile(r"^\[fwd:(.*)\]$", re.I | re.S)
 
 
 def normalize_subject(subject: str | None) -> str:
-    """Subject without reply/forward/list prefixes, whitespace collapsed, lower-cased."""
+    """The RFC 5256 §2.1 base subject, lower-cased (the collation folds case anyway)."""
     if not subject:
         return ""
-    s = subject
+    s = _collapse(subject)  # step 1: encoded words are decoded already; runs of space become one
     while True:
-        stripped = _SUBJECT_PREFIX_RE.sub("", s, count=1)
-        stripped = _SUBJECT_SUFFIX_RE.sub("", stripped)
-        if stripped == s:
+        s = _SUBJ_TRAILER_RE.sub("", s)  # step 2
+        while True:  # steps 3-5
+            before = s
+            s = _SUBJ_LEADER_RE.sub("", s, count=1)
+            blob = _SUBJ_BLOB_RE.match(s)
+            if blob and s[blob.end():].strip():  # step 4: only if something is left
+                s = s[blob.end():]
+            if s == before:
+                break
+        fwd = _SUBJ_FWD_RE.match(s)  # step 6
+        if not fwd:
             break
-        s = stripped
-    return _collapse(s).lower()
+        s = fwd.group(1)
+    return s.strip().lower()
 
 
 def parse_headers(raw: bytes) -> list[dict]:
