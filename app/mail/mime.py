@@ -786,6 +786,25 @@ def extract_part(raw: bytes, part_id: str) -> tuple[bytes, str, str | None] | No
         return None
 
 
+def _body_texts(root: _Part, chunks: list[str], depth: int) -> None:
+    """Appends the text of every text/* leaf, descending into attached messages (a forwarded
+    email's words are part of the email), up to MAX_INDEX_TEXT characters in all."""
+    for p in _leaves(root):
+        total = sum(map(len, chunks))
+        if total >= MAX_INDEX_TEXT:
+            return
+        if p.type in ("message/rfc822", "message/global") and depth < 3:
+            inner, _ = _parse(p.decoded()[0])
+            _body_texts(inner, chunks, depth + 1)
+            continue
+        if not p.type.startswith("text/"):
+            continue
+        text = _part_text(p)[0]
+        if p.type == "text/html":
+            text = html_to_text(text)
+        chunks.append(text[: MAX_INDEX_TEXT - total])
+
+
 def message_text(raw: bytes) -> dict:
     """Text for the full-text indexer: decoded subject, "Name <addr>, ..." address
     fields and the text of every text/* leaf (HTML stripped; text attachments too),
@@ -800,16 +819,7 @@ def message_text(raw: bytes) -> dict:
             if key in last:
                 out[key] = format_address_text(parse_addresses(last[key]))
         chunks: list[str] = []
-        total = 0
-        for p in _leaves(root):
-            if not p.type.startswith("text/") or total >= MAX_INDEX_TEXT:
-                continue
-            text = _part_text(p)[0]
-            if p.type == "text/html":
-                text = html_to_text(text)
-            text = text[: MAX_INDEX_TEXT - total]
-            total += len(text)
-            chunks.append(text)
+        _body_texts(root, chunks, 0)
         out["body"] = "\n".join(chunks)
     except Exception:  # noqa: BLE001
         log.exception("message_text failed")
