@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 # CJK ideographs (incl. extensions and compatibility ideographs), kana, Hangul syllables and the
 # ideographic iteration marks: each character is one token. Superset of the benchmark's _CJK.
@@ -129,10 +129,14 @@ def parse_query_text(text: str) -> list[Phrase]:
 
 
 # ------------------------------------------------------------------------------------ spans
-def _normalize_with_offsets(text: str) -> tuple[str, list[int], list[int]]:
+def _normalize_with_offsets(text: str) -> tuple[str, Sequence[int], Sequence[int]]:
     """``normalize(text)`` plus, for every character of it, the start and end offsets in ``text``
     of the character (with its combining marks) it came from. ASCII runs map one to one; other
     characters are normalised one cluster (base + combining marks) at a time."""
+    if unicodedata.is_normalized("NFC", text):
+        low = text.lower()
+        if len(low) == len(text):  # the usual case: lower-casing kept every offset
+            return low, range(len(text)), range(1, len(text) + 1)
     norm: list[str] = []
     starts: list[int] = []
     ends: list[int] = []

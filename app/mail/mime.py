@@ -805,6 +805,18 @@ def _body_texts(root: _Part, chunks: list[str], depth: int) -> None:
         chunks.append(text[: MAX_INDEX_TEXT - total])
 
 
+def body_text(raw: bytes) -> str:
+    """Only the body part of message_text (what a search snippet's preview is cut from)."""
+    try:
+        root, _ = _parse(raw)
+        chunks: list[str] = []
+        _body_texts(root, chunks, 0)
+        return "\n".join(chunks)
+    except Exception:  # noqa: BLE001
+        log.exception("body_text failed")
+        return ""
+
+
 def message_text(raw: bytes) -> dict:
     """Text for the full-text indexer: decoded subject, "Name <addr>, ..." address
     fields and the text of every text/* leaf (HTML stripped; text attachments too),
