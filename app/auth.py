@@ -44,8 +44,7 @@ class Authenticator:
         # a dummy hash so that an unknown user costs as much as a wrong password
         self._dummy = hash_password(secrets.token_hex(8))
 
-    def authenticate(self, authorization: str | None) -> dict | None:
-        """The user record for a valid `Authorization: Basic` header, else None."""
+    def _credentials(self, authorization: str | None) -> tuple[str, str, bytes] | None:
         if not authorization or not authorization[:6].lower() == "basic ":
             return None
         try:
@@ -55,7 +54,29 @@ class Authenticator:
         name, sep, password = decoded.partition(":")
         if not sep or not name:
             return None
-        mac = hmac.new(self._key, decoded.encode(), hashlib.sha256).digest()
+        return name, password, hmac.new(self._key, decoded.encode(), hashlib.sha256).digest()
+
+    def authenticate_cached(self, authorization: str | None) -> dict | None:
+        """The user for a credential verified recently (no password hashing: cheap enough to run
+        on the event loop), else None: then call authenticate()."""
+        creds = self._credentials(authorization)
+        if creds is None:
+            return None
+        name, _, mac = creds
+        cached = self._cache.get(mac)
+        if not cached or cached[2] <= time.monotonic() or cached[0] != name:
+            return None
+        user = self.store.user(name)
+        if user is not None and hmac.compare_digest(user["passwordHash"], cached[1]):
+            return user
+        return None
+
+    def authenticate(self, authorization: str | None) -> dict | None:
+        """The user record for a valid `Authorization: Basic` header, else None."""
+        creds = self._credentials(authorization)
+        if creds is None:
+            return None
+        name, password, mac = creds
         now = time.monotonic()
         user = self.store.user(name)
         cached = self._cache.get(mac)

@@ -83,8 +83,12 @@ class Tidings:
         self.store.close()
 
     # -- helpers
-    def user_for(self, request: Request) -> dict | None:
-        return self.auth.authenticate(request.headers.get("authorization"))
+    async def user_for(self, request: Request) -> dict | None:
+        header = request.headers.get("authorization")
+        user = self.auth.authenticate_cached(header)  # the common case: no hashing, no thread hop
+        if user is None:
+            user = await run_in_threadpool(self.auth.authenticate, header)
+        return user
 
     def _acquire(self, user: str, limit: int) -> bool:
         with self._inflight_lock:
@@ -149,14 +153,14 @@ def create_app(config: Config) -> FastAPI:
     tidings = Tidings(config)
 
     async def session_resource(request: Request) -> Response:
-        user = await run_in_threadpool(tidings.user_for, request)
+        user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         return _json(tidings.session(user, str(request.base_url)),
                      headers={"Cache-Control": "no-cache, no-store"})
 
     async def api(request: Request) -> Response:
-        user = await run_in_threadpool(tidings.user_for, request)
+        user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         limits = config.limits
@@ -185,7 +189,7 @@ def create_app(config: Config) -> FastAPI:
         return Response(_serialise_response(result), media_type="application/json")
 
     async def upload(request: Request) -> Response:
-        user = await run_in_threadpool(tidings.user_for, request)
+        user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         account_id = request.path_params["account_id"]
@@ -214,7 +218,7 @@ def create_app(config: Config) -> FastAPI:
                       "size": info["size"]}, status=201)
 
     async def download(request: Request) -> Response:
-        user = await run_in_threadpool(tidings.user_for, request)
+        user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         p = request.path_params
@@ -236,7 +240,7 @@ def create_app(config: Config) -> FastAPI:
                                  "Cache-Control": "private, immutable, max-age=31536000"})
 
     async def eventsource(request: Request) -> Response:
-        user = await run_in_threadpool(tidings.user_for, request)
+        user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         q = request.query_params
