@@ -419,7 +419,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         # index each batch as it is stored, unless a running server is the index writer
         indexing = search.try_become_writer()
         importer = Importer(store, account_id, mailbox["id"], keywords, batch_size=args.batch,
-                            after_batch=(lambda: search.drain(account_id)) if indexing else None)
+                            after_batch=(lambda stored: _index_after_batch(store, search, account_id, stored))
+                            if indexing else None)
         bar = _progress(sources, enabled=not args.no_progress and sys.stderr.isatty())
         try:
             report = importer.run(sources, on_message=bar.message if bar else None)
@@ -443,6 +444,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     shown = args.mailbox if args.mailbox and "/" in args.mailbox else mailbox["name"]
     _print_report(report, user["name"], shown)
     return 1 if report.failed else 0
+
+
+def _index_after_batch(store, search, account_id: str, stored: dict[str, bytes]) -> None:
+    """While the import is the index writer it indexes every account's queue, not only its own
+    (a server started meanwhile waits for it), and keeps its mapped memory small."""
+    search.drain(account_id, known=stored)
+    for other in store.accounts_with_index_queue():
+        if other != account_id:
+            search.drain(other)
+    store.release_memory()
 
 
 def _accounts(store, name: str | None) -> list[tuple[str, str]]:

@@ -379,7 +379,8 @@ class Importer:
 
     def __init__(self, store, account_id: str, mailbox_id: str, keywords: set[str] | frozenset[str] = (),
                  batch_size: int = 500, batch_bytes: int = 32 << 20, txn_seconds: float = 1.0,
-                 now: Callable[[], float] = time.time, after_batch: Callable[[], None] | None = None):
+                 now: Callable[[], float] = time.time,
+                 after_batch: Callable[[dict[str, bytes]], None] | None = None):
         self.store = store
         self.account_id = account_id
         self.mailbox_id = mailbox_id
@@ -388,7 +389,10 @@ class Importer:
         self.batch_bytes = batch_bytes
         self.txn_seconds = txn_seconds
         self.now = now
-        self.after_batch = after_batch  # e.g. index what the batch stored
+        # after_batch(stored) gets {email id: raw bytes} of what a batch stored, e.g. to index it
+        # from memory rather than reading every message back out of the store
+        self.after_batch = after_batch
+        self._stored: dict[str, bytes] = {}
         self.report = Report()
 
     def run(self, sources: list[Source],
@@ -412,14 +416,12 @@ class Importer:
                     if len(batch) >= self.batch_size or size >= self.batch_bytes:
                         self._store_batch(batch)
                         batch, size = [], 0
-                        if self.after_batch:
-                            self.after_batch()
+                        self._batch_done()
                     if on_message:
                         on_message(index, msg)
             if batch:
                 self._store_batch(batch)
-            if self.after_batch:
-                self.after_batch()
+            self._batch_done()
         finally:
             self.report.seconds = time.monotonic() - started
         return self.report
@@ -430,10 +432,17 @@ class Importer:
         found = date_header(msg.data)
         return found if found is not None else int(self.now())
 
+    def _batch_done(self) -> None:
+        stored, self._stored = self._stored, {}
+        if self.after_batch:
+            self.after_batch(stored)
+
     def _one(self, writer, msg: RawMessage) -> tuple[bool, list[str]]:
         keywords = dict.fromkeys(sorted(self.keywords | msg.keywords), True)
-        _record, created, defects = ingest(writer, msg.data, {self.mailbox_id: True}, keywords,
+        record, created, defects = ingest(writer, msg.data, {self.mailbox_id: True}, keywords,
                                           self._received_at(msg))
+        if created:
+            self._stored[record["id"]] = msg.data
         return created, list(defects or [])
 
     def _tally(self, batch: list[RawMessage], results: list[tuple[bool, list[str]]]) -> None:

@@ -11,11 +11,12 @@ imports and then searches finds what it imported).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from indexer import And, HeaderMatch, IndexDoc, Match, Not, Or, TextQuery, UnsupportedQuery, open_index
 
@@ -65,6 +66,10 @@ def filter_text_query(flt: dict | None) -> TextQuery | None:
     return Not(Or(children))
 
 
+class IndexBehind(Exception):
+    """The account's queue was not indexed in time (another process holds the writer role)."""
+
+
 class SearchService:
     """The index of every account of a data directory, and its one writer.
 
@@ -111,8 +116,11 @@ class SearchService:
             self._lock_fd = None
 
     # -- indexing
-    def drain(self, account_id: str, progress: Callable[[int], None] | None = None) -> int:
-        """As the writer, indexes the account's queue until it is empty; returns the entries done."""
+    def drain(self, account_id: str, progress: Callable[[int], None] | None = None,
+              known: Mapping[str, bytes] | None = None) -> int:
+        """As the writer, indexes the account's queue until it is empty; returns the entries done.
+        known: raw messages the caller still holds by email id (checked against the stored
+        guid), so a bulk import need not read every message back through the memory map."""
         if not self.is_writer:
             raise RuntimeError("only the index writer drains the queue")
         done = 0
@@ -121,7 +129,7 @@ class SearchService:
                 entries = self.store.index_queue(account_id, BATCH)
                 if not entries:
                     break
-                self._index_batch(account_id, entries)
+                self._index_batch(account_id, entries, known or {})
                 self.index.commit(account_id)
                 # acknowledged only after the index commit: a crash in between re-indexes the batch
                 self.store.index_queue_ack(account_id, [key for key, _ in entries])
@@ -131,7 +139,7 @@ class SearchService:
         self._seen_generation[account_id] = self.store.index_generation(account_id)
         return done
 
-    def _index_batch(self, account_id: str, entries: list) -> None:
+    def _index_batch(self, account_id: str, entries: list, known: Mapping[str, bytes]) -> None:
         latest: dict[str, str] = {}  # the last entry for an email wins
         for _, entry in entries:
             if entry["op"] == "reset":  # `tidings reindex`: start the account's index afresh
@@ -143,7 +151,11 @@ class SearchService:
         with self.store.read(account_id) as reader:
             for email_id, op in latest.items():
                 record = reader.email(email_id) if op == "add" else None
-                raw = reader.blob(record["blobId"]) if record else None
+                raw = known.get(email_id) if record else None
+                if raw is not None and "G" + hashlib.sha256(raw).hexdigest() != record["blobId"]:
+                    raw = None
+                if record and raw is None:
+                    raw = reader.blob(record["blobId"])
                 if raw is None:
                     gone.append(email_id)
                 else:
@@ -157,16 +169,15 @@ class SearchService:
         """Read-your-writes: what is queued for the account is indexed before it is searched (by
         us if we are the writer, else by waiting for the writer), and commits made by another
         process are picked up."""
-        if self.store.index_queue(account_id, 1):
+        deadline = time.monotonic() + timeout
+        while self.store.index_queue(account_id, 1):
             if self.is_writer or self.try_become_writer():
                 self.drain(account_id)
-            else:
-                deadline = time.monotonic() + timeout
-                while self.store.index_queue(account_id, 1):
-                    if time.monotonic() > deadline:
-                        log.warning("index writer is behind for account %s; searching anyway", account_id)
-                        break
-                    time.sleep(0.01)
+                break
+            if time.monotonic() > deadline:
+                # never answer from an index that misses the account's own writes
+                raise IndexBehind(f"the index writer has not indexed account {account_id} for {timeout:.0f} s")
+            time.sleep(0.01)
         generation = self.store.index_generation(account_id)
         if self._seen_generation.get(account_id) != generation:
             self.index.refresh(account_id)
@@ -192,7 +203,12 @@ class SearchService:
 
     def _run(self, interval: float) -> None:
         announced = False
+        released = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - released > 30:
+                # the store's memory map only grows with what was read; give the pages back
+                self.store.release_memory()
+                released = time.monotonic()
             try:
                 if self.try_become_writer():
                     if not announced:
@@ -221,4 +237,4 @@ class SearchService:
         self.index.close()
 
 
-__all__ = ["SearchService", "UnsupportedQuery", "condition_query", "document", "filter_text_query"]
+__all__ = ["IndexBehind", "SearchService", "UnsupportedQuery", "condition_query", "document", "filter_text_query"]

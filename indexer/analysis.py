@@ -129,6 +129,9 @@ def parse_query_text(text: str) -> list[Phrase]:
 
 
 # ------------------------------------------------------------------------------------ spans
+_ASCII_RUN_RE = re.compile(r"[\x00-\x7f]+")
+
+
 def _normalize_with_offsets(text: str) -> tuple[str, Sequence[int], Sequence[int]]:
     """``normalize(text)`` plus, for every character of it, the start and end offsets in ``text``
     of the character (with its combining marks) it came from. ASCII runs map one to one; other
@@ -140,27 +143,33 @@ def _normalize_with_offsets(text: str) -> tuple[str, Sequence[int], Sequence[int
     norm: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    i, n = 0, len(text)
-    for m in re.finditer(r"[\x00-\x7f]+|[^\x00-\x7f]+", text):
-        s, e = m.span()
-        if text[s].isascii():
-            norm.append(text[s:e].lower())
-            starts.extend(range(s, e))
-            ends.extend(range(s + 1, e + 1))
-            continue
-        i = s
-        while i < e:
-            j = i + 1
-            while j < n and unicodedata.combining(text[j]):
-                j += 1
-            piece = normalize(text[i:j])
-            if piece:
-                norm.append(piece)
-                starts.extend([i] * len(piece))
-                ends.extend([j] * len(piece))
-            elif ends:
-                ends[-1] = j        # a dropped accent belongs to the character before it
-            i = j
+    n = len(text)
+    i = 0
+    while i < n:
+        # an ASCII run maps one to one, except a last letter that carries combining marks
+        m = _ASCII_RUN_RE.match(text, i)
+        if m:
+            e = m.end()
+            if e < n and unicodedata.combining(text[e]):
+                e -= 1
+            if e > i:
+                norm.append(text[i:e].lower())
+                starts.extend(range(i, e))
+                ends.extend(range(i + 1, e + 1))
+                i = e
+                continue
+        # any other character is normalised together with the combining marks that follow it
+        j = i + 1
+        while j < n and unicodedata.combining(text[j]):
+            j += 1
+        piece = normalize(text[i:j])
+        if piece:
+            norm.append(piece)
+            starts.extend([i] * len(piece))
+            ends.extend([j] * len(piece))
+        elif ends:
+            ends[-1] = j        # a dropped mark belongs to the character before it
+        i = j
     return "".join(norm), starts, ends
 
 

@@ -44,7 +44,7 @@ from app.protocol.errors import MethodError, invalid_arguments
 from app.protocol.query import check_filter, check_sort, evaluate_filter, query_changes
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import bool_arg, check_known_args, query_window, slice_results
-from app.search import UnsupportedQuery, condition_query
+from app.search import IndexBehind, UnsupportedQuery, condition_query
 from store import CannotCalculateChanges
 
 from .model import is_valid_keyword
@@ -518,7 +518,10 @@ def _take(ids: Iterator[str], position: int, anchor: str | None, anchor_offset: 
 def _index_current(ctx, account_id: str, query: Query) -> None:
     """Read-your-writes for text queries: the index holds every message stored so far."""
     if ctx.search is not None and query.text_conditions():
-        ctx.search.ensure_fresh(account_id)
+        try:
+            ctx.search.ensure_fresh(account_id)
+        except IndexBehind as exc:
+            raise MethodError("serverUnavailable", f"{exc}; try again shortly") from None
 
 
 @method("Email/query", MAIL)
