@@ -9,7 +9,8 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | users     | username                     | user JSON (hash, accountId, email)      | auth, CLI                    |
 | accounts  | A                            | account JSON                            | session                      |
 | counters  | A\\0name                     | n                                       | id allocation, modseq        |
-| blobs     | sha256 (hex)                 | raw bytes, stored once                  | content-addressed blobs      |
+| blobs     | n (global blob sequence)     | raw bytes, stored once                  | blob content, appended       |
+| blobguid  | sha256 (hex)                 | n                                       | content addressing by guid   |
 | blobref   | A\\0blobId                   | JSON {size, type, created}              | per-account blob access      |
 | emails    | A\\0emailId                  | email JSON (metadata, keywords, boxes)  | Email/get by id: O(log n)    |
 | guid      | A\\0guid                     | emailId                                 | lookup by message guid       |
@@ -47,7 +48,7 @@ import orjson
 
 from .base import TYPES, CannotCalculateChanges, Changes, NotFound, StoreError
 
-_DBS = ("users", "accounts", "counters", "blobs", "blobref", "emails", "guid", "mbuid", "mbdate",
+_DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
@@ -55,6 +56,7 @@ SEP = b"\x00"
 
 
 _MADV_DONTNEED = 4
+_BLOB_SEQ = b"\x00blobseq"  # global counter (account ids never start with NUL)
 
 
 @functools.cache
@@ -185,7 +187,7 @@ class LmdbStore:
             txn.delete(account_id.encode(), db=self.db["accounts"])
             prefix = account_id.encode() + SEP
             for db_name in _DBS:
-                if db_name in ("users", "accounts", "blobs"):
+                if db_name in ("users", "accounts", "blobs", "blobguid"):
                     continue
                 cur = txn.cursor(db=self.db[db_name])
                 if cur.set_range(prefix):
@@ -431,7 +433,8 @@ class LmdbReader:
     def blob(self, blob_id: str) -> bytes | None:
         if not blob_id.startswith("G") or self._get("blobref", blob_id.encode()) is None:
             return None
-        return self.txn.get(blob_id[1:].encode(), db=self.db["blobs"])
+        seq = self.txn.get(blob_id[1:].encode(), db=self.db["blobguid"])
+        return self.txn.get(seq, db=self.db["blobs"]) if seq is not None else None
 
 
 class LmdbWriter(LmdbReader):
@@ -486,8 +489,14 @@ class LmdbWriter(LmdbReader):
         guid = hashlib.sha256(data).hexdigest()
         blob_id = "G" + guid
         info = self.blob_info(blob_id)
-        if self.txn.get(guid.encode(), db=self.db["blobs"]) is None:
-            self.txn.put(guid.encode(), data, db=self.db["blobs"])
+        if self.txn.get(guid.encode(), db=self.db["blobguid"]) is None:
+            # stored under a sequence number: appending in key order keeps writes sequential
+            # (random sha256 keys scatter page splits over the whole tree)
+            raw = self.txn.get(_BLOB_SEQ, db=self.db["counters"])
+            seq = _n((_N.unpack(raw)[0] if raw else 0) + 1)
+            self.txn.put(_BLOB_SEQ, seq, db=self.db["counters"])
+            self.txn.put(seq, data, db=self.db["blobs"], append=True)
+            self.txn.put(guid.encode(), seq, db=self.db["blobguid"])
         if info is None:
             info = {"blobId": blob_id, "size": len(data), "type": media_type, "created": int(time.time())}
             self._put("blobref", blob_id.encode(), orjson.dumps(info))
