@@ -9,10 +9,12 @@ engines implement the same semantics and nothing can be injected into an engine'
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeAlias
 
 from . import analysis
@@ -230,6 +232,38 @@ def highlight_phrases(query: TextQuery) -> tuple[list[analysis.Phrase], list[ana
     lower(query)        # validates
     walk(query, True)
     return subject, body
+
+
+MARKER = "tidings-index.json"  # in each account directory: which engine and schema wrote it
+
+
+class IndexMismatch(RuntimeError):
+    """An account directory holds another engine's (or schema's) index: reindex the account."""
+
+
+def account_dir(root: Path, account_id: str, engine: str, schema: int, create: bool) -> tuple[Path, bool] | None:
+    """The account's index directory, checked to be this engine's: (path, True) if an index is
+    there, (path, False) if it was just created empty (call mark_account_dir once the index is
+    made), None if absent and not create."""
+    d = root / check_account_id(account_id)
+    marker = d / MARKER
+    expected = {"engine": engine, "schema": schema}
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found != expected:
+            raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
+                                "reindex the account")
+        return d, True
+    if d.exists() and any(d.iterdir()):
+        raise IndexMismatch(f"{d} is not a tidings {engine} index: reindex the account")
+    if not create:
+        return None
+    d.mkdir(parents=True, exist_ok=True)
+    return d, False
+
+
+def mark_account_dir(d: Path, engine: str, schema: int) -> None:
+    (d / MARKER).write_text(json.dumps({"engine": engine, "schema": schema}))
 
 
 def check_account_id(account_id: str) -> str:

@@ -14,7 +14,6 @@ with (0, 0) there and read from the stored ``id`` field.
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
@@ -34,18 +33,16 @@ from .base import (
     SearchIndex,
     TextQuery,
     Without,
+    account_dir,
     check_account_id,
     lower,
+    mark_account_dir,
 )
 
 ENGINE = "tantivy"
 SCHEMA_VERSION = 1
-_MARKER = "tidings-index.json"
 _Occur = tantivy.Occur
 
-
-class IndexMismatch(RuntimeError):
-    """The directory holds an index of another engine or schema version: reindex the account."""
 
 
 def _schema() -> tantivy.Schema:
@@ -91,21 +88,12 @@ class TantivyIndex(SearchIndex):
             idx = self._indexes.get(account_id)
             if idx is not None:
                 return idx
-            d = self.root / account_id
-            marker = d / _MARKER
-            expected = {"engine": ENGINE, "schema": SCHEMA_VERSION}
-            if marker.exists():
-                found = json.loads(marker.read_text())
-                if found != expected:
-                    raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
-                                        f"reindex the account")
-            elif d.exists() and any(d.iterdir()):
-                raise IndexMismatch(f"{d} is not a tidings {ENGINE} index: reindex the account")
-            elif not create:
+            found = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION, create)
+            if found is None:
                 return None
-            else:
-                d.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps(expected))
+            d, existed = found
+            if not existed:
+                mark_account_dir(d, ENGINE, SCHEMA_VERSION)
             idx = tantivy.Index(self.schema, path=str(d), reuse=True)
             self._indexes[account_id] = idx
             return idx

@@ -12,7 +12,6 @@ with ``commit(merge=False)`` (a merge inside commit takes tens of seconds on lar
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,18 +34,16 @@ from .base import (
     SearchIndex,
     TextQuery,
     Without,
+    account_dir,
     check_account_id,
     lower,
+    mark_account_dir,
 )
 
 ENGINE = "whoosh"
 SCHEMA_VERSION = 1
-_MARKER = "tidings-index.json"
 _LOCK_TIMEOUT = 30.0
 
-
-class IndexMismatch(RuntimeError):
-    """The directory holds an index of another engine or schema version: reindex the account."""
 
 
 class SpaceTokenizer(Tokenizer):
@@ -95,23 +92,15 @@ class WhooshIndex(SearchIndex):
             ix = self._indexes.get(account_id)
             if ix is not None:
                 return ix
-            d = self.root / account_id
-            marker = d / _MARKER
-            expected = {"engine": ENGINE, "schema": SCHEMA_VERSION}
-            if marker.exists():
-                found = json.loads(marker.read_text())
-                if found != expected:
-                    raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
-                                        f"reindex the account")
-                ix = index.open_dir(str(d))
-            elif d.exists() and any(d.iterdir()):
-                raise IndexMismatch(f"{d} is not a tidings {ENGINE} index: reindex the account")
-            elif not create:
+            found = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION, create)
+            if found is None:
                 return None
+            d, existed = found
+            if existed:
+                ix = index.open_dir(str(d))
             else:
-                d.mkdir(parents=True, exist_ok=True)
                 ix = index.create_in(str(d), self.schema)
-                marker.write_text(json.dumps(expected))
+                mark_account_dir(d, ENGINE, SCHEMA_VERSION)
             self._indexes[account_id] = ix
             return ix
 

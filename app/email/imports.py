@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 from app.blob import blob_in
 from app.mail.ingest import ingest
@@ -11,8 +10,7 @@ from app.protocol.errors import MethodError, invalid_arguments, invalid_properti
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
 
-from .model import parse_utc_date
-from .validate import check_keywords, check_mailbox_ids
+from .validate import check_keywords, check_mailbox_ids, check_received_at
 
 IMPORT_PROPERTIES = {"blobId", "mailboxIds", "keywords", "receivedAt"}
 
@@ -43,13 +41,7 @@ def email_import(ctx, args: dict) -> dict:
                 problems["blobId"] = "must be a blob id"
             mailbox_ids = check_mailbox_ids(ctx, w, spec.get("mailboxIds"), problems)
             keywords = check_keywords(spec.get("keywords") or {}, problems)
-            received_at = int(time.time())
-            if spec.get("receivedAt") is not None:
-                parsed = parse_utc_date(spec["receivedAt"])
-                if parsed is None:
-                    problems["receivedAt"] = "must be a UTCDate like 2024-01-31T12:00:00Z"
-                else:
-                    received_at = parsed
+            received_at = check_received_at(spec.get("receivedAt"), problems)
             if problems:
                 not_created[cid] = invalid_properties(problems)
                 continue

@@ -45,6 +45,7 @@ from app.protocol.query import check_filter, check_sort, evaluate_filter, query_
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import bool_arg, check_known_args, query_window, slice_results
 from app.search import IndexBehind, UnsupportedQuery, condition_query
+from indexer import IndexMismatch
 from store import CannotCalculateChanges
 
 from .model import is_valid_keyword
@@ -249,6 +250,8 @@ def text_hits(ctx, reader, conditions: list[dict]) -> dict[int, set[str]]:
         except UnsupportedQuery as exc:
             raise MethodError("unsupportedFilter", f"the search engine cannot answer this filter: {exc}") \
                 from None
+        except IndexMismatch as exc:  # the engine was changed without `tidings reindex`
+            raise MethodError("serverUnavailable", f"the search index needs a rebuild: {exc}") from None
     return hits
 
 

@@ -4,7 +4,6 @@ patch), destroy."""
 from __future__ import annotations
 
 import hashlib
-import time
 
 from app.blob import blob_in
 from app.mail import mime
@@ -20,8 +19,8 @@ from app.protocol.standard import (
     set_response,
 )
 
-from .model import PROPERTIES, parse_header_property, parse_utc_date
-from .validate import check_keywords, check_mailbox_ids
+from .model import PROPERTIES, parse_header_property
+from .validate import check_keywords, check_mailbox_ids, check_received_at
 
 MUTABLE = ("keywords", "mailboxIds")
 # properties a client may give when creating; the rest of PROPERTIES are server-set
@@ -41,13 +40,7 @@ def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
             problems[prop] = "server-set property"
     mailbox_ids = check_mailbox_ids(ctx, w, obj.get("mailboxIds"), problems)
     keywords = check_keywords(obj.get("keywords") or {}, problems)
-    received_at = int(time.time())
-    if obj.get("receivedAt") is not None:
-        parsed = parse_utc_date(obj["receivedAt"])
-        if parsed is None:
-            problems["receivedAt"] = "must be a UTCDate like 2024-01-31T12:00:00Z"
-        else:
-            received_at = parsed
+    received_at = check_received_at(obj.get("receivedAt"), problems)
     content = {k: v for k, v in obj.items() if k not in ("mailboxIds", "keywords", "receivedAt")}
 
     def get_blob(blob_id: str) -> bytes | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .model import is_valid_keyword
+import time
+
+from .model import is_valid_keyword, parse_utc_date
 
 MAX_KEYWORDS = 100
 MAX_MAILBOXES = 100
@@ -42,3 +44,14 @@ def check_keywords(value: object, problems: dict[str, str]) -> dict | None:
         problems["keywords"] = f"at most {MAX_KEYWORDS} keywords"
         return None
     return {k.lower(): True for k in value}
+
+
+def check_received_at(value: object, problems: dict[str, str]) -> int:
+    """A receivedAt value (UTCDate, default now) -> epoch seconds."""
+    if value is None:
+        return int(time.time())
+    parsed = parse_utc_date(value)
+    if parsed is None:
+        problems["receivedAt"] = "must be a UTCDate like 2024-01-31T12:00:00Z"
+        return int(time.time())
+    return parsed
