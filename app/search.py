@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,12 +30,24 @@ TEXT_FIELDS = ("text", "from", "to", "cc", "bcc", "subject", "body")
 BATCH = 500
 
 
-def document(email_id: str, raw: bytes) -> IndexDoc:
+def sort_key(record: dict) -> int:
+    """The index's order for a page of results: receivedAt, then id, as the store's date index.
+    34 bits of seconds (to the year 2514), then the low 30 bits of the id's number."""
+    seconds = max(0, min(int(record.get("receivedAt") or 0), (1 << 34) - 1))
+    email_id = record["id"]
+    number = int(email_id[1:], 16) if _HEX_ID.fullmatch(email_id) else 0
+    return (seconds << 30) | (number & ((1 << 30) - 1))
+
+
+_HEX_ID = re.compile(r"M[0-9a-f]{1,16}")
+
+
+def document(record: dict, raw: bytes) -> IndexDoc:
     """The searchable text of a stored message."""
     text = mime.message_text(raw)
     fields = [(h["name"], header_forms.parse_text(h["value"])) for h in mime.parse_headers(raw)]
-    return IndexDoc(email_id, subject=text["subject"], from_=text["from"], to=text["to"], cc=text["cc"],
-                    bcc=text["bcc"], body=text["body"], headers=fields)
+    return IndexDoc(record["id"], subject=text["subject"], from_=text["from"], to=text["to"], cc=text["cc"],
+                    bcc=text["bcc"], body=text["body"], headers=fields, sort_key=sort_key(record))
 
 
 def condition_query(cond: dict) -> TextQuery | None:
@@ -134,6 +147,7 @@ class SearchService:
                 # acknowledged only after the index commit: a crash in between re-indexes the batch
                 self.store.index_queue_ack(account_id, [key for key, _ in entries])
                 done += len(entries)
+                self.store.release_memory()  # indexing reads messages through the map
                 if progress:
                     progress(len(entries))
         self._seen_generation[account_id] = self.store.index_generation(account_id)
@@ -159,7 +173,7 @@ class SearchService:
                 if raw is None:
                     gone.append(email_id)
                 else:
-                    docs.append(document(email_id, raw))
+                    docs.append(document(record, raw))
         if gone:
             self.index.delete(account_id, gone)
         if docs:

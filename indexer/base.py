@@ -57,6 +57,8 @@ class IndexDoc:
     bcc: str = ""
     body: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # the order of search_top: an unsigned 64-bit key the caller derives (tidings: receivedAt, then id)
+    sort_key: int = 0
 
     def index_fields(self) -> dict[str, str]:
         """Field name -> index text (normalised tokens joined by spaces), for the engines."""
@@ -303,6 +305,12 @@ class SearchIndex(ABC):
     @abstractmethod
     def search(self, account_id: str, query: TextQuery) -> set[str]:
         """Email ids of the account matching ``query`` (UnsupportedQuery if it can't be answered)."""
+
+    @abstractmethod
+    def search_top(self, account_id: str, query: TextQuery, offset: int, limit: int,
+                   descending: bool = True) -> tuple[int, list[str]]:
+        """(number of matches, the ids at [offset, offset + limit) in sort_key order): a page of
+        results without turning every match into an id."""
 
     def snippets(
         self,

@@ -40,7 +40,7 @@ from .base import (
 )
 
 ENGINE = "tantivy"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _Occur = tantivy.Occur
 
 
@@ -50,6 +50,7 @@ def _schema() -> tantivy.Schema:
     sb.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
     sb.add_unsigned_field("k0", fast=True)
     sb.add_unsigned_field("k1", fast=True)
+    sb.add_unsigned_field("rk", fast=True)  # IndexDoc.sort_key, for search_top
     for name in INDEX_FIELDS:
         sb.add_text_field(name, stored=False, tokenizer_name="whitespace", index_option="position")
     return sb.build()
@@ -115,6 +116,7 @@ class TantivyIndex(SearchIndex):
         k0, k1 = pack_id(doc.email_id)
         d.add_unsigned("k0", k0)
         d.add_unsigned("k1", k1)
+        d.add_unsigned("rk", doc.sort_key)
         for name, text in doc.index_fields().items():
             if text:
                 d.add_text(name, text)
@@ -186,14 +188,33 @@ class TantivyIndex(SearchIndex):
         # constant score: no scoring work, we want the set, not a ranking
         q = tantivy.Query.const_score_query(self._compile(plan), 1.0)
         addrs = [addr for _, addr in searcher.search(q, limit=n, count=False).hits]
+        return set(self._ids(searcher, addrs))
+
+    @staticmethod
+    def _ids(searcher: tantivy.Searcher, addrs: list) -> list[str]:
+        """The email ids of these documents, in order, from the packed fast fields."""
         if not addrs:
-            return set()
+            return []
         k0s = searcher.fast_field_values("k0", addrs)
         k1s = searcher.fast_field_values("k1", addrs)
-        out = {unpack_id(a, b) for a, b in zip(k0s, k1s, strict=True) if a}
-        if len(out) < len(addrs):           # ids too long to pack: read them from the store
-            out.update(searcher.doc(addr)["id"][0] for addr, a in zip(addrs, k0s, strict=True) if not a)
-        return out
+        # ids too long to pack are read from the stored field
+        return [unpack_id(a, b) if a else searcher.doc(addr)["id"][0]
+                for addr, a, b in zip(addrs, k0s, k1s, strict=True)]
+
+    def search_top(self, account_id: str, query: TextQuery, offset: int, limit: int,
+                   descending: bool = True) -> tuple[int, list[str]]:
+        plan = lower(query)
+        idx = self._index(account_id, create=False)
+        if idx is None or isinstance(plan, Nothing):
+            return 0, []
+        searcher = idx.searcher()
+        if searcher.num_docs == 0:
+            return 0, []
+        q = tantivy.Query.const_score_query(self._compile(plan), 1.0)
+        result = searcher.search(q, limit=max(1, limit), count=True, order_by_field="rk", offset=offset,
+                                 order=tantivy.Order.Desc if descending else tantivy.Order.Asc)
+        addrs = [addr for _, addr in result.hits][:limit]
+        return result.count, self._ids(searcher, addrs)
 
     def doc_count(self, account_id: str) -> int:
         idx = self._index(account_id, create=False)

@@ -41,7 +41,7 @@ from .base import (
 )
 
 ENGINE = "whoosh"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCK_TIMEOUT = 30.0
 
 
@@ -69,7 +69,9 @@ class SpaceTokenizer(Tokenizer):
 def _schema() -> fields.Schema:
     text = {name: fields.TEXT(analyzer=SpaceTokenizer(), phrase=True, stored=False) for name in INDEX_FIELDS}
     # sortable: a column, to read the ids of many hits without loading stored documents
-    return fields.Schema(id=fields.ID(stored=True, unique=True, sortable=True), **text)
+    return fields.Schema(id=fields.ID(stored=True, unique=True, sortable=True),
+                         rk=fields.NUMERIC(numtype=int, bits=64, signed=False, sortable=True),
+                         **text)
 
 
 class WhooshIndex(SearchIndex):
@@ -117,7 +119,7 @@ class WhooshIndex(SearchIndex):
     # --------------------------------------------------------------------------- writing
     def add(self, account_id: str, docs: Sequence[IndexDoc]) -> None:
         check_account_id(account_id)
-        built = [(doc.email_id, doc.index_fields()) for doc in docs]    # analysis outside the lock
+        built = [(doc.email_id, {**doc.index_fields(), "rk": doc.sort_key}) for doc in docs]  # outside the lock
         with self._lock:
             pending = self._pending.setdefault(account_id, {})
             for email_id, f in built:
@@ -146,7 +148,7 @@ class WhooshIndex(SearchIndex):
                             writer.delete_by_term("id", email_id, searcher=s)
                 for email_id, f in pending.items():
                     if f is not None:
-                        writer.add_document(id=email_id, **{k: v for k, v in f.items() if v})
+                        writer.add_document(id=email_id, **{k: v for k, v in f.items() if v or k == "rk"})
                 writer.commit(merge=False)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -191,6 +193,23 @@ class WhooshIndex(SearchIndex):
                 return set()
             ids = s.reader().column_reader("id")
             return {ids[n] for n in docnums}
+
+    def search_top(self, account_id: str, query: TextQuery, offset: int, limit: int,
+                   descending: bool = True) -> tuple[int, list[str]]:
+        plan = lower(query)
+        if isinstance(plan, Nothing):
+            self._index(account_id, create=False)
+            return 0, []
+        q = self._compile(plan)
+        with self._lock:
+            s = self._searcher(account_id)
+            if s is None:
+                return 0, []
+            docnums = list(s.docs_for_query(q))
+            keys = s.reader().column_reader("rk")
+            docnums.sort(key=keys.__getitem__, reverse=descending)
+            ids = s.reader().column_reader("id")
+            return len(docnums), [ids[n] for n in docnums[offset:offset + limit]]
 
     def doc_count(self, account_id: str) -> int:
         with self._lock:
