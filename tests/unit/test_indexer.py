@@ -270,3 +270,18 @@ def test_preview_is_short_and_around_the_match(idx):
     cjk = "文字" * 300 + "山田太郎" + "文字" * 300
     prev = idx.snippets(ACC, Match("body", "田太"), ["X"], {"X": ("", cjk)})["X"]["preview"]
     assert "山<mark>田太</mark>郎" in prev and len(prev.encode()) <= 255
+
+
+def test_search_top_pages_in_sort_key_order(tmp_path):
+    for engine in ENGINES:
+        index = open_index(engine, str(tmp_path / engine))
+        docs = [IndexDoc(f"M{n}", subject=f"common word{n % 2}", sort_key=key)
+                for n, key in enumerate([50, 10, 40, 30, 20])]
+        index.add(ACC, docs + [IndexDoc("M9", subject="other")])
+        index.commit(ACC)
+        assert index.search_top(ACC, Match("subject", "common"), 0, 3) == (5, ["M0", "M2", "M3"])
+        assert index.search_top(ACC, Match("subject", "common"), 3, 3) == (5, ["M4", "M1"])
+        assert index.search_top(ACC, Match("subject", "common"), 0, 2, descending=False) == (5, ["M1", "M4"])
+        assert index.search_top(ACC, Match("subject", "word1"), 0, 10) == (2, ["M3", "M1"])
+        assert index.search_top(ACC, Match("subject", "absent"), 0, 10) == (0, [])
+        index.close()
