@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
-from .analysis import Phrase, normalize, token_spans
+from .analysis import _CJK, Phrase, normalize, token_spans
 
 PREVIEW_MAX_OCTETS = 255
 _CONTEXT_BEFORE = 50        # characters of context kept before the first match
 _WORD_SLACK = 20            # cut at a word boundary if one is within this many characters
 _WS_RE = re.compile(r"\s+")
+
+
+_CJK_RE = re.compile(f"[{_CJK}]")
 
 
 def _esc(text: str) -> str:
@@ -44,6 +48,18 @@ def _ascii_occurrences(rx: re.Pattern[str], text: str, pos: int, endpos: int) ->
         pos = start + 1             # not m.end(): occurrences may overlap
 
 
+def _regex_searchable(text: str, phrases: Sequence[Phrase]) -> bool:
+    """Whether phrases can be found by a regex over text.lower(): no shortened tokens, no CJK
+    (one token per character, not separated by non-word characters), and lower-casing keeps
+    every character's offset (true of almost all text)."""
+    if any("#" in t or _CJK_RE.search(t) for p in phrases for t in p):
+        return False
+    if text.isascii():
+        return True
+    return (not _CJK_RE.search(text) and unicodedata.is_normalized("NFC", text)
+            and len(text.lower()) == len(text))
+
+
 def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = None) -> list[tuple[int, int]]:
     """Sorted, merged (start, end) spans of ``text`` where one of ``phrases`` occurs.
 
@@ -51,12 +67,13 @@ def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = 
     may be left out (a preview never shows them)."""
     if not phrases or not text:
         return []
-    if text.isascii() and not any("#" in t for p in phrases for t in p):
-        # fast path (C regex scan): phrases with non-ASCII tokens can't occur in ASCII text
+    if _regex_searchable(text, phrases):
+        # fast path (C regex scan over the lower-cased text, whose offsets are the text's)
         lowered = text.lower()
+        ascii_only = text.isascii()
         firsts = []
         for p in phrases:
-            if all(t.isascii() for t in p) and p[0] in lowered:    # substring test: cheap rejection
+            if (not ascii_only or all(t.isascii() for t in p)) and p[0] in lowered:  # cheap rejection
                 first = next(_ascii_occurrences(_ascii_phrase_re(p), lowered, 0, len(lowered)), None)
                 if first is not None:
                     firsts.append((first[0], p))
