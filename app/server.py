@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import threading
 import urllib.parse
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -58,6 +57,8 @@ def problem(err: ProblemError, headers: dict | None = None) -> Response:
 # type/subtype with optional parameters, no control characters (it becomes a header)
 _MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?")
 
+QUEUE_SECONDS = 10.0  # how long a request over the concurrency limit waits for a slot
+
 UNAUTHORIZED = ProblemError("about:blank", 401, "authentication required: HTTP Basic with a tidings user")
 WWW_AUTH = {"WWW-Authenticate": 'Basic realm="tidings", charset="UTF-8"'}
 
@@ -71,8 +72,7 @@ class Tidings:
         self.auth = Authenticator(self.store)
         self.methods = load_methods()
         self.capabilities = {CORE, MAIL, SUBMISSION}
-        self._inflight: dict[str, int] = {}
-        self._inflight_lock = threading.Lock()
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.search = SearchService(self.store, config.data_dir, config.search_engine)
 
     def start(self) -> None:
@@ -90,17 +90,21 @@ class Tidings:
             user = await run_in_threadpool(self.auth.authenticate, header)
         return user
 
-    def _acquire(self, user: str, limit: int) -> bool:
-        with self._inflight_lock:
-            n = self._inflight.get(user, 0)
-            if n >= limit:
-                return False
-            self._inflight[user] = n + 1
-            return True
+    async def _acquire(self, key: str, limit: int, wait: float = QUEUE_SECONDS) -> bool:
+        """A slot among the `limit` concurrent ones of this user (maxConcurrentRequests/Upload).
+        A request beyond the limit waits briefly for a slot rather than failing at once; only
+        when none frees up in time is it refused with the `limit` problem."""
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = asyncio.Semaphore(limit)
+        try:
+            await asyncio.wait_for(slots.acquire(), timeout=wait)
+        except TimeoutError:
+            return False
+        return True
 
-    def _release(self, user: str) -> None:
-        with self._inflight_lock:
-            self._inflight[user] -= 1
+    def _release(self, key: str) -> None:
+        self._slots[key].release()
 
     def session(self, user: dict, base_url: str = "") -> dict:
         """The Session object (RFC 8620 §2). URLs are absolute, from --public-url or else from the
@@ -177,7 +181,7 @@ def create_app(config: Config) -> FastAPI:
         if body is None:
             return problem(ProblemError("limit", 400, "request exceeds maxSizeRequest",
                                         limit="maxSizeRequest"))
-        if not tidings._acquire(user["name"], limits.max_concurrent_requests):
+        if not await tidings._acquire(user["name"], limits.max_concurrent_requests):
             return problem(ProblemError("limit", 429, "too many concurrent requests",
                                         limit="maxConcurrentRequests"))
         try:
@@ -197,7 +201,7 @@ def create_app(config: Config) -> FastAPI:
             return problem(ProblemError("about:blank", 404, f"no account {account_id!r}"))
         limits = config.limits
         slot = "upload:" + user["name"]
-        if not tidings._acquire(slot, limits.max_concurrent_upload):
+        if not await tidings._acquire(slot, limits.max_concurrent_upload):
             return problem(ProblemError("limit", 429, "too many concurrent uploads",
                                         limit="maxConcurrentUpload"))
         try:
