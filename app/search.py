@@ -219,7 +219,7 @@ class SearchService:
         announced = False
         released = time.monotonic()
         while not self._stop.is_set():
-            if time.monotonic() - released > 30:
+            if time.monotonic() - released > 10:
                 # the store's memory map only grows with what was read; give the pages back
                 self.store.release_memory()
                 released = time.monotonic()
