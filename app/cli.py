@@ -483,7 +483,12 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
                 bar = tqdm(total=n, unit="msg", desc=f"indexing {name}", file=sys.stderr)
             started = time.monotonic()
-            search.drain(account_id, progress=bar.update if bar else None)
+            def progress(n: int, bar=bar) -> None:
+                store.release_memory()  # indexing reads every message through the memory map
+                if bar:
+                    bar.update(n)
+
+            search.drain(account_id, progress=progress)
             if bar:
                 bar.close()
             seconds = time.monotonic() - started

@@ -28,6 +28,7 @@ log = logging.getLogger("tidings.search")
 
 TEXT_FIELDS = ("text", "from", "to", "cc", "bcc", "subject", "body")
 BATCH = 500
+RELEASE_SECONDS = 300
 
 
 def sort_key(record: dict) -> int:
@@ -147,7 +148,6 @@ class SearchService:
                 # acknowledged only after the index commit: a crash in between re-indexes the batch
                 self.store.index_queue_ack(account_id, [key for key, _ in entries])
                 done += len(entries)
-                self.store.release_memory()  # indexing reads messages through the map
                 if progress:
                     progress(len(entries))
         self._seen_generation[account_id] = self.store.index_generation(account_id)
@@ -219,8 +219,9 @@ class SearchService:
         announced = False
         released = time.monotonic()
         while not self._stop.is_set():
-            if time.monotonic() - released > 10:
-                # the store's memory map only grows with what was read; give the pages back
+            if time.monotonic() - released > RELEASE_SECONDS:
+                # what the store's memory map holds only grows with what was read: give it back
+                # now and then (rarely: pages that the kernel dropped meanwhile cost a disk read)
                 self.store.release_memory()
                 released = time.monotonic()
             try:
