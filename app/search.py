@@ -197,11 +197,7 @@ class SearchService:
             self.index.refresh(account_id)
             self._seen_generation[account_id] = generation
 
-    # -- reading
-    def search(self, account_id: str, query: TextQuery) -> set[str]:
-        self.ensure_fresh(account_id)
-        return self.index.search(account_id, query)
-
+    # -- reading (searches go to self.index after ensure_fresh)
     def snippets(self, account_id: str, query: TextQuery, email_ids: list[str],
                  previews: dict[str, tuple[str | None, str | None]]) -> dict:
         return self.index.snippets(account_id, query, email_ids, previews)
