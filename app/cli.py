@@ -436,6 +436,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         finally:
             if bar:
                 bar.close()
+            store.release_memory()  # before the index's final merge maps its segments
             search.close()
         if not indexing:
             print("the running server indexes the imported messages for search", file=sys.stderr)
