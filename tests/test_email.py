@@ -891,10 +891,17 @@ def test_keyword_patch_paths_are_json_pointer_escaped(alice):
     assert get_email(alice, e["id"], ["keywords"])["keywords"] == {"x~y": True}
 
 
-def test_patching_a_property_and_a_path_inside_it_is_invalid_properties(alice):
+def test_patching_a_property_and_a_path_inside_it_is_invalid_patch(alice):
+    """RFC 8620 §5.3: one pointer the prefix of another, or a pointer whose parent does not exist,
+    makes the whole PatchObject invalid (invalidPatch); an unknown property is invalidProperties."""
     mb = new_mailbox(alice)
     e = alice.import_message(simple_message(), mailbox=mb)
     r = set_ok(alice, update={e["id"]: {"keywords": {"a": True}, "keywords/b": True}})
+    assert r["notUpdated"][e["id"]]["type"] == "invalidPatch", r
+    assert r["notUpdated"][e["id"]]["description"]
+    r = set_ok(alice, update={e["id"]: {"keywords/a/b": True}})
+    assert r["notUpdated"][e["id"]]["type"] == "invalidPatch", r
+    r = set_ok(alice, update={e["id"]: {"nosuch/a": True}})
     assert r["notUpdated"][e["id"]]["type"] == "invalidProperties", r
     assert get_email(alice, e["id"], ["keywords"])["keywords"] == {}
 

@@ -16,6 +16,7 @@ from app.protocol.standard import (
     check_set_args,
     finish_set,
     not_found,
+    patch_set_error,
     set_response,
 )
 
@@ -98,14 +99,15 @@ def email_set(ctx, args: dict) -> dict:
                 resolved_patch[path] = value
             view = {"keywords": current["keywords"], "mailboxIds": current["mailboxIds"],
                     **{k: current.get(k) for k in ("id", "blobId", "threadId", "size", "receivedAt")}}
-            patched, problems = apply_patch(view, resolved_patch, MUTABLE)
+            patched, problems, patch_errors = apply_patch(view, resolved_patch, MUTABLE)
             keywords = mailbox_ids = None
             if "keywords" in patched and patched["keywords"] != current["keywords"]:
                 keywords = check_keywords(patched["keywords"], problems)
             if patched.get("mailboxIds") != current["mailboxIds"]:
                 mailbox_ids = check_mailbox_ids(ctx, w, patched.get("mailboxIds"), problems)
-            if problems:
-                resp["notUpdated"][raw_id] = invalid_properties(problems)
+            error = patch_set_error(problems, patch_errors)
+            if error:
+                resp["notUpdated"][raw_id] = error
                 continue
             if keywords is not None or mailbox_ids is not None:
                 w.update_email(email_id, keywords=keywords, mailbox_ids=mailbox_ids)

@@ -11,6 +11,7 @@ from app.protocol.standard import (
     check_set_args,
     finish_set,
     not_found,
+    patch_set_error,
     set_response,
 )
 
@@ -175,12 +176,13 @@ def mailbox_set(ctx, args: dict) -> dict:
             if current is None:
                 resp["notUpdated"][raw_id] = not_found(raw_id, "mailbox")
                 continue
-            patched, problems = apply_patch(current, patch, MUTABLE)
+            patched, problems, patch_errors = apply_patch(current, patch, MUTABLE)
             changed = {k: v for k, v in patched.items() if k in MUTABLE and v != current.get(k)}
             fields, more = _validate(ctx, w, mailbox_id, changed, creating=False)
             problems.update(more)
-            if problems:
-                resp["notUpdated"][raw_id] = invalid_properties(problems)
+            error = patch_set_error(problems, patch_errors)
+            if error:
+                resp["notUpdated"][raw_id] = error
                 continue
             if fields:
                 w.update_mailbox(mailbox_id, fields)

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 
 from store import CannotCalculateChanges
 
-from .errors import MethodError, invalid_arguments, set_error
+from .errors import MethodError, invalid_arguments, invalid_properties, set_error
 from .request import CallContext
 
 
@@ -141,14 +142,24 @@ def check_if_in_state(args: dict, current: str) -> None:
         raise MethodError("stateMismatch", f"ifInState {want!r} does not match the current state {current!r}")
 
 
-def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[dict, dict[str, str]]:
-    """Applies a PatchObject (RFC 8620 §5.3) to a copy of obj. Returns (new object, problems)
-    where problems maps each bad path to why."""
+def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[dict, dict[str, str], dict[str, str]]:
+    """Applies a PatchObject (RFC 8620 §5.3) to a copy of obj. Returns (new object, property
+    problems, patch errors): a property that is unknown or may not change is an invalidProperties
+    problem; a path that breaks the PatchObject rules (a missing parent, a pointer into an array,
+    one pointer the prefix of another) makes the patch itself invalid (invalidPatch)."""
     roots = set(mutable_roots)
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in obj.items()}
+    out = {k: (copy.deepcopy(v) if k in roots else v) for k, v in obj.items()}
     problems: dict[str, str] = {}
-    full_keys = {p for p in patch if "/" not in p}
+    patch_errors: dict[str, str] = {}
+    for path in patch:
+        parts = path.split("/")
+        for n in range(1, len(parts)):
+            if "/".join(parts[:n]) in patch:
+                patch_errors[path] = f"{'/'.join(parts[:n])!r} is patched as a whole too"
+                break
     for path, value in patch.items():
+        if path in patch_errors:
+            continue
         parts = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")]
         root = parts[0]
         if root not in roots:
@@ -156,26 +167,32 @@ def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[d
                 continue  # setting a server-set property to its current value is allowed
             problems[path] = "unknown or immutable property" if root not in obj else "property is server-set or immutable"
             continue
-        if len(parts) == 1:
+        if len(parts) == 1:  # a whole property: null is its value (or default), not a removal
             out[root] = value
             continue
-        if root in full_keys:
-            problems[path] = f"patches both {root} and a path inside it"
-            continue
-        target = out.get(root)
-        for part in parts[1:-1]:
-            if not isinstance(target, dict) or part not in target:
-                target = None
+        target = out
+        for part in parts[:-1]:
+            target = target.get(part) if isinstance(target, dict) else None
+            if target is None:
                 break
-            target = target[part]
-        if not isinstance(target, dict):
-            problems[path] = "path does not exist"
-            continue
-        if value is None:
+        if isinstance(target, list):
+            patch_errors[path] = "points inside an array; replace the array whole"
+        elif not isinstance(target, dict):
+            patch_errors[path] = "its parent does not exist"
+        elif value is None:
             target.pop(parts[-1], None)
         else:
             target[parts[-1]] = value
-    return out, problems
+    return out, problems, patch_errors
+
+
+def patch_set_error(problems: dict[str, str], patch_errors: dict[str, str]) -> dict | None:
+    """The SetError for a failed update, or None if it may go on."""
+    if patch_errors:
+        return set_error("invalidPatch", "; ".join(f"{p}: {why}" for p, why in patch_errors.items()))
+    if problems:
+        return invalid_properties(problems)
+    return None
 
 
 def set_response(account_id: str, old_state: str, new_state: str) -> dict:
