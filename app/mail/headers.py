@@ -42,15 +42,65 @@ def _decode_raw(value: bytes, defects: list[str] | None, name: str) -> str:
     return text
 
 
+def _line_kind(data: bytes, pos: int, content_end: int) -> int:
+    """_BLANK, _CONT (folded continuation), _FIELD or _ODD for the line data[pos:content_end]."""
+    if content_end == pos:
+        return _BLANK
+    first = data[pos]
+    if first == 32 or first == 9:
+        return _CONT
+    return _FIELD if _FIELD_RE.match(data, pos, content_end) else _ODD
+
+
+_BLANK, _CONT, _FIELD, _ODD = range(4)
+_LOOKAHEAD = 256 * 1024  # octets looked at to decide whether an odd line is inside the header
+
+
+def _header_resumes(data: bytes, pos: int, end: int) -> bool:
+    """Whether the header section goes on after the odd line starting at ``pos``: the next line
+    that is not a continuation is a field, an empty line follows (within the entity and
+    ``_LOOKAHEAD``) and up to it there are at least as many fields as odd lines.  Otherwise
+    the odd line is taken as the first line of a body that lacks its empty separator line."""
+    limit = min(end, pos + _LOOKAHEAD)
+    nl = data.find(b"\n", pos, limit)
+    if nl < 0:
+        return False
+    p = nl + 1
+    fields = odd = 0
+    first = True
+    while p < limit:
+        nl = data.find(b"\n", p, limit)
+        line_end = limit if nl < 0 else nl
+        content_end = line_end - 1 if line_end > p and data[line_end - 1] == 13 else line_end
+        kind = _line_kind(data, p, content_end)
+        if kind == _BLANK:
+            return fields > 0 and odd <= fields
+        if kind == _FIELD:
+            fields += 1
+            first = False
+        elif kind == _ODD:
+            if first:
+                return False
+            odd += 1
+        if nl < 0:
+            break
+        p = nl + 1
+    return False  # no empty line follows: a body without its separator line
+
+
 def split_header_block(
     data: bytes, start: int = 0, end: int | None = None, defects: list[str] | None = None
 ) -> tuple[list[tuple[str, str]], int]:
-    """Split the header block of the entity ``data[start:end]``.
+    """Split the header section of the entity ``data[start:end]``.
 
     Returns ``([(name, raw_value), ...], body_start)``.  ``raw_value`` is the §4.1.2.1
     Raw form: everything after the colon, folding line breaks kept as they are.
-    Like the stdlib feedparser, a line that is neither a field nor a continuation ends
-    the header block and starts the body (recorded as a defect).
+
+    RFC 5322 §2.1: only an empty line ends the header section.  A line inside it that is
+    neither a field nor a continuation (an mbox ``From `` line written by an old client, a
+    stray word) is recorded as a defect and skipped when the section goes on after it; only
+    when no header follows it is it taken as the start of a body whose empty separator line
+    is missing (see ``_header_resumes``).
     """
     if end is None:
         end = len(data)
@@ -62,36 +112,70 @@ def split_header_block(
         pos = end if nl < 0 else nl + 1
     name: str | None = None
     vstart = vend = 0
+    skipping = False  # inside a run of odd lines already judged to be inside the header
     while pos < end:
         nl = data.find(b"\n", pos, end)
         line_end = end if nl < 0 else nl
         next_pos = end if nl < 0 else nl + 1
         content_end = line_end - 1 if line_end > pos and data[line_end - 1] == 13 else line_end
-        if content_end == pos:  # blank line: end of the header block
+        kind = _line_kind(data, pos, content_end)
+        if kind == _BLANK:  # end of the header section
             if name is not None:
                 fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
             return fields, next_pos
-        first = data[pos]
-        if first == 32 or first == 9:
+        if kind == _CONT:
             if name is None:
                 if defects is not None:
                     defects.append("header continuation line before any header field")
             else:
                 vend = content_end
-        else:
-            m = _FIELD_RE.match(data, pos, content_end)
-            if m is None:
-                if defects is not None:
-                    defects.append("missing blank line between header and body")
-                break
+        elif kind == _FIELD:
             if name is not None:
                 fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
+            m = _FIELD_RE.match(data, pos, content_end)
             name = m.group(1).decode("ascii")
             vstart, vend = m.end(), content_end
+        else:
+            if not skipping and not _header_resumes(data, pos, end):
+                if defects is not None and (fields or name is not None):
+                    defects.append("missing empty line between header and body")
+                break
+            skipping = True
+            if defects is not None:
+                line = data[pos:content_end][:60].decode("utf-8", "replace")
+                defects.append(f"line in the header section that is not a field, skipped: {line!r}")
+            if name is not None:  # the odd line ends the field before it (it cannot be folded in)
+                fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
+                name = None
         pos = next_pos
     if name is not None:
         fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
     return fields, pos
+
+
+# Fields that only a message header has (RFC 5322 §3.6, RFC 2045 §3, trace fields): a file whose
+# header section holds none of them is not mail, whatever else it holds ("key: value" config).
+_MESSAGE_FIELDS = frozenset(
+    "from sender reply-to to cc bcc message-id in-reply-to references subject comments keywords "
+    "date resent-date resent-from resent-sender resent-to resent-cc resent-bcc resent-message-id "
+    "return-path received mime-version content-type content-transfer-encoding delivered-to "
+    "x-original-to envelope-to".split()
+)
+
+
+def message_problem(raw: bytes) -> str | None:
+    """Why ``raw`` is not an email message, or None when it is one.
+
+    Empty (or only white space): "empty"; a header section without any field that a message
+    header has (``_MESSAGE_FIELDS``), such as a text or config file: "not an email message ...".
+    Everything else is mail, however damaged; its defects are reported by the parser.
+    """
+    if not raw.strip():
+        return "empty: no message"
+    fields, _ = split_header_block(raw)
+    if not any(name.lower() in _MESSAGE_FIELDS for name, _ in fields):
+        return "not an email message: no header field of a message (From, Date, Subject, ...)"
+    return None
 
 
 def unfold(value: str) -> str:
