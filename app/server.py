@@ -26,6 +26,7 @@ from .auth import Authenticator
 from .protocol.errors import ProblemError
 from .protocol.registry import CORE, MAIL, SUBMISSION, load_methods
 from .protocol.request import CallContext, Limits, parse_request, process
+from .protocol.wire import encode_response
 from .search import SearchService
 
 log = logging.getLogger("tidings.http")
@@ -190,7 +191,7 @@ def create_app(config: Config) -> FastAPI:
             return problem(err)
         finally:
             tidings._release(user["name"])
-        return Response(_serialise_response(result), media_type="application/json")
+        return Response(encode_response(result), media_type="application/json")
 
     async def upload(request: Request) -> Response:
         user = await tidings.user_for(request)
@@ -307,27 +308,6 @@ def create_app(config: Config) -> FastAPI:
                        allow_headers=["Authorization", "Content-Type", "Accept"], max_age=86400)
     app.state.tidings = tidings
     return app
-
-
-def _serialise_response(result: dict) -> bytes:
-    """The Response as JSON. A method response that cannot be serialised (nesting deeper than
-    orjson's limit, e.g. an echo) becomes an error for that call only."""
-    try:
-        return orjson.dumps(result)
-    except orjson.JSONEncodeError:
-        pass
-    responses = []
-    for name, args, call_id in result["methodResponses"]:
-        try:
-            orjson.dumps({"methodResponses": [[name, args, call_id]]})  # at its real depth
-            responses.append([name, args, call_id])
-        except orjson.JSONEncodeError:
-            responses.append(["error", {"type": "invalidArguments",
-                                        "description": "the response would be nested too deeply"}, call_id])
-    try:
-        return orjson.dumps({**result, "methodResponses": responses})
-    except orjson.JSONEncodeError:
-        return orjson.dumps({"methodResponses": responses, "sessionState": result.get("sessionState")})
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:

@@ -9,13 +9,13 @@ Everything here is pure and total: malformed input yields a best-effort value or
 from __future__ import annotations
 
 import binascii
-import codecs
 import re
 import unicodedata
 from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, parsedate_tz
-from functools import lru_cache
+
+from .charsets import codec_for, decode_codec
 
 EmailAddress = dict  # {"name": str | None, "email": str}
 
@@ -189,87 +189,6 @@ def unfold(value: str) -> str:
 # Charsets
 # --------------------------------------------------------------------------------------
 
-# Labels that mail gets wrong in practice; decode with the superset the sender really used
-# (the same choices as the WHATWG encoding standard).
-_CHARSET_ALIASES = {
-    "iso-8859-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "iso_8859-1": "cp1252",
-    "latin1": "cp1252",
-    "latin-1": "cp1252",
-    "l1": "cp1252",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "shift_jis": "cp932",
-    "shift-jis": "cp932",
-    "x-sjis": "cp932",
-    "sjis": "cp932",
-    "windows-874": "cp874",
-    "tis-620": "cp874",
-    "iso-8859-8-i": "iso8859_8",
-    "x-mac-roman": "mac_roman",
-    "big5": "cp950",
-    "utf8mb4": "utf-8",
-}
-
-
-@lru_cache(maxsize=512)
-def lookup_charset(name: str | None) -> str | None:
-    """Python codec name for a MIME charset label, or None if unknown / not a text codec."""
-    if not name:
-        return None
-    label = name.strip().strip("\"'").lower()
-    if not label or len(label) > 64:
-        return None
-    label = _CHARSET_ALIASES.get(label, label)
-    candidates = [label]
-    if label.startswith("x-"):
-        candidates.append(label[2:])
-    candidates.append(label.replace("-", "").replace("_", ""))
-    for cand in candidates:
-        try:
-            info = codecs.lookup(cand)
-        except (LookupError, ValueError):
-            continue
-        # "base64", "zlib" & co are codecs too, but not text encodings.
-        if getattr(info, "_is_text_encoding", True):
-            return info.name
-    return None
-
-
-def decode_bytes(data: bytes, charset: str | None) -> tuple[str, bool]:
-    """Decode text with a MIME charset.  Returns (text, is_encoding_problem).
-
-    RFC 8621 §4.1.4 (bodyValues) lets the server use heuristics: undeclared or us-ascii
-    text that is valid UTF-8 is taken as UTF-8 (RFC 6532 style); unknown charsets fall
-    back to UTF-8 with U+FFFD and are flagged as an encoding problem.
-    """
-    codec = lookup_charset(charset) if charset else "ascii"
-    if codec is None:
-        return data.decode("utf-8", "replace"), True
-    if codec == "ascii":
-        if data.isascii():
-            return data.decode("ascii"), False
-        try:
-            return data.decode("utf-8"), False
-        except UnicodeDecodeError:
-            return data.decode("cp1252", "replace"), True
-    try:
-        return data.decode(codec), False
-    except UnicodeDecodeError:
-        if codec == "cp1252":  # declared iso-8859-1: every octet is valid latin-1
-            return data.decode("latin-1"), False
-    except Exception:  # noqa: BLE001 - some codecs raise odd errors on garbage
-        return data.decode("utf-8", "replace"), True
-    try:
-        return data.decode(codec, "replace"), True
-    except Exception:  # noqa: BLE001
-        return data.decode("utf-8", "replace"), True
-
-
 def b64decode_lenient(data: bytes) -> bytes:
     """Base64 that never raises: junk characters ignored, padding repaired, and
     concatenated padded chunks ("QQ==QQ==") decoded piecewise."""
@@ -310,7 +229,7 @@ _UNDECODABLE = "\x00undecodable"
 
 
 def _decode_ew(m: re.Match) -> tuple[str, bytes] | None:
-    codec = lookup_charset(m.group(1).split("*", 1)[0])
+    codec = codec_for(m.group(1).split("*", 1)[0])
     if codec is None:
         return None  # §4.1.2.2: only encoded words with a known charset are decoded
     text = m.group(3).encode("utf-8", "replace")
@@ -336,7 +255,7 @@ def _flush_words(words: list[tuple[str, bytes]], out: list[str]) -> None:
         while i < len(words) and words[i][0] == codec:
             buf += words[i][1]
             i += 1
-        text, _ = decode_bytes(bytes(buf), codec)
+        text, _ = decode_codec(bytes(buf), codec)
         out.append(_CTRL_RE.sub("", text))  # §4.1.2.2: encoded control chars are dropped
     words.clear()
 
@@ -798,9 +717,17 @@ MAX_LINE = 78
 def encode_text(text: str, header_name: str = "Subject") -> str:
     """Header text, RFC 2047-encoded (UTF-8) when it is not plain ASCII, folded."""
     text = _WS_RE.sub(" ", text) if ("\r" in text or "\n" in text) else text
-    if text.isascii() and "=?" not in text:
+    if text.isascii() and "=?" not in text and _longest_word(text) <= MAX_WORD:
         return fold_words(text, len(header_name) + 2)
+    # encoded words split anywhere, so a word too long for one line still folds (RFC 5322 §2.1.1)
     return Header(text, "utf-8", header_name=header_name).encode(linesep="\r\n", maxlinelen=MAX_LINE)
+
+
+MAX_WORD = 900  # a plain word longer than this is written as encoded words, to stay under 998 octets
+
+
+def _longest_word(text: str) -> int:
+    return max((len(w) for w in text.split(" ")), default=0)
 
 
 def fold_words(text: str, used: int) -> str:
@@ -824,7 +751,7 @@ def fold_words(text: str, used: int) -> str:
 
 def _encode_phrase(name: str) -> str:
     name = _WS_RE.sub(" ", name).strip()
-    if not name.isascii() or "=?" in name:
+    if not name.isascii() or "=?" in name or _longest_word(name) > MAX_WORD:
         return Header(name, "utf-8").encode(linesep="\r\n", maxlinelen=MAX_LINE)
     if _PHRASE_SPECIALS.search(name):
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

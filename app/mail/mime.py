@@ -29,14 +29,11 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import Message
-from email.utils import collapse_rfc2231_value
-from urllib.parse import quote
 
+from app.mail.charsets import decode as decode_bytes
 from app.mail.headers import (
     EmailAddress,
     b64decode_lenient,
-    decode_bytes,
     decode_rfc2047,
     encode_text,
     format_address_text,
@@ -58,6 +55,7 @@ from app.mail.headers import (
     strip_comments,
     unfold,
 )
+from app.mail.params import format_params, parse_params
 
 __all__ = [
     "DEFAULT_BODY_PROPERTIES",
@@ -101,14 +99,14 @@ _UU_CTE = frozenset(("x-uuencode", "uuencode", "x-uue"))
 class _Part:
     """One MIME entity: header fields plus the byte range of its (encoded) body."""
 
-    __slots__ = ("data", "headers", "start", "end", "msg", "type", "subparts", "part_id", "_attrs", "_decoded")
+    __slots__ = ("data", "headers", "start", "end", "content", "type", "subparts", "part_id", "_attrs", "_decoded")
 
     def __init__(self, data: bytes, headers: list[tuple[str, str]], start: int, end: int) -> None:
         self.data = data
         self.headers = headers
         self.start = start
         self.end = end
-        self.msg: Message | None = None
+        self.content: _Content | None = None
         self.type = "text/plain"
         self.subparts: list[_Part] | None = None
         self.part_id: str | None = None
@@ -189,40 +187,41 @@ def _uudecode(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def _content_msg(ctype: str | None, cdisp: str | None, default_type: str) -> Message:
-    # A tiny compat32 Message holding only the two headers whose parameters we need;
-    # it gives us the stdlib's RFC 2045/2231 parameter parsing.
-    m = Message()
-    m.set_default_type(default_type)
-    if ctype is not None:
-        m["Content-Type"] = unfold(ctype).strip()
-    if cdisp is not None:
-        m["Content-Disposition"] = unfold(cdisp).strip()
-    return m
+_MEDIA_TYPE_RE = re.compile(r"^[a-z0-9!#$%&'*+^_`{|}~.-]+/[a-z0-9!#$%&'*+^_`{|}~.-]+$")
+
+
+class _Content:
+    """Content-Type and Content-Disposition of one entity, parsed (RFC 2045, RFC 2183, RFC 2231)."""
+
+    __slots__ = ("type", "params", "disposition", "disp_params")
+
+    def __init__(self, ctype: str | None, cdisp: str | None, default_type: str) -> None:
+        self.type = default_type
+        self.params: dict[str, str] = {}
+        if ctype is not None:
+            main, self.params = parse_params(strip_comments(unfold(ctype)))
+            main = re.sub(r"\s+", "", main)
+            # RFC 2045 §5.2: a Content-Type that does not parse means text/plain
+            self.type = main if _MEDIA_TYPE_RE.match(main) else "text/plain"
+        self.disposition: str | None = None
+        self.disp_params: dict[str, str] = {}
+        if cdisp is not None:
+            main, self.disp_params = parse_params(strip_comments(unfold(cdisp)))
+            self.disposition = main or None
+
+    def filename(self) -> str | None:
+        """The filename parameter of Content-Disposition, else the name parameter of Content-Type."""
+        return self.disp_params.get("filename") or self.params.get("name")
 
 
 def _part_attrs(p: _Part) -> dict:
-    m = p.msg or Message()
+    content = p.content or _Content(None, None, "text/plain")
     name: str | None = None
-    disposition: str | None = None
-    charset: str | None = None
-    try:
-        filename = m.get_filename()
-        if filename:
-            # RFC 2047 inside a quoted parameter is not allowed, but Outlook & co send it.
-            name = decode_rfc2047(filename, strict=False).strip() or None
-    except Exception:  # noqa: BLE001 - odd RFC 2231 input
-        name = None
-    try:
-        disposition = m.get_content_disposition()
-    except Exception:  # noqa: BLE001
-        disposition = None
-    try:
-        cs = m.get_param("charset")
-        if cs:
-            charset = str(collapse_rfc2231_value(cs)).strip() or None
-    except Exception:  # noqa: BLE001
-        charset = None
+    filename = content.filename()
+    if filename:
+        # RFC 2047 inside a quoted parameter is not allowed, but Outlook & co send it.
+        name = decode_rfc2047(filename, strict=False).strip() or None
+    charset = (content.params.get("charset") or "").strip() or None
     if charset is None and p.subparts is None:
         # §4.1.4 charset: implicit us-ascii for text/* or a part without Content-Type.
         if p.type.startswith("text/"):
@@ -238,7 +237,7 @@ def _part_attrs(p: _Part) -> dict:
         location = re.sub(r"\s+", "", unfold(location)) or None
     return {
         "name": name,
-        "disposition": disposition,
+        "disposition": content.disposition,
         "charset": charset,
         "cid": cid,
         "language": language,
@@ -246,20 +245,17 @@ def _part_attrs(p: _Part) -> dict:
     }
 
 
-def _split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> tuple[list[tuple[int, int]], bool]:
-    """Byte ranges of the body parts between ``--boundary`` lines (RFC 2046 §5.1.1).
-
-    The CRLF before a delimiter belongs to the delimiter.  Returns (ranges, closed);
-    without a close delimiter the last part runs to the end of the body.
-    """
+def _delimiters(data: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int, bool]]:
+    """The ``--boundary`` delimiter lines in data[start:end] (RFC 2046 §5.1.1), in order:
+    (start of the line, start of the next line, is the close delimiter).  A close delimiter
+    does not end the scan: an inner multipart may have reused its parent's boundary."""
     delim = b"--" + boundary
-    ranges: list[tuple[int, int]] = []
-    cur: int | None = None
+    out: list[tuple[int, int, bool]] = []
     pos = start
     while True:
         i = data.find(delim, pos, end)
         if i < 0:
-            break
+            return out
         pos = i + 1
         if i != start and data[i - 1] != 10:  # must start a line
             continue
@@ -269,20 +265,18 @@ def _split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> tupl
         line_end = end if nl < 0 else nl
         if data[j + 2 if is_close else j : line_end].strip(b" \t\r"):
             continue  # a longer boundary that merely starts with ours
-        if cur is not None:
-            ce = i
-            if ce > cur and data[ce - 1] == 10:
-                ce -= 1
-                if ce > cur and data[ce - 1] == 13:
-                    ce -= 1
-            ranges.append((cur, ce))
-        if is_close:
-            return ranges, True
-        cur = end if nl < 0 else nl + 1
-        pos = cur
-    if cur is not None:
-        ranges.append((cur, end))
-    return ranges, False
+        after = end if nl < 0 else nl + 1
+        out.append((i, after, is_close))
+        pos = after
+
+
+def _before_delimiter(data: bytes, start: int, i: int) -> int:
+    # the CRLF before a delimiter belongs to the delimiter
+    if i > start and data[i - 1] == 10:
+        i -= 1
+        if i > start and data[i - 1] == 13:
+            i -= 1
+    return i
 
 
 class _State:
@@ -293,50 +287,82 @@ class _State:
         self.defects: list[str] = []
 
 
-def _parse_entity(data: bytes, start: int, end: int, path: str, depth: int, default_type: str, st: _State) -> _Part:
+class _Multipart:
+    """The delimiters of one boundary, shared by nested multiparts that reuse it."""
+
+    __slots__ = ("boundary", "delims", "next")
+
+    def __init__(self, boundary: str, delims: list[tuple[int, int, bool]]) -> None:
+        self.boundary = boundary
+        self.delims = delims
+        self.next = 0  # index of the first delimiter not yet consumed
+
+
+def _parse_entity(
+    data: bytes, start: int, end: int, path: str, depth: int, default_type: str, st: _State,
+    outer: _Multipart | None = None,
+) -> _Part:
+    """One entity of data[start:end].  ``outer`` is the enclosing multipart's delimiter list:
+    a multipart that declares the same boundary (malformed, RFC 2046 §5.1.1) takes its parts
+    from that list, up to the first close delimiter, which is the sender's intent; its end
+    then moves to the end of that close delimiter."""
     headers, body_start = split_header_block(data, start, end, st.defects)
     p = _Part(data, headers, body_start, end)
     st.count += 1
-    p.msg = _content_msg(p.header("content-type"), p.header("content-disposition"), default_type)
-    try:
-        ctype = p.msg.get_content_type()
-    except Exception:  # noqa: BLE001
-        ctype = "text/plain"
-    if ctype.startswith("multipart/"):
-        children: list[_Part] | None = None
-        if depth >= MAX_DEPTH or st.count >= MAX_PARTS:
-            st.defects.append(f"{ctype} nested too deeply or too many parts; not split")
-        else:
-            try:
-                boundary = p.msg.get_boundary()
-            except Exception:  # noqa: BLE001
-                boundary = None
-            if not boundary:
-                st.defects.append(f"{ctype} without boundary parameter")
-            else:
-                ranges, closed = _split_multipart(data, body_start, end, boundary.encode("utf-8", "replace"))
-                if not ranges:
-                    st.defects.append(f"{ctype}: start boundary not found")
-                else:
-                    if not closed:
-                        st.defects.append(f"{ctype}: missing closing boundary")
-                    sub_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
-                    children = []
-                    for i, (s, e) in enumerate(ranges, 1):
-                        if st.count >= MAX_PARTS:
-                            st.defects.append("too many MIME parts; rest ignored")
-                            break
-                        child_path = f"{path}.{i}" if path else str(i)
-                        children.append(_parse_entity(data, s, e, child_path, depth + 1, sub_default, st))
-        if children is None:
-            # Unsplittable multipart: show its body as text rather than losing it.
-            ctype = "text/plain"
-        else:
-            p.subparts = children
-    p.type = ctype
-    if p.subparts is None:
+    p.content = _Content(p.header("content-type"), p.header("content-disposition"), default_type)
+    p.type = p.content.type
+    if p.type.startswith("multipart/"):
+        p.subparts = _parse_children(p, path, depth, st, outer)
+    else:
         p.part_id = path or "1"
     return p
+
+
+def _parse_children(p: _Part, path: str, depth: int, st: _State, outer: _Multipart | None) -> list[_Part]:
+    data, body_start, end = p.data, p.start, p.end
+    boundary = p.content.params.get("boundary") if p.content else None
+    problem = None
+    if depth >= MAX_DEPTH or st.count >= MAX_PARTS:
+        problem = "nested too deeply or too many parts; not split"
+    elif not boundary:
+        problem = "without boundary parameter"
+    if problem is None:
+        if outer is not None and outer.boundary == boundary:
+            mp = outer
+            st.defects.append(f"{p.type} reuses the boundary of the multipart around it")
+        else:
+            mp = _Multipart(boundary, _delimiters(data, body_start, end, boundary.encode("utf-8", "replace")))
+        if mp.next >= len(mp.delims) or mp.delims[mp.next][2]:
+            problem = "start boundary not found"
+    if problem is not None:
+        # keep the part's own type; its body becomes one implicit part (RFC 2046 §5.1.1 default
+        # type), so the text is still shown and downloadable
+        st.defects.append(f"{p.type} {problem}")
+        child_type = "application/octet-stream" if "deeply" in problem else "text/plain"
+        child = _Part(data, [], body_start, end)
+        child.type = child_type
+        child.content = _Content(None, None, child_type)
+        child.part_id = f"{path}.1" if path else "1"
+        return [child]
+    sub_default = "message/rfc822" if p.type == "multipart/digest" else "text/plain"
+    children: list[_Part] = []
+    closed = False
+    while mp.next < len(mp.delims):
+        _i, part_start, is_close = mp.delims[mp.next]
+        mp.next += 1
+        if is_close:
+            p.end = part_start if mp is outer else p.end
+            closed = True
+            break
+        if st.count >= MAX_PARTS:
+            st.defects.append("too many MIME parts; rest ignored")
+            break
+        part_end = _before_delimiter(data, part_start, mp.delims[mp.next][0]) if mp.next < len(mp.delims) else end
+        child_path = f"{path}.{len(children) + 1}" if path else str(len(children) + 1)
+        children.append(_parse_entity(data, part_start, part_end, child_path, depth + 1, sub_default, st, mp))
+    if not closed:
+        st.defects.append(f"{p.type}: missing closing boundary")
+    return children
 
 
 def _parse(raw: bytes) -> tuple[_Part, list[str]]:
@@ -941,6 +967,10 @@ def _encode_header(name: str, form: str, value: object) -> str | None:
     return None
 
 
+def _too_long(field: str) -> bool:
+    return len(field) > 998 // 4 and any(len(line.encode()) > 998 for line in field.split("\r\n"))
+
+
 class _Header:
     """Collects header fields for one entity, enforcing "one property per field"."""
 
@@ -975,6 +1005,10 @@ class _Header:
             if encoded is None:
                 self.problems.add(self.path + prop, f"invalid value for the {form} form")
                 return
+            if _too_long(f"{name}:{encoded}"):
+                self.problems.add(self.path + prop, "a line of this header field would pass 998 octets "
+                                  "(RFC 5322 §2.1.1)")
+                return
             self.fields.append((name, encoded))
 
     def has(self, lname: str) -> bool:
@@ -998,14 +1032,6 @@ class _Node:
         self.body = b""
         self.cte: str | None = None
         self.children: list[_Node] | None = None
-
-
-def _quote_param(key: str, value: str) -> str:
-    if value.isascii() and not re.search(r"[\x00-\x1f\x7f]", value):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{key}="{escaped}"'
-    # RFC 2231 for non-ASCII parameter values.
-    return f"{key}*=utf-8''{quote(value, safe='')}"
 
 
 def _encode_body(node: _Node, data: bytes, is_text: bool) -> None:
@@ -1069,7 +1095,7 @@ def _build_part(
     explicit_ct = hdr.has("content-type")
     if explicit_ct and ptype is None:
         ct_value = next(v for n, v in hdr.fields if n.lower() == "content-type")
-        ptype = _content_msg(ct_value, None, default_type).get_content_type()
+        ptype = _Content(ct_value, None, default_type).type
     node = _Node((ptype or default_type).lower())
     node.fields = hdr.fields
     node.explicit_ct = explicit_ct
@@ -1153,22 +1179,16 @@ def _build_part(
 def _node_headers(node: _Node, boundary: str | None) -> list[tuple[str, str]]:
     fields: list[tuple[str, str]] = []
     if not node.explicit_ct:
-        rendered = [node.type] + [f"{k}={v}" for k, v in node.params]
+        params = list(node.params)
         if boundary is not None:
-            rendered.append(f'boundary="{boundary}"')
+            params.append(("boundary", boundary))
         if node.name and node.children is None:
-            # Legacy readers look at name=; RFC 2047 inside it is the de facto standard.
-            name = node.name
-            if not name.isascii():
-                name = encode_text(name, "Content-Type").replace("\r\n ", " ")
-            rendered.append(_quote_param("name", name))
-        sep = ";\r\n " if sum(map(len, rendered)) > 60 else "; "
-        fields.append(("Content-Type", " " + sep.join(rendered)))
+            params.append(("name", node.name))  # legacy readers look at name= (RFC 2231 if needed)
+        fields.append(("Content-Type", " " + node.type + format_params(params, len("Content-Type: ") + len(node.type))))
     if not node.explicit_cd and (node.disposition or node.name) and node.children is None:
-        disp = [node.disposition or "attachment"]
-        if node.name:
-            disp.append(_quote_param("filename", node.name))
-        fields.append(("Content-Disposition", " " + ";\r\n ".join(disp)))
+        disp = node.disposition or "attachment"
+        params = [("filename", node.name)] if node.name else []
+        fields.append(("Content-Disposition", " " + disp + format_params(params, len("Content-Disposition: ") + len(disp))))
     if node.cid:
         fields.append(("Content-ID", f" <{node.cid.strip('<>')}>"))
     if node.language:

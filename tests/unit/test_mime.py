@@ -396,14 +396,16 @@ def test_missing_closing_boundary():
     assert b["bodyValues"]["2"]["value"] == "second\n"
 
 
-def test_multipart_without_boundary_becomes_text():
+def test_multipart_without_boundary_keeps_its_type_and_shows_its_body_as_one_text_part():
     raw = msg("Content-Type: multipart/mixed", body="visible text")
     s = parse_summary(raw)
     assert s["preview"] == "visible text"
     assert any("boundary" in d for d in s["defects"])
     b = body(raw)
-    assert b["bodyStructure"]["type"] == "text/plain"
-    assert b["bodyStructure"]["partId"] == "1"
+    assert b["bodyStructure"]["type"] == "multipart/mixed"  # type is always the part's own
+    assert b["bodyStructure"]["partId"] is None
+    [inner] = b["bodyStructure"]["subParts"]
+    assert (inner["type"], inner["partId"]) == ("text/plain", "1")
 
 
 def test_deep_nesting_does_not_crash():
