@@ -187,29 +187,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     # import
     p = sub.add_parser(
-        "import", parents=[common], formatter_class=_Formatter, help="import mbox, .eml and Maildir mail",
+        "import", parents=[common], formatter_class=_Formatter,
+        help="import mbox, .eml, Maildir mail and folders of message files",
         description=textwrap.dedent("""
             Imports existing mail into a user's account. FILE may be an mbox file (also gzipped), a
-            single message (.eml), or a Maildir folder (its cur/ and new/). Memory stays flat
-            whatever the size: messages are read and stored one batch at a time.
+            single message (.eml), a Maildir folder (its cur/ and new/), or a plain folder of
+            message files: each regular file directly in it is imported as an .eml or an mbox, as
+            its start says (subfolders are not entered but listed: a subfolder is another mailbox,
+            import it with its own command; hidden files are left out). Memory stays flat whatever
+            the size: messages are read and stored one batch at a time.
 
             It is idempotent: a message whose exact bytes are already in the account is counted as
             "already present" and not stored twice, so an interrupted import can simply be run
             again. It is safe while the server is running. Messages go into the inbox, or into
             --mailbox (matched by name, case-insensitively, or by role such as "archive"; created,
-            with any parents of an "A/B" path, if missing). receivedAt comes from the mbox "From "
-            line, else the Maildir file time, else the Date header, else now; Maildir flags and
-            mbox Status/X-Status headers become keywords ($seen, $answered, $flagged, $draft).
+            with any parents of an "A/B" path, if missing, when the first message is stored in it).
+            receivedAt comes from the mbox "From " line, else the Maildir file time, else the Date
+            header, else now; Maildir flags and mbox Status/X-Status headers become keywords
+            ($seen, $answered, $flagged, $draft).
+
+            Bad input does not stop the import: a file that cannot be read, a corrupt gzip file, a
+            file or message that is not mail (no header field a message has: From, Date,
+            Subject, ...) or an empty message in an mbox fails alone, with its reason, and the rest
+            is imported. An empty file or folder is noted as "no messages" and creates nothing. A
+            byte-order mark or blank lines in front of a file's first line are dropped. Only a
+            storage error (such as a full disk) ends the run; what was stored stays, and running the
+            same command again goes on. A FILE that does not exist is an error before anything is
+            done.
 
             On a terminal a progress bar shows MB, messages, rate and ETA. At the end a summary
-            counts messages imported, malformed but stored, already present and failed (with the
-            reason). Exit status: 0 when every message was stored or already present, 1 when some
-            failed."""),
+            counts messages imported, malformed but stored (the parser noted defects), already
+            present and failed, then lists each failure (where, and why) and each note. Exit status:
+            0 when nothing failed, 1 when something did."""),
         epilog=_examples("""
             tidings import --user alice ~/mail/inbox.mbox
             tidings import --user alice --mailbox Archive/2019 archive-2019.mbox.gz
             tidings import --user alice --mailbox Sent ~/Maildir/.Sent
             tidings import --user alice --keyword '$seen' old/*.eml
+            tidings import --user alice --mailbox Saved ~/saved-messages/
         """))
     p.add_argument("--user", required=True, metavar="NAME", help="the user whose account receives the mail")
     p.add_argument("--mailbox", metavar="NAME", help="target mailbox (default: the inbox)")
@@ -218,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=500, metavar="N",
                    help="messages per write transaction (default: 500)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
-    p.add_argument("files", nargs="+", metavar="FILE", help="mbox file, .eml file or Maildir folder")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="mbox file, .eml file, Maildir folder or folder of message files")
     _engine_option(p)
     p.set_defaults(func=cmd_import)
 
@@ -387,7 +403,7 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from app.mailimport import Importer, SourceError, find_or_create_mailbox, open_source, valid_keyword
+    from app.mailimport import Importer, SourceError, find_mailbox, open_sources, valid_keyword
 
     keywords = set()
     for k in args.keyword:
@@ -397,9 +413,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise CliError("--batch must be at least 1")
     sources = []
-    for path in args.files:
+    for path in args.files:  # a path that does not exist is a mistake in the command: nothing is done
         try:
-            sources.append(open_source(path))
+            sources.extend(open_sources(path))
         except SourceError as exc:
             raise CliError(str(exc)) from exc
     data = _data_dir(args)
@@ -408,22 +424,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         user = _user(store, args.user)
         account_id = user["accountId"]
         try:
-            mailbox, created = find_or_create_mailbox(store, account_id, args.mailbox)
+            # a missing mailbox is created only when the first message is stored in it
+            mailbox, create_path = find_mailbox(store, account_id, args.mailbox)
         except ValueError as exc:
             raise CliError(str(exc)) from exc
-        if created:
-            print(f"created mailbox {args.mailbox!r}", file=sys.stderr)
         from app.search import SearchService
 
         search = SearchService(store, data, args.search_engine)
         # index each batch as it is stored, unless a running server is the index writer
         indexing = search.try_become_writer()
-        importer = Importer(store, account_id, mailbox["id"], keywords, batch_size=args.batch,
+        importer = Importer(store, account_id, mailbox["id"] if mailbox else None, keywords,
+                            batch_size=args.batch, create_path=create_path,
                             after_batch=(lambda stored: _index_after_batch(store, search, account_id, stored))
                             if indexing else None)
         bar = _progress(sources, enabled=not args.no_progress and sys.stderr.isatty())
         try:
-            report = importer.run(sources, on_message=bar.message if bar else None)
+            report = importer.run(sources, on_message=bar.message if bar else None,
+                                  on_source_done=bar.source_done if bar else None)
         except KeyboardInterrupt:
             if bar:
                 bar.close()  # before the message, so that it is not drawn over
@@ -431,19 +448,29 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"interrupted after storing {r.imported + r.malformed} messages; run the same command "
                   "again to go on (what is stored is skipped)", file=sys.stderr)
             return 130
-        except SourceError as exc:
-            raise CliError(str(exc)) from exc
+        except Exception as exc:  # a storage error (disk or map full): the one thing that ends the run
+            if bar:
+                bar.close()
+            r = importer.report
+            raise CliError(f"stopped after storing {r.imported + r.malformed} messages: {type(exc).__name__}: "
+                           f"{exc}; once fixed, run the same command again to go on (what is stored is "
+                           "skipped)") from exc
         finally:
             if bar:
                 bar.close()
             store.release_memory()  # before the index's final merge maps its segments
             search.close()
+        if importer.created_mailbox:
+            print(f"created mailbox {args.mailbox or 'Inbox'!r}", file=sys.stderr)
         if not indexing:
             print("the running server indexes the imported messages for search", file=sys.stderr)
     finally:
         store.close()
-    shown = args.mailbox if args.mailbox and "/" in args.mailbox else mailbox["name"]
+    wanted = args.mailbox or "Inbox"
+    shown = mailbox["name"] if mailbox is not None and "/" not in wanted else wanted
     _print_report(report, user["name"], shown)
+    if mailbox is None and not importer.created_mailbox:
+        print(f"  mailbox {wanted!r} not created: nothing was stored")
     return 1 if report.failed else 0
 
 
@@ -546,7 +573,13 @@ class _Bar:
 
     def message(self, index: int, msg) -> None:
         self.count += 1
-        position = self.offsets[index] + msg.consumed
+        self._advance(self.offsets[index] + msg.consumed)
+
+    def source_done(self, index: int) -> None:
+        """The whole of source index is read (also one without messages, or that failed early)."""
+        self._advance(self.offsets[index + 1])
+
+    def _advance(self, position: int) -> None:
         if position > self.tqdm.n:
             self.tqdm.update(position - self.tqdm.n)
         elapsed = time.monotonic() - self.started
@@ -565,7 +598,7 @@ def _progress(sources, enabled: bool) -> _Bar | None:
 
 def _print_report(report, user: str, mailbox: str) -> None:
     rate = report.total / report.seconds if report.seconds > 0 else 0.0
-    print(f"{report.total} messages ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s "
+    print(f"{report.total} message{'' if report.total == 1 else 's'} ({report.bytes / 1e6:.1f} MB) in {report.seconds:.1f} s "
           f"({rate:,.0f} msg/s) into {user}/{mailbox}:")
     rows = [("imported", report.imported), ("malformed but stored", report.malformed),
             ("already present", report.present), ("failed", len(report.failed))]
@@ -573,10 +606,10 @@ def _print_report(report, user: str, mailbox: str) -> None:
         print(f"  {label + ':':<22}{n:>8}")
     for where, defect in report.malformed_examples[:5]:
         print(f"    malformed: {where}: {defect}")
-    for where, reason in report.failed[:20]:
+    for where, reason in report.failed:  # every one, so that each can be dealt with
         print(f"    failed: {where}: {reason}")
-    if len(report.failed) > 20:
-        print(f"    ... and {len(report.failed) - 20} more failed")
+    for where, note in report.notes:
+        print(f"    note: {where}: {note}")
 
 
 # -------------------------------------------------------------------------------------------- serve

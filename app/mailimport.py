@@ -1,4 +1,5 @@
-"""Bulk import of existing mail (`tidings import`): mbox files, single .eml files and Maildir folders.
+"""Bulk import of existing mail (`tidings import`): mbox files, single .eml files, plain folders of
+such files, and Maildir folders.
 
 Readers are generators that yield one `RawMessage` at a time, so memory stays flat whatever the size
 of the archive: an mbox is split on its `From ` lines as it is read, line by line. The `Importer`
@@ -21,6 +22,17 @@ Formats:
   D $draft, P $forwarded (T, "trashed", is ignored), and Dovecot's lowercase keyword letters
   when a `dovecot-keywords` file names them. Maildir++ subfolders (`.Sent` etc.) are separate
   Maildirs: import each with its own `--mailbox`.
+- A plain folder (no cur/ or new/): each regular file directly in it is a source of its own, an
+  .eml or an mbox as its start says, in name order. Hidden files are left out; subfolders are not
+  entered (a subfolder is another mailbox: import it on its own) and are listed in the report.
+
+Bad input never ends the run (`Importer.run`): a file that cannot be read, a gzip file that is
+corrupt, a file or message that is not mail (`app.mail.mime.message_problem`: no header field a
+message has) is a failure of that file or message, with its reason, and the rest is imported. An
+empty file (or an mbox or folder without messages) is noted as "no messages" and is no failure.
+Only storage errors (a full disk or map) end the run. A UTF-8 byte-order mark and blank lines in
+front of a file's first line are dropped. The target mailbox is created only when a message is
+about to be stored in it, so an import that stores nothing creates nothing.
 """
 
 from __future__ import annotations
@@ -28,15 +40,21 @@ from __future__ import annotations
 import calendar
 import email.utils
 import gzip
+import hashlib
 import os
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .mail.ingest import ingest
+from .mail.mime import message_problem
 
 MAX_LINE = 1 << 20  # read mbox lines in pieces of at most this many bytes
+SNIFF = 1 << 16  # bytes read from the start of a file to tell what it is
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark some editors write in front of a text file
 
 # `From sender Mon Jan  1 00:00:00 2024`, optionally with seconds missing or a zone before the year
 _FROM_DATE = re.compile(
@@ -47,6 +65,10 @@ _MONTHS = {m.encode(): i for i, m in enumerate(
 _HAS_TIME = re.compile(rb"\d{1,2}:\d{2}")
 _HEADER_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _ESCAPED_FROM = re.compile(rb"^>+From ")
+# a first line that is one of these fields makes a message mail for message_problem: the common
+# case, answered without parsing the header section (message_problem takes about 10 us a message)
+_MAIL_START = re.compile(rb"(?i)(?:return-path|received|delivered-to|from|date|subject|to|message-id"
+                         rb"|mime-version|x-original-to|envelope-to):")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _DATE_HEADER = re.compile(rb"(?im)^date[ \t]*:((?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*)")
 
@@ -59,7 +81,7 @@ X_STATUS_FLAGS = {"A": "$answered", "F": "$flagged", "T": "$draft"}  # D (delete
 
 
 class SourceError(Exception):
-    """A file or folder that cannot be imported at all (missing, unreadable, not mail)."""
+    """A command-line path that cannot be imported at all (it does not exist)."""
 
 
 @dataclass
@@ -69,51 +91,139 @@ class RawMessage:
     received_at: int | None = None  # from the container (mbox From_ line, Maildir mtime)
     keywords: frozenset[str] = frozenset()
     consumed: int = 0  # bytes of the source consumed up to and including this message
-    error: str | None = None  # set when the message could not even be read
+    error: str | None = None  # set when the message (or its whole file) could not even be read
 
 
 def valid_keyword(keyword: str) -> bool:
     return bool(_KEYWORD.match(keyword))
 
 
+def strip_lead(data: bytes) -> bytes:
+    """A message file without the UTF-8 byte-order mark and blank lines in front of its first line:
+    neither is part of the message (an empty first line would make the whole file its body)."""
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    return data.lstrip(b"\r\n")
+
+
 # ----------------------------------------------------------------------------------------- sources
+SUBFOLDER_NOTE = "a folder inside the folder, not imported (import it with its own command)"
+
+
 @dataclass
 class Source:
+    """One thing to read messages from. kind: "mbox", "eml", "maildir"; "empty" (no messages);
+    "bad" (error says why it cannot be imported: unreadable, corrupt gzip, not mail); "skipped"
+    (note says why); None for a file in a folder, looked at only when its turn comes."""
+
     path: str
-    kind: str  # "mbox", "eml" or "maildir"
+    kind: str | None
     size: int  # bytes on disk, for progress
+    where: str = ""  # how reports name it: the path as given on the command line
+    error: str | None = None
+    note: str | None = None
+
+    def __post_init__(self):
+        self.where = self.where or self.path
 
     def messages(self) -> Iterator[RawMessage]:
+        if self.kind is None:
+            self.kind, self.error = sniff(self.path)
         if self.kind == "mbox":
-            return read_mbox(self.path)
+            return read_mbox(self.path, self.where)
         if self.kind == "maildir":
-            return read_maildir(self.path)
-        return read_eml(self.path)
+            return read_maildir(self.path, self.where)
+        if self.kind == "eml":
+            return read_eml(self.path, self.where)
+        if self.kind == "bad":
+            return iter([RawMessage(b"", self.where, consumed=self.size, error=self.error)])
+        return iter(())
+
+
+def read_problem(exc: BaseException) -> str:
+    """The reason a file could not be read, for reports."""
+    if isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error)):
+        return f"not a readable gzip file ({exc})"
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or exc}"
+    return str(exc)
+
+
+def sniff(path: str) -> tuple[str, str | None]:
+    """What the file at path holds, from its start: ("mbox" | "eml" | "empty", None), or ("bad",
+    reason) for a file that cannot be read or is not mail."""
+    try:
+        with _open_mail_file(path) as (f, _raw):
+            head = f.read(SNIFF)
+            if head.startswith(BOM):
+                head = head[len(BOM):]
+            while not head.strip():  # only white space so far
+                more = f.read(SNIFF)
+                if not more:
+                    return "empty", None
+                head = more.lstrip()
+    except (OSError, EOFError, zlib.error) as exc:
+        return "bad", read_problem(exc)
+    first = head.lstrip(b"\r\n")
+    if first.startswith(b"From ") and not _HEADER_FIELD.match(first):
+        if not path.lower().endswith(".eml"):
+            return "mbox", None
+        return "eml", None
+    if _HEADER_FIELD.match(first):
+        return "eml", None  # whether its fields make it mail is judged per message
+    problem = message_problem(first)  # a stray first line may still be followed by a header
+    if problem is None:
+        return "eml", None
+    return "bad", problem
 
 
 def open_source(path: str) -> Source:
-    """Works out what `path` is. Raises SourceError for a missing path or an unknown kind of folder."""
+    """The source of one file or Maildir folder. Raises SourceError for a path that does not exist;
+    any other problem (unreadable, not mail) is carried by the Source and reported when it is read."""
     if os.path.isdir(path):
-        if not (os.path.isdir(os.path.join(path, "cur")) or os.path.isdir(os.path.join(path, "new"))):
-            raise SourceError(f"{path}: is a folder but not a Maildir (it has no cur/ or new/)")
-        return Source(path, "maildir", _maildir_size(path))
+        if _is_maildir(path):
+            return Source(path, "maildir", _maildir_size(path))
+        raise SourceError(f"{path}: is a folder but not a Maildir (open_sources reads each file in it)")
     if not os.path.exists(path):
         raise SourceError(f"{path}: no such file or folder")
     try:
         size = os.path.getsize(path)
-        with _open_mail_file(path) as (f, _raw):
-            head = f.read(4096)
+    except OSError:
+        size = 0
+    kind, error = sniff(path)
+    return Source(path, kind, size, error=error)
+
+
+def open_sources(path: str) -> list[Source]:
+    """The sources a command-line path names: a file or a Maildir is one; a plain folder gives one
+    per regular file directly in it, by name (hidden files left out; subfolders listed as skipped;
+    an empty folder is one "empty" source). Raises SourceError for a path that does not exist."""
+    if not os.path.isdir(path):
+        return [open_source(path)]
+    if _is_maildir(path):
+        return [Source(path, "maildir", _maildir_size(path))]
+    try:
+        with os.scandir(path) as it:
+            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as exc:
-        raise SourceError(f"{path}: {exc.strerror or exc}") from exc
-    except (gzip.BadGzipFile, EOFError) as exc:
-        raise SourceError(f"{path}: not a readable gzip file ({exc})") from exc
-    first = head.lstrip(b"\r\n")
-    if first.startswith(b"From ") and not path.lower().endswith(".eml"):
-        return Source(path, "mbox", size)
-    if first and not _HEADER_FIELD.match(first) and not first.startswith(b"From "):
-        raise SourceError(f"{path}: neither an mbox file nor an email message (it does not start with "
-                          "'From ' or a header field)")
-    return Source(path, "eml", size)
+        return [Source(path, "bad", 0, error=f"cannot read the folder: {exc.strerror or exc}")]
+    sources = []
+    for entry in entries:
+        full = os.path.join(path, entry.name)
+        try:
+            if entry.is_dir():
+                sources.append(Source(full, "skipped", 0, note=SUBFOLDER_NOTE))
+            elif entry.is_file():
+                sources.append(Source(full, None, entry.stat().st_size))
+            else:
+                sources.append(Source(full, "skipped", 0, note="not a regular file, not imported"))
+        except OSError as exc:
+            sources.append(Source(full, "bad", 0, error=read_problem(exc)))
+    return sources or [Source(path, "empty", 0)]
+
+
+def _is_maildir(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur")) or os.path.isdir(os.path.join(path, "new"))
 
 
 class _open_mail_file:
@@ -171,9 +281,9 @@ def _status_keywords(name: bytes, value: bytes, into: set[str]) -> None:
             into.add(table[ch])
 
 
-def read_mbox(path: str) -> Iterator[RawMessage]:
+def read_mbox(path: str, where: str | None = None) -> Iterator[RawMessage]:
     """Yields the messages of an mbox file one by one (see the module docstring for the rules)."""
-    name = os.path.basename(path)
+    name = where or os.path.basename(path)
     with _open_mail_file(path) as (f, raw):
         compressed = f is not raw
         pos = 0  # bytes of (uncompressed) input read so far
@@ -201,6 +311,9 @@ def read_mbox(path: str) -> Iterator[RawMessage]:
             line = f.readline(MAX_LINE)
             if not line:
                 break
+            if pos == 0 and line.startswith(BOM):
+                pos += len(BOM)
+                line = line[len(BOM):]
             line_start = at_line_start
             at_line_start = line.endswith(b"\n")
             if (line_start and prev_blank and line.startswith(b"From ")
@@ -241,14 +354,12 @@ def read_mbox(path: str) -> Iterator[RawMessage]:
             yield finish()
 
 
-def read_eml(path: str) -> Iterator[RawMessage]:
-    try:
-        with _open_mail_file(path) as (f, _raw):
-            data = f.read()
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise SourceError(f"{path}: {exc.strerror or exc}") from exc
-    yield RawMessage(data, os.path.basename(path), None, frozenset(), size)
+def read_eml(path: str, where: str | None = None) -> Iterator[RawMessage]:
+    """Yields the one message of an .eml file. A read error is raised (Importer.run reports it)."""
+    with _open_mail_file(path) as (f, raw):
+        data = f.read()
+        size = raw.tell()
+    yield RawMessage(strip_lead(data), where or os.path.basename(path), None, frozenset(), size)
 
 
 def _maildir_entries(path: str) -> Iterator[tuple[str, os.DirEntry]]:
@@ -265,11 +376,14 @@ def _maildir_entries(path: str) -> Iterator[tuple[str, os.DirEntry]]:
 
 def _maildir_size(path: str) -> int:
     total = 0
-    for _sub, entry in _maildir_entries(path):
-        try:
-            total += entry.stat().st_size
-        except OSError:
-            pass
+    try:
+        for _sub, entry in _maildir_entries(path):
+            try:
+                total += entry.stat().st_size
+            except OSError:
+                pass
+    except OSError:
+        pass  # an unreadable cur/ or new/ is reported when the Maildir is read
     return total
 
 
@@ -304,9 +418,9 @@ def maildir_flags(filename: str, custom: dict[str, str] | None = None) -> frozen
     return frozenset(out)
 
 
-def read_maildir(path: str) -> Iterator[RawMessage]:
+def read_maildir(path: str, where: str | None = None) -> Iterator[RawMessage]:
     custom = _dovecot_keywords(path)
-    folder = os.path.basename(os.path.normpath(path))
+    folder = os.path.normpath(where) if where else os.path.basename(os.path.normpath(path))
     consumed = 0
     for sub, entry in _maildir_entries(path):
         try:
@@ -321,7 +435,8 @@ def read_maildir(path: str) -> Iterator[RawMessage]:
             continue
         consumed += st.st_size
         keywords = maildir_flags(entry.name, custom) if sub == "cur" else frozenset()
-        yield RawMessage(data, f"{folder}/{sub}/{entry.name}", int(st.st_mtime), keywords, consumed)
+        yield RawMessage(strip_lead(data), f"{folder}/{sub}/{entry.name}", int(st.st_mtime), keywords,
+                         consumed)
 
 
 def date_header(data: bytes) -> int | None:
@@ -354,14 +469,24 @@ class Report:
     imported: int = 0  # stored, parsed cleanly
     malformed: int = 0  # stored, with parser defects
     present: int = 0  # the account already held these exact bytes
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason): messages or files
     malformed_examples: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (where, note): "no messages", skipped
     bytes: int = 0
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
         return self.imported + self.malformed + self.present + len(self.failed)
+
+
+def _message_problem(data: bytes) -> str | None:
+    """Why data is not a message to store ("empty message", "not an email message ..."), or None."""
+    if _MAIL_START.match(data):
+        return None
+    if not data.strip():
+        return "empty message"
+    return message_problem(data)
 
 
 def _is_fatal(exc: BaseException) -> bool:
@@ -375,15 +500,24 @@ class _Rollback(Exception):
 
 
 class Importer:
-    """Feeds messages into one account's mailbox in batched write transactions."""
+    """Feeds messages into one account's mailbox in batched write transactions.
 
-    def __init__(self, store, account_id: str, mailbox_id: str, keywords: set[str] | frozenset[str] = (),
+    mailbox_id is the target; when it is None the mailbox `create_path` (a list of names, see
+    `find_mailbox`) is created in the transaction that stores the first message not already in the
+    account, so that an import that stores nothing creates nothing (`created_mailbox` tells)."""
+
+    def __init__(self, store, account_id: str, mailbox_id: str | None, keywords: set[str] | frozenset[str] = (),
                  batch_size: int = 500, batch_bytes: int = 32 << 20, txn_seconds: float = 1.0,
                  now: Callable[[], float] = time.time,
-                 after_batch: Callable[[dict[str, bytes]], None] | None = None):
+                 after_batch: Callable[[dict[str, bytes]], None] | None = None,
+                 create_path: list[str] | None = None):
+        if mailbox_id is None and not create_path:
+            raise ValueError("no mailbox: give mailbox_id or create_path")
         self.store = store
         self.account_id = account_id
         self.mailbox_id = mailbox_id
+        self.create_path = create_path
+        self.created_mailbox = False
         self.keywords = frozenset(keywords)
         self.batch_size = max(1, batch_size)
         self.batch_bytes = batch_bytes
@@ -396,20 +530,23 @@ class Importer:
         self.report = Report()
 
     def run(self, sources: list[Source],
-            on_message: Callable[[int, RawMessage], None] | None = None) -> Report:
-        """Imports every message of every source; on_message(source index, message) follows
-        progress."""
+            on_message: Callable[[int, RawMessage], None] | None = None,
+            on_source_done: Callable[[int], None] | None = None) -> Report:
+        """Imports every message of every source; on_message(source index, message) and
+        on_source_done(source index) follow progress. A message or file that cannot be read or is not mail is reported failed and the
+        run goes on; only a storage error (see _is_fatal) ends it, raised."""
         started = time.monotonic()
         try:
             batch: list[RawMessage] = []
             size = 0
             for index, source in enumerate(sources):
-                for msg in source.messages():
+                count = 0
+                for msg in self._read(source):
+                    count += 1
                     self.report.bytes += len(msg.data)
-                    if msg.error:
-                        self.report.failed.append((msg.where, msg.error))
-                    elif not msg.data.strip():
-                        self.report.failed.append((msg.where, "empty message"))
+                    problem = msg.error or _message_problem(msg.data)
+                    if problem:
+                        self.report.failed.append((msg.where, problem))
                     else:
                         batch.append(msg)
                         size += len(msg.data)
@@ -419,12 +556,36 @@ class Importer:
                         self._batch_done()
                     if on_message:
                         on_message(index, msg)
+                if not count:
+                    self.report.notes.append((source.where, source.note or "no messages"))
+                if on_source_done:
+                    on_source_done(index)
             if batch:
                 self._store_batch(batch)
             self._batch_done()
         finally:
             self.report.seconds = time.monotonic() - started
         return self.report
+
+    @staticmethod
+    def _read(source: Source) -> Iterator[RawMessage]:
+        """source's messages; a read error (unreadable file, corrupt gzip) ends that source with a
+        failed entry instead of the run. Only errors raised while reading are caught here."""
+        it = source.messages()
+        count = 0
+        while True:
+            try:
+                msg = next(it)
+            except StopIteration:
+                return
+            except (OSError, EOFError, zlib.error) as exc:
+                reason = read_problem(exc)
+                if count:
+                    reason += f" (after message {count}; the messages before it are imported)"
+                yield RawMessage(b"", source.where, consumed=source.size, error=reason)
+                return
+            count += 1
+            yield msg
 
     def _received_at(self, msg: RawMessage) -> int:
         if msg.received_at is not None:
@@ -438,6 +599,10 @@ class Importer:
             self.after_batch(stored)
 
     def _one(self, writer, msg: RawMessage) -> tuple[bool, list[str]]:
+        if self.mailbox_id is None:
+            if writer.email_by_guid(hashlib.sha256(msg.data).hexdigest()) is not None:
+                return False, []  # already present (as ingest would find): no need for the mailbox yet
+            self.mailbox_id = create_mailbox_path(writer, self.create_path)["id"]
         keywords = dict.fromkeys(sorted(self.keywords | msg.keywords), True)
         record, created, defects = ingest(writer, msg.data, {self.mailbox_id: True}, keywords,
                                           self._received_at(msg))
@@ -456,6 +621,20 @@ class Importer:
             else:
                 self.report.imported += 1
 
+    @contextmanager
+    def _transaction(self) -> Iterator[object]:
+        """One write transaction. A mailbox created in it exists only once it commits: when the
+        transaction rolls back, it is forgotten (to be created again)."""
+        before = self.mailbox_id
+        try:
+            with self.store.write(self.account_id) as writer:
+                yield writer
+        except BaseException:
+            self.mailbox_id = before
+            raise
+        if before is None and self.mailbox_id is not None:
+            self.created_mailbox = True
+
     def _store_batch(self, batch: list[RawMessage]) -> None:
         """Ingests a batch in as few transactions as possible. A message whose ingest raises makes
         its transaction roll back (it may have written part of itself); the messages before it are
@@ -466,7 +645,7 @@ class Importer:
             failure: tuple[int, Exception] | None = None
             stop = len(batch)
             try:
-                with self.store.write(self.account_id) as writer:
+                with self._transaction() as writer:
                     t0 = time.monotonic()
                     for i in range(start, len(batch)):
                         try:
@@ -487,7 +666,7 @@ class Importer:
                 continue
             i, exc = failure
             if i > start:
-                with self.store.write(self.account_id) as writer:
+                with self._transaction() as writer:
                     results = [self._one(writer, m) for m in batch[start:i]]
                 self._tally(batch[start:i], results)
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -495,16 +674,17 @@ class Importer:
             start = i + 1
 
 
-def find_or_create_mailbox(store, account_id: str, name: str | None) -> tuple[dict, bool]:
+def find_mailbox(store, account_id: str, name: str | None) -> tuple[dict | None, list[str]]:
     """The mailbox to import into: the inbox when name is None; else the mailbox with that name
-    (case-insensitive; top-level first) or that role; else a `/`-separated path of names, created
-    as needed. Returns (mailbox, created)."""
+    (case-insensitive; top-level first) or that role. Returns (mailbox, []) when it exists, else
+    (None, the `/`-separated path of names to create, see create_mailbox_path). Raises ValueError
+    for an empty name or path part."""
     with store.read(account_id) as r:
         boxes = r.mailboxes()
     if name is None:
         for mb in boxes:
             if mb.get("role") == "inbox":
-                return mb, False
+                return mb, []
         name = "Inbox"
     wanted = name.strip()
     if not wanted:
@@ -513,23 +693,36 @@ def find_or_create_mailbox(store, account_id: str, name: str | None) -> tuple[di
     by_name = sorted((mb for mb in boxes if mb["name"].casefold() == folded),
                      key=lambda mb: (mb.get("parentId") is not None, mb["id"]))
     if by_name:
-        return by_name[0], False
+        return by_name[0], []
     for mb in boxes:
         if (mb.get("role") or "").casefold() == folded:
-            return mb, False
+            return mb, []
     parts = [p.strip() for p in wanted.split("/")] if "/" in wanted else [wanted]
     if any(not p for p in parts):
         raise ValueError(f"bad mailbox path {name!r}")
+    return None, parts
+
+
+def create_mailbox_path(writer, parts: list[str]) -> dict:
+    """Inside writer's transaction: the mailbox at the path `parts` from the top, each missing
+    level created."""
+    parent = None
+    current = writer.mailboxes()
+    match = None
+    for part in parts:
+        match = next((mb for mb in current if mb.get("parentId") == parent
+                      and mb["name"].casefold() == part.casefold()), None)
+        if match is None:
+            match = writer.create_mailbox({"name": part, "parentId": parent})
+            current.append(match)
+        parent = match["id"]
+    return match
+
+
+def find_or_create_mailbox(store, account_id: str, name: str | None) -> tuple[dict, bool]:
+    """find_mailbox, creating the mailbox now when it is missing. Returns (mailbox, created)."""
+    mailbox, parts = find_mailbox(store, account_id, name)
+    if mailbox is not None:
+        return mailbox, False
     with store.write(account_id) as w:
-        parent = None
-        created = False
-        current = w.mailboxes()
-        for part in parts:
-            match = next((mb for mb in current if mb.get("parentId") == parent
-                          and mb["name"].casefold() == part.casefold()), None)
-            if match is None:
-                match = w.create_mailbox({"name": part, "parentId": parent})
-                current.append(match)
-                created = True
-            parent = match["id"]
-    return match, created
+        return create_mailbox_path(w, parts), True

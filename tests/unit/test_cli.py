@@ -363,7 +363,7 @@ def test_ingest_exception_rolls_back_only_that_message(data, alice, monkeypatch,
         report = Importer(store, acc, inbox_id(store, acc), batch_size=5).run([open_source(str(path))])
     assert report.imported == 7 and report.present == 0
     offset = path.read_bytes().index(b"From sender@example.org Tue Jan  2 10:00:03")
-    assert report.failed == [(f"b.mbox message 4 (byte {offset})", "RuntimeError: parser exploded")]
+    assert report.failed == [(f"{path} message 4 (byte {offset})", "RuntimeError: parser exploded")]
     emails, inbox = mailbox_emails(data)
     assert [raw for _, raw in emails] == msgs and inbox["totalEmails"] == 7
     with opened(data) as store, store.read(acc) as r:
@@ -460,20 +460,58 @@ def test_import_errors(cli, data, alice, tmp_path):
     missing = tmp_path / "nope.mbox"
     rc, _, err = cli("import", "--user", "alice", str(good), str(missing))
     assert rc == 1 and one_line_error(err) == f"tidings import: error: {missing}: no such file or folder"
-    folder = tmp_path / "plain"
-    folder.mkdir()
-    rc, _, err = cli("import", "--user", "alice", str(folder))
-    assert rc == 1 and "not a Maildir" in one_line_error(err)
     rc, _, err = cli("import", "--user", "alice", "--keyword", "bad word", str(good))
     assert rc == 1 and "bad keyword" in one_line_error(err)
     rc, _, err = cli("import", str(good))
     assert rc == 2 and "--user" in one_line_error(err)
-    binary = tmp_path / "photo.jpg"
-    binary.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
-    rc, _, err = cli("import", "--user", "alice", str(binary))
-    assert rc == 1 and "neither an mbox file nor an email message" in one_line_error(err)
+    rc, _, err = cli("import", "--user", "alice", "--mailbox", "A//B", str(good))
+    assert rc == 1 and one_line_error(err) == "tidings import: error: bad mailbox path 'A//B'"
     emails, _ = mailbox_emails(data)
-    assert emails == []  # nothing was imported by the failed commands
+    assert emails == []  # nothing was imported by the refused commands
+    # bad files (not mail, unreadable, empty) are no error of the command: see tests/test_import_cli.py
+
+
+def test_storage_error_ends_the_run_and_keeps_what_was_stored(cli, data, alice, monkeypatch, tmp_path):
+    """Only a storage error (here a full LMDB map) ends an import; bad files never do."""
+    import lmdb
+
+    import app.mailimport as mi
+
+    real = mi.ingest
+
+    def full(writer, raw, *args, **kwargs):
+        if b"Subject: m3" in raw:
+            raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: Environment mapsize limit reached")
+        return real(writer, raw, *args, **kwargs)
+
+    monkeypatch.setattr(mi, "ingest", full)
+    msgs = [b"Subject: m%d\nMessage-ID: <%d@x>\n\nbody %d\n" % (i, i, i) for i in range(5)]
+    path = tmp_path / "s.mbox"
+    path.write_bytes(mbox(*[(m, f"Tue Jan  2 10:00:{i:02d} 2024") for i, m in enumerate(msgs)]))
+    rc, out, err = cli("import", "--user", "alice", "--no-progress", "--batch", "1", str(path))
+    assert rc == 1 and out == ""
+    assert one_line_error(err).startswith("tidings import: error: stopped after storing 3 messages: "
+                                          "MapFullError: mdb_put: MDB_MAP_FULL")
+    emails, _ = mailbox_emails(data)
+    assert [raw for _, raw in emails] == msgs[:3]
+
+
+def test_progress_bar_runs_to_the_end_through_failed_and_empty_files(cli, alice, monkeypatch, tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(MSG1)
+    (folder / "b.txt").write_bytes(b"not mail at all\n" * 100)
+    (folder / "z.eml").write_bytes(b"\n  \n\n")  # last, no messages: the bar still counts its bytes
+    (folder / "d.mbox").write_bytes(mbox((MSG2, "Tue Jan  2 10:00:00 2024")))
+    (folder / "e.eml").write_bytes(b"")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    rc, out, err = cli("import", "--user", "alice", str(folder))
+    assert rc == 1
+    assert counts(out) == {"imported": 2, "malformed but stored": 0, "already present": 0, "failed": 1}
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    final = err.rstrip().split("\r")[-1]
+    assert "importing: 100%" in final and "3 msgs" in final, err
+    assert f"{total / 1024:.2f}k/{total / 1024:.2f}k" in final, final
 
 
 def test_progress_bar_follows_bytes_across_sources(capsys):
