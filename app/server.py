@@ -240,9 +240,11 @@ def create_app(config: Config) -> FastAPI:
             return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
         name = p["name"]
         disposition = "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
-        return Response(data, media_type=media_type,
-                        headers={"Content-Disposition": disposition,
-                                 "Cache-Control": "private, immutable, max-age=31536000"})
+        # RFC 8620 §6.2: the Content-Type is exactly the type the URL names. Given as a header, not
+        # as media_type, which Starlette would extend with "; charset=utf-8" for text/* types,
+        # a false statement about bytes in any other charset.
+        return Response(data, headers={"Content-Type": media_type, "Content-Disposition": disposition,
+                                       "Cache-Control": "private, immutable, max-age=31536000"})
 
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)

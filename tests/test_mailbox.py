@@ -656,3 +656,74 @@ def test_query_changes_with_too_few_max_changes_is_too_many_changes(alice):
     alice.ok("Mailbox/set", create={f"n{i}": {"name": f"n{i}", "parentId": parent} for i in range(3)})
     name, err = alice.call("Mailbox/queryChanges", **args, sinceQueryState=state, maxChanges=1)
     assert name == "error" and err["type"] == "tooManyChanges", err
+
+
+# ------------------------------------------------------------ RFC 8620 §5.3: only the final state counts
+
+def test_two_siblings_may_swap_names_in_one_call(alice):
+    a_name, b_name = unique("swapA"), unique("swapB")
+    a, b = create_mailbox(alice, name=a_name), create_mailbox(alice, name=b_name)
+    res = alice.ok("Mailbox/set", update={a: {"name": b_name}, b: {"name": a_name}})
+    assert res["notUpdated"] is None, res
+    assert (get_mailbox(alice, a)["name"], get_mailbox(alice, b)["name"]) == (b_name, a_name)
+
+
+def test_two_mailboxes_may_swap_roles_in_one_call(alice):
+    archive = next(m for m in alice.ok("Mailbox/get", ids=None)["list"] if m["role"] == "archive") \
+        if any(m["role"] == "archive" for m in alice.ok("Mailbox/get", ids=None)["list"]) else None
+    holder = archive["id"] if archive else create_mailbox(alice, role="archive")
+    other = create_mailbox(alice)
+    res = alice.ok("Mailbox/set", update={holder: {"role": None}, other: {"role": "archive"}})
+    assert res["notUpdated"] is None, res
+    assert get_mailbox(alice, other)["role"] == "archive"
+    res = alice.ok("Mailbox/set", update={holder: {"role": "archive"}, other: {"role": None}})
+    assert res["notUpdated"] is None, res
+
+
+def test_a_chain_may_be_reversed_in_one_call(alice):
+    top = create_mailbox(alice)
+    below = create_mailbox(alice, parentId=top)
+    # below goes to the top level and top moves under it: a cycle only part-way through
+    res = alice.ok("Mailbox/set", update={top: {"parentId": below}, below: {"parentId": None}})
+    assert res["notUpdated"] is None, res
+    assert get_mailbox(alice, top)["parentId"] == below
+
+
+def test_a_cycle_in_the_final_state_is_refused(alice):
+    a = create_mailbox(alice)
+    b = create_mailbox(alice, parentId=a)
+    res = alice.ok("Mailbox/set", update={a: {"parentId": b}})
+    assert res["notUpdated"][a]["properties"] == ["parentId"]
+
+
+def test_a_parent_whose_child_cannot_be_destroyed_stays_too(alice):
+    parent = create_mailbox(alice)
+    child = create_mailbox(alice, parentId=parent)
+    raw, _ = message(unique("kept"))
+    alice.import_message(raw, mailbox=child)
+    res = alice.ok("Mailbox/set", destroy=[parent, child])
+    assert res["destroyed"] is None, res
+    assert res["notDestroyed"][child]["type"] == "mailboxHasEmail"
+    assert res["notDestroyed"][parent]["type"] == "mailboxHasChild"
+
+
+def test_a_destroy_fails_when_a_create_of_the_same_call_puts_a_child_under_it(alice):
+    parent = create_mailbox(alice)
+    res = alice.ok("Mailbox/set", create={"k": {"name": unique("kid"), "parentId": parent}}, destroy=[parent])
+    assert res["created"] and "k" in res["created"]
+    assert res["notDestroyed"][parent]["type"] == "mailboxHasChild"
+
+
+def test_a_mutable_property_of_the_wrong_json_type_is_refused_even_when_equal_in_python(alice):
+    mailbox_id = create_mailbox(alice, sortOrder=1)
+    err = not_updated(alice, mailbox_id, {"sortOrder": True})
+    assert err["type"] == "invalidProperties" and err["properties"] == ["sortOrder"]
+
+
+def test_names_are_stored_nfc_and_compared_after_normalisation_on_rename_too(alice):
+    base = unique("Nfc")
+    a = create_mailbox(alice, name=base + "Cafe\u0301")
+    assert get_mailbox(alice, a)["name"] == base + "Caf\u00e9"
+    b = create_mailbox(alice)
+    err = not_updated(alice, b, {"name": base + "CAF\u00c9"})
+    assert err["properties"] == ["name"]

@@ -354,15 +354,26 @@ _ANGLE_RE = re.compile(r"<([^<>]*)>")
 _WS_RE = re.compile(r"\s+")
 
 
+_UNCLOSED_RE = re.compile(r"<([^<>\s]*@[^<>\s]*)\s*$")  # "<id@host" at the end, its ">" lost
+_UNOPENED_RE = re.compile(r"^\s*([^<>\s]*@[^<>\s]*)>")  # "id@host>" at the start, its "<" lost
+
+
 def parse_message_ids(value: str) -> list[str] | None:
     """§4.1.2.5 MessageIds form: msg-ids without CFWS and <>; None if none parse.
 
-    Leniency: phrases around ids (obsolete In-Reply-To syntax) are ignored, and a lone
-    bracket-less token containing "@" is accepted as an id.
+    Leniency where it is unambiguous: phrases around ids (obsolete In-Reply-To syntax) are
+    ignored; a lone bracket-less token containing "@" is an id; and so is a token with "@" whose
+    "<" or ">" was lost at either end of the field (``<agenda@example.org`` gives
+    ``agenda@example.org``), so that a reply still finds its thread.
     """
     text = strip_comments(unfold(value))
     ids = [_WS_RE.sub("", x) for x in _ANGLE_RE.findall(text)]
     ids = [x for x in ids if x]
+    head, tail = _UNOPENED_RE.match(text), _UNCLOSED_RE.search(text)
+    if head:
+        ids.insert(0, head.group(1))
+    if tail:
+        ids.append(tail.group(1))
     if ids:
         return ids
     token = text.strip()
@@ -749,20 +760,27 @@ def fold_words(text: str, used: int) -> str:
     return "".join(out)
 
 
-def _encode_phrase(name: str) -> str:
+def _encode_phrase(name: str, used: int = 0) -> str:
+    """A display name as an RFC 5322 phrase; ``used``: octets already on its first line."""
     name = _WS_RE.sub(" ", name).strip()
     if not name.isascii() or "=?" in name or _longest_word(name) > MAX_WORD:
-        return Header(name, "utf-8").encode(linesep="\r\n", maxlinelen=MAX_LINE)
+        # Header shortens its first line by len(header_name) + 2
+        header = Header(name, "utf-8", header_name="x" * max(used - 2, 0) or None)
+        return header.encode(linesep="\r\n", maxlinelen=MAX_LINE)
     if _PHRASE_SPECIALS.search(name):
         return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return name
 
 
-def format_mailbox(addr: EmailAddress) -> str:
+def format_mailbox(addr: EmailAddress, used: int = 0) -> str:
     name = addr.get("name")
     email = _WS_RE.sub("", addr.get("email") or "")
     if name:
-        return f"{_encode_phrase(name)} <{email}>"
+        phrase = _encode_phrase(name, used)
+        last = phrase.rsplit("\r\n", 1)[-1]
+        # fold before the address when the phrase's last line leaves no room for it
+        sep = "\r\n " if "\r\n" in phrase and len(last) + len(email) + 3 > MAX_LINE else " "
+        return f"{phrase}{sep}<{email}>"
     return email
 
 
@@ -785,17 +803,17 @@ def fold_list(items: list[str], used: int, sep: str = ",") -> str:
 
 
 def format_addresses(addresses: list[EmailAddress], used: int = 4) -> str:
-    return fold_list([format_mailbox(a) for a in addresses], used)
+    return fold_list([format_mailbox(a, used if i == 0 else 2) for i, a in enumerate(addresses)], used)
 
 
 def format_grouped(groups: list[dict], used: int = 4) -> str:
     items: list[str] = []
     for g in groups:
-        boxes = [format_mailbox(a) for a in g.get("addresses") or ()]
+        boxes = [format_mailbox(a, 2) for a in g.get("addresses") or ()]
         if g.get("name") is None:
             items.extend(boxes)
         else:
-            items.append(f"{_encode_phrase(g['name'])}: {', '.join(boxes)};")
+            items.append(f"{_encode_phrase(g['name'], used if not items else 2)}: {', '.join(boxes)};")
     return fold_list(items, used)
 
 

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import html as htmllib
 import logging
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from selectolax.lexbor import LexborHTMLParser
+
 from app.mail.charsets import decode as decode_bytes
+from app.mail.charsets import valid_text
 from app.mail.headers import (
     EmailAddress,
     b64decode_lenient,
@@ -454,73 +456,90 @@ def _flatten(root: _Part) -> tuple[list[_Part], list[_Part], list[_Part]]:
     return text, html, atts
 
 
-def _counts_as_attachment(p: _Part) -> bool:
-    """hasAttachment rule (§4.1.4 leaves it to the server): every part of the
-    ``attachments`` list counts except an image shown inside the body, i.e. an image/*
-    part with ``Content-Disposition: inline``, or with a Content-ID and no explicit
-    ``attachment`` disposition (an embedded cid: image).  Inline PDFs etc. still count."""
-    if not p.type.startswith("image/"):
+# Parts a mail client processes itself and never offers as a download (§4.1.4 hasAttachment: the
+# server "MAY ignore parts ... processed automatically"): signatures (RFC 3156, RFC 8551) and the
+# machine-read parts of delivery, disposition and feedback reports (RFC 3464, RFC 6533, RFC 8098,
+# RFC 5965).  They stay in ``attachments``; they only do not make hasAttachment true.
+_AUTOMATIC_TYPES = frozenset((
+    "application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature",
+    "application/pgp-keys",
+    "message/delivery-status", "message/global-delivery-status", "text/rfc822-headers",
+    "message/global-headers", "message/disposition-notification",
+    "message/global-disposition-notification", "message/feedback-report",
+))  # fmt: skip
+
+
+def _signatures(p: _Part, out: set[int]) -> set[int]:
+    """ids of the signature parts of every multipart/signed (RFC 1847 §2.1: its second part),
+    whatever type the sender gave them."""
+    if p.subparts is not None:
+        if p.type == "multipart/signed" and len(p.subparts) == 2 and p.subparts[1].subparts is None:
+            out.add(id(p.subparts[1]))
+        for child in p.subparts:
+            _signatures(child, out)
+    return out
+
+
+def _has_attachment(root: _Part, attachments: list[_Part]) -> bool:
+    """hasAttachment (§4.1.4 leaves the rule to the server): a part of ``attachments`` that a
+    user sees as a file.  Not counted: parts processed automatically (``_AUTOMATIC_TYPES`` and
+    the signature of a multipart/signed), and images shown inside the body: an image/* part with
+    ``Content-Disposition: inline``, or with a Content-ID and no explicit ``attachment``
+    disposition (an embedded cid: image).  Inline PDFs etc. still count."""
+    signatures: set[int] | None = None
+    for p in attachments:
+        if p.type in _AUTOMATIC_TYPES:
+            continue
+        if p.type.startswith("image/"):
+            if p.disposition == "inline" or (p.cid and p.disposition != "attachment"):
+                continue
+        if signatures is None:
+            signatures = _signatures(root, set())
+        if id(p) in signatures:
+            continue
         return True
-    disposition = p.disposition
-    if disposition == "inline":
-        return False
-    return not (p.cid and disposition != "attachment")
+    return False
 
 
 # --------------------------------------------------------------------------------------
 # Text extraction
 # --------------------------------------------------------------------------------------
 
-_TAG_NAME_RE = re.compile(r"<\s*(/?)\s*([a-zA-Z][a-zA-Z0-9:-]*)")
-_SKIP_TAGS = frozenset(("script", "style", "title", "template"))
+# HTML is read by lexbor (selectolax), a complete HTML5 parser in C: linear on hostile markup
+# (the stdlib html.parser of Python 3.11 is quadratic on "<!--" runs and can raise), and exactly
+# as a browser reads attributes, comments and script.  Elements whose content a reader never sees
+# are removed before the text is taken.
+_INVISIBLE = ["head", "title", "script", "style", "template", "noscript", "iframe", "object", "svg", "math"]
 _BLOCK_TAGS = frozenset(
-    "br p div tr li ul ol table h1 h2 h3 h4 h5 h6 blockquote pre hr dd dt section article header footer".split()
+    "br p div tr li ul ol table h1 h2 h3 h4 h5 h6 blockquote pre hr dd dt dl section article header "
+    "footer nav aside main figure figcaption address fieldset form".split()
 )
-_CLOSE_RE: dict[str, re.Pattern] = {t: re.compile(rf"<\s*/\s*{t}\s*>", re.I) for t in _SKIP_TAGS}
 
 
 def html_to_text(markup: str) -> str:
-    """Strip tags (skipping script/style/title), unescape entities; linear time even on
-    hostile markup.  Block elements become line breaks."""
+    """The text a reader of ``markup`` sees (RFC 8621 §4.1.4 preview, §4.4.1 search): character
+    references resolved; no tags, attributes, comments, scripts or styles; block elements start a
+    new line and table cells are separated by a space.  Linear time."""
+    if "<" not in markup and "&" not in markup:
+        return markup
+    tree = LexborHTMLParser(markup)
+    tree.strip_tags(_INVISIBLE)
+    root = tree.root
+    if root is None:
+        return ""
     out: list[str] = []
-    pos = 0
-    n = len(markup)
-    while pos < n:
-        lt = markup.find("<", pos)
-        if lt < 0:
-            out.append(markup[pos:])
-            break
-        out.append(markup[pos:lt])
-        if markup.startswith("<!--", lt):
-            close = markup.find("-->", lt + 4)
-            if close < 0:
-                break
-            pos = close + 3
-            continue
-        gt = markup.find(">", lt + 1)
-        if gt < 0:
-            out.append(markup[lt:])
-            break
-        nxt = markup[lt + 1 : lt + 2]
-        if not (nxt.isalpha() or nxt in ("/", "!", "?")):
-            out.append("<")  # a literal "<" in text
-            pos = lt + 1
-            continue
-        pos = gt + 1
-        m = _TAG_NAME_RE.match(markup, lt, gt + 1)
-        if m is None:
-            continue
-        tag = m.group(2).lower()
-        if not m.group(1) and tag in _SKIP_TAGS and not markup[gt - 1 : gt] == "/":
-            close_m = _CLOSE_RE[tag].search(markup, pos)
-            if close_m is None:
-                break
-            pos = close_m.end()
+    for node in root.traverse(include_text=True):
+        tag = node.tag
+        if tag == "-text":
+            prev = node.prev  # text after a block element starts a new line too
+            if prev is not None and prev.tag in _BLOCK_TAGS:
+                out.append("\n")
+            out.append(node.text_content or "")
         elif tag in _BLOCK_TAGS:
             out.append("\n")
-        elif tag in ("td", "th"):
+        elif tag == "td" or tag == "th":
             out.append(" ")
-    return htmllib.unescape("".join(out))
+    return valid_text("".join(out))[0]
 
 
 def _collapse(text: str) -> str:
@@ -616,7 +635,7 @@ def _last_header(fields: list[tuple[str, str]]) -> dict[str, str]:
 def parse_summary(raw: bytes) -> dict:
     """Metadata computed once at ingest: the fast Email properties plus threading keys.
 
-    hasAttachment: see ``_counts_as_attachment``.  preview: the first non-empty
+    hasAttachment: see ``_has_attachment``.  preview: the first non-empty
     text/plain or (tag-stripped) text/html part of textBody, whitespace collapsed, at
     most 256 characters.  thread_ids: own Message-ID, In-Reply-To, References, lower-cased
     and de-duplicated.  defects: structural/header problems found while parsing.
@@ -669,7 +688,7 @@ def _parse_summary(raw: bytes) -> dict:
         "replyTo": addrs("reply-to"),
         "subject": subject,
         "sentAt": sent_at,
-        "hasAttachment": any(_counts_as_attachment(p) for p in atts),
+        "hasAttachment": _has_attachment(root, atts),
         "preview": _preview(text),
         "thread_ids": thread_ids,
         "normalized_subject": normalize_subject(subject),

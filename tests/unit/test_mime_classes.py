@@ -1,0 +1,284 @@
+"""The classes behind the exactness cases (issue 6), beyond the one input each case gives: every
+decode path gives valid Unicode, parameters follow RFC 2045/2231 both ways, the header section ends
+only at an empty line, charsets come from the registries, HTML is read by a real parser."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.mail import mime
+from app.mail.charsets import LABELS, codec_for, decode, valid_text
+from app.mail.headers import parse_message_ids, split_header_block
+from app.mail.params import format_params, parse_params
+
+
+def body(raw: bytes, **kw) -> dict:
+    args = dict(want_structure=True, want_text=True, want_html=True, want_attachments=True, body_props=None,
+                fetch_text=False, fetch_html=False, fetch_all=True, max_bytes=0, blob_prefix="P")
+    args.update(kw)
+    return mime.body_properties(raw, **args)
+
+
+def strings(obj: object):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from strings(v)
+
+
+def assert_valid_unicode(obj: object) -> None:
+    orjson.dumps(obj)  # raises on a lone surrogate
+    for s in strings(obj):
+        assert valid_text(s) == (s, False), repr(s)
+
+
+# ------------------------------------------------------------------------- 1. the header section
+
+@pytest.mark.parametrize("odd", [b"From carol@example.org  Mon Feb  3 09:00:00 2020", b">From old mbox",
+                                 b"garbage without a colon", b"[section]"])
+def test_an_odd_line_inside_the_header_section_is_a_defect_and_skipped(odd):
+    raw = b"X-First: 1\r\n" + odd + b"\r\nSubject: kept\r\nFrom: a@example.org\r\n\r\nbody\r\n"
+    defects: list[str] = []
+    fields, start = split_header_block(raw, 0, None, defects)
+    assert [n for n, _ in fields] == ["X-First", "Subject", "From"]
+    assert raw[start:] == b"body\r\n"
+    assert any("not a field" in d for d in defects)
+
+
+def test_a_body_without_its_empty_line_still_starts_at_the_first_line_that_is_not_a_field():
+    raw = b"Subject: x\r\nHi Bob,\r\nRe: your question\r\nThanks\r\n"
+    s = mime.parse_summary(raw)
+    assert s["subject"] == "x"
+    assert s["preview"] == "Hi Bob, Re: your question Thanks"
+
+
+def test_the_odd_line_ends_the_field_before_it():
+    fields, _ = split_header_block(b"Subject: a\r\nodd line\r\n continued?\r\nTo: b@c\r\n\r\n")
+    assert fields[0] == ("Subject", " a")
+    assert fields[-1] == ("To", " b@c")
+
+
+def test_message_problem_tells_mail_from_other_text():
+    assert mime.message_problem(b"") is not None
+    assert mime.message_problem(b"\r\n \r\n") is not None
+    assert mime.message_problem(b"[core]\n\tbare = false\n") is not None
+    assert mime.message_problem(b"name: tidings\nversion: 1\n") is not None  # YAML, not mail
+    assert mime.message_problem(b"Subject: hi\n\nbody") is None
+    assert mime.message_problem(b"Received: from x\nX-Foo: 1\n\n") is None
+
+
+# ------------------------------------------------------------------------- 2. valid Unicode everywhere
+
+UTF7_SURROGATE = "abc+2D0-def"  # decodes to a lone U+D834 with Python's codec
+
+
+@pytest.mark.parametrize("raw", [
+    # body, encoded word in Subject, in an address name, RFC 2231 filename, RFC 2047 filename, HTML
+    b"Content-Type: text/plain; charset=utf-7\r\n\r\n" + UTF7_SURROGATE.encode() + b"\r\n",
+    b"Subject: =?utf-7?Q?" + UTF7_SURROGATE.encode() + b"?=\r\n\r\nx",
+    b"From: =?utf-7?Q?" + UTF7_SURROGATE.encode() + b"?= <a@example.org>\r\n\r\nx",
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf\r\n"
+    b"Content-Disposition: attachment; filename*=utf-7''" + UTF7_SURROGATE.encode() + b"\r\n\r\nx\r\n--b--\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/pdf;"
+    b" name=\"=?utf-7?Q?" + UTF7_SURROGATE.encode() + b"?=\"\r\n\r\nx\r\n--b--\r\n",
+    b"Content-Type: text/html; charset=utf-7\r\n\r\n<p>" + UTF7_SURROGATE.encode() + b" &#xD800; &#55296;</p>\r\n",
+    b"Content-Type: text/plain; charset=utf-16\r\n\r\n\xff\xfe\x00\xd8a\x00",
+])
+def test_every_decode_path_gives_valid_unicode(raw):
+    summary = mime.parse_summary(raw)
+    assert_valid_unicode(summary)
+    assert_valid_unicode(body(raw))
+    headers = mime.parse_headers(raw)
+    for form in ("Raw", "Text", "Addresses", "GroupedAddresses", "MessageIds", "Date", "URLs"):
+        for name in ("Subject", "From", "Content-Type"):
+            assert_valid_unicode(mime.header_value(headers, name, form, True))
+    assert_valid_unicode(mime.message_text(raw))
+    assert "\ufffd" in orjson.dumps([summary, body(raw), mime.message_text(raw)]).decode()
+
+
+def test_a_lone_surrogate_is_an_encoding_problem():
+    text, problem = decode(UTF7_SURROGATE.encode(), "utf-7")
+    assert (text, problem) == ("abc\ufffddef", True)
+
+
+# ------------------------------------------------------------------------- 3. MIME parameters
+
+@pytest.mark.parametrize("value, main, params", [
+    ('text/plain; charset="UTF-8"\\r\\n', "text/plain", {"charset": "UTF-8"}),
+    ('text/plain; charset="UTF-8" junk; format=flowed', "text/plain", {"charset": "UTF-8", "format": "flowed"}),
+    ("text/plain; charset=us-ascii (Plain text)", "text/plain", {"charset": "us-ascii (Plain text)"}),
+    ('text/plain; name="a \\"quoted\\" \\\\ name"', "text/plain", {"name": 'a "quoted" \\ name'}),
+    ("multipart/mixed; boundary=----=_Part_1", "multipart/mixed", {"boundary": "----=_Part_1"}),
+    ("Text/HTML; CHARSET=utf-8", "text/html", {"charset": "utf-8"}),
+    ("attachment; filename*=utf-8''caf%C3%A9.txt", "attachment", {"filename": "café.txt"}),
+    ("attachment; filename*0*=utf-8''caf%C3; filename*1*=%A9; filename*2=.txt", "attachment",
+     {"filename": "café.txt"}),
+    ('attachment; filename*0="long "; filename*1="name.txt"', "attachment", {"filename": "long name.txt"}),
+    ("attachment; filename*=iso-8859-1'fr'caf%E9", "attachment", {"filename": "café"}),
+    ("attachment; filename=plain; filename*=utf-8''better", "attachment", {"filename": "better"}),
+    ("attachment; filename*0=a; filename*2=c", "attachment", {"filename": "a"}),  # a gap ends the value
+    ("attachment; filename*=unicode_escape''caf%5Cxe9", "attachment", {"filename": "caf\\xe9"}),
+    ("inline;", "inline", {}),
+    ("text/plain; =x; charset", "text/plain", {}),
+])
+def test_parameters_are_parsed_as_rfc2045_and_rfc2231_define_them(value, main, params):
+    assert parse_params(value) == (main, params)
+
+
+@pytest.mark.parametrize("value", ["報告書" * 100 + ".pdf", "a" * 500 + ".txt", 'quote " and \\ slash',
+                                   "café", "x", "tab\there", "ünïcödé " * 40])
+def test_written_parameters_fold_and_read_back_unchanged(value):
+    header = "Content-Disposition: attachment" + format_params([("filename", value)], 31)
+    lines = header.split("\r\n")
+    assert max(len(line.encode()) for line in lines) <= 78
+    assert all(line.startswith(" ") for line in lines[1:])
+    main, params = parse_params(header.split(":", 1)[1].replace("\r\n", ""))
+    assert (main, params) == ("attachment", {"filename": value})
+
+
+def test_a_built_message_has_no_line_over_998_octets_whatever_the_client_sends():
+    raw, err = mime.build_message({
+        "subject": "x" * 3000, "from": [{"name": "N" * 3000, "email": "a@example.org"}],
+        "to": [{"name": "é" * 2000, "email": "b@example.org"}],
+        "header:X-Text:asText": "z" * 2000 + " " + "ü" * 1500,
+        "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "w" * 5000}},
+        "attachments": [{"blobId": "b", "type": "text/plain", "name": "名前" * 300}],
+    }, lambda blob_id: b"data")
+    assert err == {}
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+    s = mime.parse_summary(raw)
+    assert s["subject"] == "x" * 3000 and s["from"][0]["name"] == "N" * 3000
+
+
+@pytest.mark.parametrize("prop, value", [("header:X-Raw", " " + "y" * 3000), ("messageId", ["a" * 1200 + "@x"])])
+def test_a_header_that_cannot_be_folded_under_998_octets_is_refused_by_name(prop, value):
+    raw, err = mime.build_message({prop: value, "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "x"}}},
+                                  lambda blob_id: None)
+    assert raw is None
+    assert err["type"] == "invalidProperties" and err["properties"] == [prop]
+    assert "998" in err["description"]
+
+
+# ------------------------------------------------------------------------- 4. malformed multiparts
+
+def test_type_is_always_the_parts_own_content_type():
+    raw = (b"Content-Type: multipart/mixed; boundary=A\r\n\r\n--A\r\nContent-Type: multipart/related\r\n\r\n"
+           b"no boundary here\r\n--A\r\nContent-Type: text/plain\r\n\r\nok\r\n--A--\r\n")
+    tree = body(raw, body_props=["partId", "type"])["bodyStructure"]
+    assert [p["type"] for p in tree["subParts"]] == ["multipart/related", "text/plain"]
+    assert tree["subParts"][0]["subParts"] == [{"partId": "1.1", "type": "text/plain"}]
+
+
+def test_two_levels_reusing_one_boundary():
+    raw = (b"Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\nContent-Type: multipart/alternative;"
+           b" boundary=X\r\n\r\n--X\r\nContent-Type: text/plain\r\n\r\nplain\r\n--X\r\nContent-Type: text/html\r\n\r\n"
+           b"<b>html</b>\r\n--X--\r\n--X\r\nContent-Type: application/pdf\r\n\r\nPDF\r\n--X--\r\n")
+    b = body(raw, body_props=["partId", "type"])
+    assert b["bodyStructure"]["subParts"][0]["subParts"] == [{"partId": "1.1", "type": "text/plain"},
+                                                               {"partId": "1.2", "type": "text/html"}]
+    assert b["bodyStructure"]["subParts"][1] == {"partId": "2", "type": "application/pdf"}
+    assert b["textBody"] == [{"partId": "1.1", "type": "text/plain"}]
+    assert b["attachments"] == [{"partId": "2", "type": "application/pdf"}]
+
+
+# ------------------------------------------------------------------------- 5. hasAttachment
+
+def _report(ctype: str, machine: str) -> bytes:
+    return (f"Content-Type: {ctype}; boundary=r\r\n\r\n--r\r\nContent-Type: text/plain\r\n\r\nYour message"
+            f"\r\n--r\r\nContent-Type: {machine}\r\n\r\nReporting-MTA: dns; x\r\n--r--\r\n").encode()
+
+
+@pytest.mark.parametrize("raw", [
+    _report("multipart/report; report-type=delivery-status", "message/delivery-status"),
+    _report("multipart/report; report-type=delivery-status", "message/global-delivery-status"),
+    _report("multipart/report; report-type=delivery-status", "text/rfc822-headers"),
+    _report("multipart/report; report-type=disposition-notification", "message/disposition-notification"),
+    _report("multipart/report; report-type=feedback-report", "message/feedback-report"),
+    _report('multipart/signed; protocol="application/pkcs7-signature"', "application/pkcs7-signature"),
+    _report('multipart/signed; protocol="application/x-pkcs7-signature"', "application/x-pkcs7-signature"),
+    _report('multipart/signed; protocol="application/pgp-signature"', "application/octet-stream"),
+])
+def test_parts_processed_automatically_are_not_attachments(raw):
+    assert mime.parse_summary(raw)["hasAttachment"] is False
+
+
+def test_a_real_file_next_to_a_signature_is_an_attachment():
+    raw = _report("multipart/mixed", "application/pdf")
+    assert mime.parse_summary(raw)["hasAttachment"] is True
+
+
+# ------------------------------------------------------------------------- 6. lenient / strict
+
+@pytest.mark.parametrize("value, ids", [
+    ("<agenda.2020@example.org", ["agenda.2020@example.org"]),
+    ("agenda.2020@example.org>", ["agenda.2020@example.org"]),
+    ("<a@example.org> <b@example.org", ["a@example.org", "b@example.org"]),
+    ("a@example.org", ["a@example.org"]),
+    ("<a b@example.org", None),  # ambiguous: white space inside
+    ("<no-at-sign", None),
+])
+def test_message_ids_repair_only_what_is_unambiguous(value, ids):
+    assert parse_message_ids(value) == ids
+
+
+@pytest.mark.parametrize("label", ["unicode_escape", "raw_unicode_escape", "punycode", "rot13", "rot_13", "idna",
+                                   "base64", "hex", "zlib", "uu", "quopri", "mbcs", "undefined", "utf_8_sig",
+                                   "x-unicode_escape", "palmos"])
+def test_python_codec_names_are_not_charsets(label):
+    assert codec_for(label) is None
+    encoded = "=?" + label + "?Q?caf=C3=A9?="
+    assert mime.parse_summary(f"Subject: {encoded}\r\n\r\nx".encode())["subject"] == encoded
+
+
+@pytest.mark.parametrize("label, text", [("ISO-8859-1", "café"), ("latin1", "café"), ("windows-1252", "café"),
+                                         ("UTF-8", "café"), ("utf8", "café"), ("x-sjis", "日本"),
+                                         ("Shift_JIS", "日本"), ("ks_c_5601-1987", "한국"), ("gb2312", "中文"),
+                                         ("koi8-r", "мир"), ("IBM437", "café"), ("ISO-8859-15", "€uro")])
+def test_registered_charset_labels_decode(label, text):
+    codec = codec_for(label)
+    assert codec is not None
+    assert decode(text.encode(codec), label) == (text, False)
+
+
+def test_every_label_names_a_text_codec():
+    import codecs
+
+    for label, codec in LABELS.items():
+        assert label == label.lower()
+        assert getattr(codecs.lookup(codec), "_is_text_encoding", True), (label, codec)
+
+
+# ------------------------------------------------------------------------- 7. HTML as a reader sees it
+
+@pytest.mark.parametrize("markup, seen, unseen", [
+    ('<a title="a > b" data-x="hidden1">link</a> text', "link text", ["hidden1", "b"]),
+    ("<div onclick=\"if(a>b){hidden2()}\">Hello</div>", "Hello", ["hidden2"]),
+    ("<script>var hidden3 = '</div>';</script><p>shown</p>", "shown", ["hidden3"]),
+    ("<style>.hidden4{}</style><!-- hidden5 -->x", "x", ["hidden4", "hidden5"]),
+    ("<head><title>hidden6</title></head><body>x</body>", "x", ["hidden6"]),
+    ("a&amp;b &lt;tag&gt; &eacute;", "a&b <tag> é", []),
+    ("<p>one</p><p>two</p>", "one two", []),
+    ("<td>1</td><td>2</td>", "12", []),
+    ("<table><tr><td>1</td><td>2</td></tr></table>", "1 2", []),
+    ("plain 1 < 2 text", "plain 1 < 2 text", []),
+])
+def test_html_becomes_the_text_a_reader_sees(markup, seen, unseen):
+    text = " ".join(mime.html_to_text(markup).split())
+    assert text == seen
+    for word in unseen:
+        assert word not in text
+
+
+def test_html_to_text_is_linear_on_hostile_markup():
+    import time
+
+    for unit in ("<!--", "</", "<![", "<a x=\"", "<p>"):
+        started = time.perf_counter()
+        mime.html_to_text(unit * 100_000)
+        assert time.perf_counter() - started < 2.0, unit
