@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 from .mail.ingest import ingest
 from .mail.mime import message_problem
+from .mailbox.model import name_key, normalize_name
 
 MAX_LINE = 1 << 20  # read mbox lines in pieces of at most this many bytes
 SNIFF = 1 << 16  # bytes read from the start of a file to tell what it is
@@ -689,13 +690,13 @@ def find_mailbox(store, account_id: str, name: str | None) -> tuple[dict | None,
     wanted = name.strip()
     if not wanted:
         raise ValueError("the mailbox name is empty")
-    folded = wanted.casefold()
-    by_name = sorted((mb for mb in boxes if mb["name"].casefold() == folded),
+    folded = name_key(wanted)
+    by_name = sorted((mb for mb in boxes if name_key(mb["name"]) == folded),
                      key=lambda mb: (mb.get("parentId") is not None, mb["id"]))
     if by_name:
         return by_name[0], []
     for mb in boxes:
-        if (mb.get("role") or "").casefold() == folded:
+        if (mb.get("role") or "") == wanted.lower():
             return mb, []
     parts = [p.strip() for p in wanted.split("/")] if "/" in wanted else [wanted]
     if any(not p for p in parts):
@@ -711,9 +712,9 @@ def create_mailbox_path(writer, parts: list[str]) -> dict:
     match = None
     for part in parts:
         match = next((mb for mb in current if mb.get("parentId") == parent
-                      and mb["name"].casefold() == part.casefold()), None)
+                      and name_key(mb["name"]) == name_key(part)), None)
         if match is None:
-            match = writer.create_mailbox({"name": part, "parentId": parent})
+            match = writer.create_mailbox({"name": normalize_name(part), "parentId": parent})
             current.append(match)
         parent = match["id"]
     return match

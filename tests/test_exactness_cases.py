@@ -187,3 +187,30 @@ def test_r03_a_long_non_ascii_attachment_name_is_folded_with_rfc2231_continuatio
 def test_r04_comparators_with_properties_the_server_does_not_know_still_sort(alice, extra):
     res = alice.ok("Email/query", sort=[{"property": "receivedAt", "isAscending": False, **extra}], limit=5)
     assert isinstance(res["ids"], list)
+
+
+# ------------------------------------------------------------------- what is not mail is not stored as mail
+
+@pytest.mark.parametrize("data", [b"[core]\n\trepositoryformatversion = 0\n\tbare = false\n",
+                                  b"name: tidings\nversion: 1\n", b"just some text\nwith lines\n", b"\r\n\r\n"])
+def test_email_import_refuses_what_is_not_an_email_with_invalid_email(alice, data):
+    blob = alice.upload(data, "message/rfc822")
+    res = alice.ok("Email/import", emails={"x": {"blobId": blob["blobId"],
+                                                 "mailboxIds": {alice.mailbox("inbox"): True}}})
+    assert res["created"] is None
+    err = res["notCreated"]["x"]
+    assert err["type"] == "invalidEmail" and "not an email message" in err["description"]
+    parsed = alice.ok("Email/parse", blobIds=[blob["blobId"]])
+    assert parsed["notParsable"] == [blob["blobId"]] and parsed["parsed"] is None
+
+
+def test_one_bad_blob_does_not_fail_the_other_imports_of_the_call(alice):
+    good = alice.upload(b"Subject: " + unique().encode() + b"\r\n\r\nfine\r\n")
+    bad = alice.upload(b"not mail at all\n")
+    res = alice.ok("Email/import", emails={
+        "g": {"blobId": good["blobId"], "mailboxIds": {alice.mailbox("inbox"): True}},
+        "b": {"blobId": bad["blobId"], "mailboxIds": {alice.mailbox("inbox"): True}},
+        "u": {"blobId": alice.upload(case("m03") + b"X-Run: " + unique().encode())["blobId"],
+              "mailboxIds": {alice.mailbox("inbox"): True}}})
+    assert set(res["created"]) == {"g", "u"}
+    assert set(res["notCreated"]) == {"b"}

@@ -161,11 +161,10 @@ def email_parse(ctx, args: dict) -> dict:
             not_found.append(blob_id)
             continue
         raw = found[0]
-        try:
-            summary = mime.parse_summary(raw)
-        except Exception:  # mime never raises on bad input; this guards the unexpected
+        if mime.message_problem(raw) is not None:  # §4.9 notParsable: not an email at all
             not_parsable.append(blob_id)
             continue
+        summary = mime.parse_summary(raw)  # total: broken mail gives a best-effort summary
         record = {**summary, "id": None, "blobId": blob_id, "threadId": None, "mailboxIds": None,
                   "keywords": None, "receivedAt": None}
         parsed[blob_id] = render(record, raw, how)

@@ -6,6 +6,7 @@ import hashlib
 
 from app.blob import blob_in
 from app.mail.ingest import ingest
+from app.mail.mime import message_problem
 from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
@@ -49,8 +50,9 @@ def email_import(ctx, args: dict) -> dict:
                 not_created[cid] = set_error("blobNotFound", f"no blob {blob_id!r} in this account",
                                              notFound=[blob_id])
                 continue
-            if not raw.strip():
-                not_created[cid] = set_error("invalidEmail", "the blob is empty, not a message")
+            problem = message_problem(raw)
+            if problem is not None:  # §4.8: "the server MAY reject the import with an invalidEmail"
+                not_created[cid] = set_error("invalidEmail", f"the blob is not an email message ({problem})")
                 continue
             existing = w.email_by_guid(hashlib.sha256(raw).hexdigest())
             if existing is not None:

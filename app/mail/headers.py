@@ -167,13 +167,14 @@ def message_problem(raw: bytes) -> str | None:
     """Why ``raw`` is not an email message, or None when it is one.
 
     Empty (or only white space): "empty"; a header section without any field that a message
-    header has (``_MESSAGE_FIELDS``), such as a text or config file: "not an email message ...".
+    header has (``_MESSAGE_FIELDS`` or an ``X-`` field), such as a text or config file: "not an
+    email message ...".
     Everything else is mail, however damaged; its defects are reported by the parser.
     """
     if not raw.strip():
         return "empty: no message"
     fields, _ = split_header_block(raw)
-    if not any(name.lower() in _MESSAGE_FIELDS for name, _ in fields):
+    if not any(name.lower() in _MESSAGE_FIELDS or name[:2] in ("X-", "x-") for name, _ in fields):
         return "not an email message: no header field of a message (From, Date, Subject, ...)"
     return None
 
