@@ -86,6 +86,7 @@ MAX_PARTS = 2000  # stop splitting after this many entities (zip-bomb style mess
 PREVIEW_CHARS = 256  # §4.1.4: preview MUST NOT exceed 256 characters
 _PREVIEW_SCAN = 64 * 1024  # encoded bytes of a text/plain part looked at for the preview
 _PREVIEW_SCAN_HTML = 512 * 1024
+MAX_FIELD_VALUE = 900  # an unfoldable header value (cid, location) must fit a 998-octet line
 MAX_INDEX_TEXT = 4 * 1024 * 1024  # characters of body text handed to the indexer
 
 _HIGH_BYTES = bytes(range(128, 256))
@@ -1128,8 +1129,10 @@ def _build_part(
             problems.add(prefix + key, "must be a single-line string")
         elif key in ("disposition", "charset") and not _TOKEN_RE.match(v):
             problems.add(prefix + key, "must be a MIME token")
+        elif key in ("cid", "location", "disposition", "charset") and len(v) > MAX_FIELD_VALUE:
+            problems.add(prefix + key, f"longer than {MAX_FIELD_VALUE} characters (RFC 5322 §2.1.1)")
     language = spec.get("language")
-    if language is not None and not _str_list(language):
+    if language is not None and (not _str_list(language) or len(", ".join(language)) > MAX_FIELD_VALUE):
         problems.add(prefix + "language", "must be a list of strings")
         language = None
     node.disposition = spec.get("disposition") if isinstance(spec.get("disposition"), str) else None
