@@ -1133,7 +1133,8 @@ def _build_part(
             problems.add(prefix + key, f"longer than {MAX_FIELD_VALUE} characters (RFC 5322 §2.1.1)")
     language = spec.get("language")
     if language is not None and (not _str_list(language) or len(", ".join(language)) > MAX_FIELD_VALUE):
-        problems.add(prefix + "language", "must be a list of strings")
+        problems.add(prefix + "language", f"must be a list of language tags, at most {MAX_FIELD_VALUE} "
+                     "characters in all")
         language = None
     node.disposition = spec.get("disposition") if isinstance(spec.get("disposition"), str) else None
     node.name = spec.get("name") if isinstance(spec.get("name"), str) else None
