@@ -604,6 +604,9 @@ def _print_report(report, user: str, mailbox: str) -> None:
             ("already present", report.present), ("failed", len(report.failed))]
     for label, n in rows:
         print(f"  {label + ':':<22}{n:>8}")
+    if report.defect_counts:  # categories of app.mail: "date-invalid", "multipart-no-close-boundary", ...
+        kinds = sorted(report.defect_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        print("    defects: " + ", ".join(f"{kind} {n}" for kind, n in kinds))
     for where, defect in report.malformed_examples[:5]:
         print(f"    malformed: {where}: {defect}")
     for where, reason in report.failed:  # every one, so that each can be dealt with

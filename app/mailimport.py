@@ -472,6 +472,7 @@ class Report:
     present: int = 0  # the account already held these exact bytes
     failed: list[tuple[str, str]] = field(default_factory=list)  # (where, reason): messages or files
     malformed_examples: list[tuple[str, str]] = field(default_factory=list)
+    defect_counts: dict[str, int] = field(default_factory=dict)  # category -> messages with it
     notes: list[tuple[str, str]] = field(default_factory=list)  # (where, note): "no messages", skipped
     bytes: int = 0
     seconds: float = 0.0
@@ -617,6 +618,8 @@ class Importer:
                 self.report.present += 1
             elif defects:
                 self.report.malformed += 1
+                for category in {d.split(":", 1)[0] for d in defects}:
+                    self.report.defect_counts[category] = self.report.defect_counts.get(category, 0) + 1
                 if len(self.report.malformed_examples) < 10:
                     self.report.malformed_examples.append((msg.where, str(defects[0])))
             else:

@@ -36,7 +36,7 @@ def _decode_raw(value: bytes, defects: list[str] | None, name: str) -> str:
     except UnicodeDecodeError:
         text = value.decode("utf-8", "replace")
         if defects is not None:
-            defects.append(f"invalid UTF-8 in header {name}")
+            defects.append(f"header-invalid-utf8: invalid UTF-8 in header {name}")
     if "\x00" in text:
         text = text.replace("\x00", "")
     return text
@@ -126,7 +126,7 @@ def split_header_block(
         if kind == _CONT:
             if name is None:
                 if defects is not None:
-                    defects.append("header continuation line before any header field")
+                    defects.append("header-stray-line: continuation line before any header field")
             else:
                 vend = content_end
         elif kind == _FIELD:
@@ -138,12 +138,12 @@ def split_header_block(
         else:
             if not skipping and not _header_resumes(data, pos, end):
                 if defects is not None and (fields or name is not None):
-                    defects.append("missing empty line between header and body")
+                    defects.append("header-no-separator: missing empty line between header and body")
                 break
             skipping = True
             if defects is not None:
                 line = data[pos:content_end][:60].decode("utf-8", "replace")
-                defects.append(f"line in the header section that is not a field, skipped: {line!r}")
+                defects.append(f"header-stray-line: line in the header section that is not a field, skipped: {line!r}")
             if name is not None:  # the odd line ends the field before it (it cannot be folded in)
                 fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
                 name = None

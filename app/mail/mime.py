@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 
 from selectolax.lexbor import LexborHTMLParser
 
+from app.mail.charsets import codec_for, valid_text
 from app.mail.charsets import decode as decode_bytes
-from app.mail.charsets import valid_text
 from app.mail.headers import (
     EmailAddress,
     b64decode_lenient,
@@ -324,23 +324,23 @@ def _parse_entity(
 def _parse_children(p: _Part, path: str, depth: int, st: _State, outer: _Multipart | None) -> list[_Part]:
     data, body_start, end = p.data, p.start, p.end
     boundary = p.content.params.get("boundary") if p.content else None
-    problem = None
+    problem = category = None
     if depth >= MAX_DEPTH or st.count >= MAX_PARTS:
-        problem = "nested too deeply or too many parts; not split"
+        category, problem = "multipart-too-deep", "nested too deeply or too many parts; not split"
     elif not boundary:
-        problem = "without boundary parameter"
+        category, problem = "multipart-no-boundary", "without boundary parameter"
     if problem is None:
         if outer is not None and outer.boundary == boundary:
             mp = outer
-            st.defects.append(f"{p.type} reuses the boundary of the multipart around it")
+            st.defects.append(f"multipart-boundary-reused: {p.type} reuses the boundary of the multipart around it")
         else:
             mp = _Multipart(boundary, _delimiters(data, body_start, end, boundary.encode("utf-8", "replace")))
         if mp.next >= len(mp.delims) or mp.delims[mp.next][2]:
-            problem = "start boundary not found"
+            category, problem = "multipart-no-start-boundary", "start boundary not found"
     if problem is not None:
         # keep the part's own type; its body becomes one implicit part (RFC 2046 §5.1.1 default
         # type), so the text is still shown and downloadable
-        st.defects.append(f"{p.type} {problem}")
+        st.defects.append(f"{category}: {p.type} {problem}")
         child_type = "application/octet-stream" if "deeply" in problem else "text/plain"
         child = _Part(data, [], body_start, end)
         child.type = child_type
@@ -358,13 +358,13 @@ def _parse_children(p: _Part, path: str, depth: int, st: _State, outer: _Multipa
             closed = True
             break
         if st.count >= MAX_PARTS:
-            st.defects.append("too many MIME parts; rest ignored")
+            st.defects.append("multipart-too-many-parts: too many MIME parts; rest ignored")
             break
         part_end = _before_delimiter(data, part_start, mp.delims[mp.next][0]) if mp.next < len(mp.delims) else end
         child_path = f"{path}.{len(children) + 1}" if path else str(len(children) + 1)
         children.append(_parse_entity(data, part_start, part_end, child_path, depth + 1, sub_default, st, mp))
     if not closed:
-        st.defects.append(f"{p.type}: missing closing boundary")
+        st.defects.append(f"multipart-no-close-boundary: {p.type}: missing closing boundary")
     return children
 
 
@@ -669,6 +669,8 @@ def _parse_summary(raw: bytes) -> dict:
     subject = parse_text(last["subject"]) if "subject" in last else None
     sent_at = parse_date(last["date"]) if "date" in last else None
     text, _html, atts = _flatten(root)
+    addresses = {name: addrs(name) for name in ("sender", "from", "to", "cc", "bcc", "reply-to")}
+    _field_defects(last, sent_at, message_id, addresses, root, defects)
     thread_ids: list[str] = []
     seen = set()
     for mid in (message_id or []) + (in_reply_to or []) + (references or []):
@@ -681,12 +683,12 @@ def _parse_summary(raw: bytes) -> dict:
         "messageId": message_id,
         "inReplyTo": in_reply_to,
         "references": references,
-        "sender": addrs("sender"),
-        "from": addrs("from"),
-        "to": addrs("to"),
-        "cc": addrs("cc"),
-        "bcc": addrs("bcc"),
-        "replyTo": addrs("reply-to"),
+        "sender": addresses["sender"],
+        "from": addresses["from"],
+        "to": addresses["to"],
+        "cc": addresses["cc"],
+        "bcc": addresses["bcc"],
+        "replyTo": addresses["reply-to"],
         "subject": subject,
         "sentAt": sent_at,
         "hasAttachment": _has_attachment(root, atts),
@@ -695,6 +697,25 @@ def _parse_summary(raw: bytes) -> dict:
         "normalized_subject": normalize_subject(subject),
         "defects": defects,
     }
+
+
+def _field_defects(last: dict[str, str], sent_at: str | None, message_id: list[str] | None,
+                   addresses: dict[str, list | None], root: _Part, defects: list[str]) -> None:
+    """Defects of the fields a reader relies on, found without extra parsing: a Date, Message-ID or
+    address field that is there but does not parse, and text parts in a charset that is not a
+    registered one (their text is read as UTF-8 and flagged, RFC 8621 §4.1.4)."""
+    if "date" in last and sent_at is None:
+        defects.append(f"date-invalid: Date {unfold(last['date']).strip()[:60]!r} does not parse")
+    if "message-id" in last and message_id is None:
+        defects.append("message-id-invalid: Message-ID holds no msg-id")
+    for name, value in addresses.items():
+        if value is not None and (not value or any("@" not in a["email"] for a in value)) \
+                and last[name].strip():
+            defects.append(f"address-invalid: {name} holds something that is not an address")
+    for p in _leaves(root):
+        charset = p.attrs()["charset"] if p.type.startswith("text/") else None
+        if charset and codec_for(charset) is None:
+            defects.append(f"charset-unknown: {p.type} part {p.part_id} in charset {charset[:40]!r}")
 
 
 def _truncate(value: str, max_bytes: int, is_html: bool) -> tuple[str, bool]:
