@@ -299,3 +299,20 @@ def test_message_files_starting_with_any_field_a_bom_or_blank_lines_are_mail(tmp
     expected = [files["return-path.eml"], files["x-foo.eml"], files["received.txt"]] + [
         message(i) for i in (4, 5, 6, 7, 8)]  # without the byte-order mark and the blank lines
     assert sorted(stored(data)) == sorted(expected)
+
+
+def test_the_summary_counts_malformed_messages_by_defect_category(tmp_path):
+    data = new_data(tmp_path)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.eml").write_bytes(message(1))
+    (folder / "bad-date.eml").write_bytes(message(2).replace(b"Date: Tue, 02 Jan 2024 10:02:00 +0000",
+                                                             b"Date: yesterday-ish"))
+    (folder / "stray.eml").write_bytes(message(3, extra="X-First: 1\nFrom old-client  Mon Jan  1 2024\n"))
+    (folder / "unclosed.eml").write_bytes(
+        message(4).replace(b"\n\nbody", b"\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\nbody"))
+    status, out, _ = run_import(data, folder)
+    assert status == 0
+    assert summary(out)[0] == counts(imported=1, malformed=3)
+    [line] = [x.strip() for x in out.splitlines() if x.strip().startswith("defects:")]
+    assert line == "defects: date-invalid 1, header-stray-line 1, multipart-no-close-boundary 1"

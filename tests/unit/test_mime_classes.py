@@ -282,3 +282,27 @@ def test_html_to_text_is_linear_on_hostile_markup():
         started = time.perf_counter()
         mime.html_to_text(unit * 100_000)
         assert time.perf_counter() - started < 2.0, unit
+
+
+# ------------------------------------------------------------------------- defect categories
+
+@pytest.mark.parametrize("raw, category", [
+    (b"Date: not a date\r\nSubject: x\r\n\r\nbody", "date-invalid"),
+    (b"From: nobody here\r\nSubject: x\r\n\r\nbody", "address-invalid"),
+    (b"Message-ID: <>\r\nSubject: x\r\n\r\nbody", "message-id-invalid"),
+    (b"Content-Type: text/plain; charset=x-made-up\r\n\r\nbody", "charset-unknown"),
+    (b"Content-Type: text/plain; charset=unicode_escape\r\n\r\nbody", "charset-unknown"),
+    (b"Subject: x\r\nodd\r\nTo: a@b.c\r\n\r\nbody", "header-stray-line"),
+    (b"Subject: \xff\r\n\r\nbody", "header-invalid-utf8"),
+    (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n", "multipart-no-close-boundary"),
+    (b"Content-Type: multipart/mixed\r\n\r\nx", "multipart-no-boundary"),
+])
+def test_defects_are_named_by_category(raw, category):
+    categories = {d.split(":", 1)[0] for d in mime.parse_summary(raw)["defects"]}
+    assert category in categories
+
+
+def test_a_clean_message_has_no_defects():
+    raw = (b"From: A <a@example.org>\r\nTo: b@example.org\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
+           b"Message-ID: <x@example.org>\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n")
+    assert mime.parse_summary(raw)["defects"] == []
