@@ -510,7 +510,8 @@ def _has_attachment(root: _Part, attachments: list[_Part]) -> bool:
 # (the stdlib html.parser of Python 3.11 is quadratic on "<!--" runs and can raise), and exactly
 # as a browser reads attributes, comments and script.  Elements whose content a reader never sees
 # are removed before the text is taken.
-_INVISIBLE = ["head", "title", "script", "style", "template", "noscript", "iframe", "object", "svg", "math"]
+_INVISIBLE = ["head", "title", "script", "style", "template", "noscript", "noframes", "noembed", "iframe",
+              "object", "svg", "math"]
 _BLOCK_TAGS = frozenset(
     "br p div tr li ul ol table h1 h2 h3 h4 h5 h6 blockquote pre hr dd dt dl section article header "
     "footer nav aside main figure figcaption address fieldset form".split()
@@ -561,20 +562,39 @@ def _part_text(p: _Part, limit: int = 0) -> tuple[str, bool]:
         body = body[:cut] if cut > 0 else body
     else:
         body, known = p.decoded()
-    text, problem = decode_bytes(body, p.attrs()["charset"])
+    charset = p.attrs()["charset"]
+    if p.type == "text/html" and p.content is not None and "charset" not in p.content.params:
+        # no charset on the Content-Type: the document's own <meta> declaration, as a browser does
+        # (HTML Living Standard, "prescan"); the charset property stays the MIME default (§4.1.4)
+        charset = _meta_charset(body) or charset
+    text, problem = decode_bytes(body, charset)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text, problem or not known
 
 
+_META_CHARSET_RE = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]{1,40})", re.I)
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _meta_charset(body: bytes) -> str | None:
+    m = _META_CHARSET_RE.search(body, 0, 1024)
+    if m is None:
+        return None
+    label = m.group(1).decode("ascii")
+    return label if codec_for(label) else None
+
+
 def _preview(text_parts: list[_Part]) -> str:
+    """§4.1.4 preview: plain text, so no control characters (binary sent as text shows as spaces)."""
     for p in text_parts:
         if p.type == "text/plain":
-            text = _collapse(_part_text(p, _PREVIEW_SCAN)[0])
+            text = _part_text(p, _PREVIEW_SCAN)[0]
         elif p.type == "text/html":
-            text = _collapse(html_to_text(_part_text(p, _PREVIEW_SCAN_HTML)[0]))
+            text = html_to_text(_part_text(p, _PREVIEW_SCAN_HTML)[0])
         else:
             continue
+        text = _collapse(_CONTROL_RE.sub(" ", text))
         if text:
             return text[:PREVIEW_CHARS]
     return ""

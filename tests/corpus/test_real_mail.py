@@ -64,14 +64,7 @@ GET_BATCH = 50
 
 # Sample messages that fail today: file -> (the invariant that fails, why). Any other failure of these
 # files fails the test; once the server is fixed the test fails too, asking to remove the entry.
-KNOWN_FAILURES: dict[str, tuple[str, str]] = {
-    "django-mailman3-null-byte.eml": ("preview", "preview keeps control characters of the body text (NUL)"),
-    "enmime-undeclared-8bit-html.eml": ("preview", "preview keeps control characters: an undeclared 8-bit "
-                                                   "byte is decoded to C1 U+0080"),
-    "sa-html-binary-junk.eml": ("preview", "preview keeps control characters of the body text (binary bytes "
-                                           "in text/html)"),
-    "sa-html-noframes.eml": ("preview", "preview shows the raw text of <noframes>, tags and all"),
-}
+KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 
 HEADER_PROPERTIES = [
     "header:Subject:asText", "header:Subject:asText:all", "header:From:asAddresses",

@@ -306,3 +306,23 @@ def test_a_clean_message_has_no_defects():
     raw = (b"From: A <a@example.org>\r\nTo: b@example.org\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
            b"Message-ID: <x@example.org>\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n")
     assert mime.parse_summary(raw)["defects"] == []
+
+
+@pytest.mark.parametrize("body, preview", [
+    (b"The body with a ->\x00<- null byte", "The body with a -> <- null byte"),
+    (b"bell\x07 and \x1b escape and \xc2\x85 next line", "bell and escape and next line"),
+])
+def test_the_preview_is_plain_text_without_control_characters(body, preview):
+    raw = b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
+    assert mime.parse_summary(raw)["preview"] == preview
+
+
+def test_html_without_a_mime_charset_is_read_in_its_meta_charset():
+    raw = (b"Content-Type: text/html\r\n\r\n<html><head><meta http-equiv=\"Content-Type\" content=\"text/html;"
+           b" charset=koi8-r\"></head><body>\xcd\xc9\xd2</body></html>")
+    assert mime.parse_summary(raw)["preview"] == "мир"
+    b = body(raw)
+    assert b["bodyStructure"]["charset"] == "us-ascii"  # §4.1.4: the property is the MIME default
+    assert "мир" in b["bodyValues"]["1"]["value"]
+    declared = raw.replace(b"Content-Type: text/html", b"Content-Type: text/html; charset=utf-8")
+    assert "мир" not in mime.parse_summary(declared)["preview"]  # the MIME charset wins over <meta>
