@@ -188,7 +188,7 @@ def _required_conditions(flt: dict | None) -> list[dict]:
 
 
 def _parse_sort(args: dict) -> list[dict]:
-    sort = check_sort(args.get("sort"), SORTS, extra_keys={"keyword"})
+    sort = check_sort(args.get("sort"), SORTS)
     out = []
     for comp in sort:
         comp = dict(comp)

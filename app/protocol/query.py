@@ -47,7 +47,12 @@ def evaluate_filter(flt: dict | None, obj: object, match_condition: Callable[[di
     return not any(results)  # NOT: none of the conditions match
 
 
-def check_sort(sort: object, known: set[str], extra_keys: set[str] = frozenset()) -> list[dict]:
+def check_sort(sort: object, known: set[str]) -> list[dict]:
+    """Validates a sort argument. A Comparator's properties the server does not know are ignored:
+    RFC 8620 §5.5 names property, isAscending and collation and says "the Comparator object may also
+    have additional properties as required for specific sort operations", asking no error for others;
+    jmapc 0.4 sends anchorOffset, calculateTotal and position in every Comparator. The properties the
+    RFC defines (and a type's own, such as Email's keyword, checked by its /query) are still checked."""
     if sort is None:
         return []
     if not isinstance(sort, list):
@@ -56,9 +61,6 @@ def check_sort(sort: object, known: set[str], extra_keys: set[str] = frozenset()
     for comp in sort:
         if not isinstance(comp, dict) or not isinstance(comp.get("property"), str):
             raise invalid_arguments("each Comparator needs a string property")
-        unknown = set(comp) - {"property", "isAscending", "collation"} - extra_keys
-        if unknown:
-            raise invalid_arguments(f"unknown Comparator field(s): {', '.join(sorted(unknown))}")
         if comp["property"] not in known:
             raise MethodError("unsupportedSort", f"cannot sort by {comp['property']!r}")
         if not isinstance(comp.get("isAscending", True), bool):
