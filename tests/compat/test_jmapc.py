@@ -1,15 +1,13 @@
 """Interoperability with a real third-party client: jmapc (PyPI) against tidings served over TLS with a
-test certificate from trustme. jmapc only speaks https and uses the session's URLs as they are."""
+test certificate from trustme (fixtures in conftest.py). jmapc only speaks https and uses the session's
+URLs as they are."""
 
 from __future__ import annotations
 
 import ssl
 
 import httpx
-import pytest
-import trustme
 from jmapc import (
-    Client,
     EmailQueryFilterCondition,
     Ref,
 )
@@ -37,77 +35,8 @@ from jmapc.methods import (
 )
 from jmapc.models import MailboxQueryFilterCondition
 
-from tests.conftest import CORE, MAIL, Server, tidings, unique
-
-USER, PASSWORD, EMAIL = "carol", "carol-pw", "carol@example.com"
-
-
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    """A second tidings, serving https with a certificate for 127.0.0.1 issued by a test CA."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    certs = tmp_path_factory.mktemp("tls")
-    chain, key, ca_file = certs / "chain.pem", certs / "key.pem", certs / "ca.pem"
-    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    key.write_bytes(cert.private_key_pem.bytes())
-    ca.cert_pem.write_to_path(str(ca_file))
-    data = tmp_path_factory.mktemp("tlsdata")
-    tidings("user", "add", USER, "--password", PASSWORD, "--email", EMAIL, data=data)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REQUESTS_CA_BUNDLE", str(ca_file))  # requests (inside jmapc) trusts the test CA
-        srv = Server(data, tls=(str(chain), str(key)))
-        srv.ca_file = ca_file
-        yield srv
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def client(tls_server) -> Client:
-    c = Client.create_with_password(host=f"127.0.0.1:{tls_server.port}", user=USER, password=PASSWORD)
-    c.requests_session.verify = str(tls_server.ca_file)
-    return c
-
-
-@pytest.fixture(scope="module")
-def http(tls_server):
-    """httpx against the TLS server, verifying its certificate with the test CA."""
-    context = ssl.create_default_context(cafile=str(tls_server.ca_file))
-    with httpx.Client(base_url=tls_server.base, auth=(USER, PASSWORD), verify=context, timeout=60) as h:
-        yield h
-
-
-def api(http: httpx.Client, calls: list) -> list:
-    session = http.get("/.well-known/jmap").json()
-    r = http.post(session["apiUrl"], json={"using": [CORE, MAIL], "methodCalls": calls})
-    assert r.status_code == 200, r.text
-    return r.json()["methodResponses"]
-
-
-def import_over_http(http: httpx.Client, account_id: str, raw: bytes, mailbox_id: str) -> dict:
-    session = http.get("/.well-known/jmap").json()
-    up = http.post(session["uploadUrl"].replace("{accountId}", account_id), content=raw,
-                   headers={"Content-Type": "message/rfc822"})
-    assert up.status_code == 201, up.text
-    [(name, result, _)] = api(http, [["Email/import", {"accountId": account_id, "emails": {
-        "m": {"blobId": up.json()["blobId"], "mailboxIds": {mailbox_id: True}}}}, "i"]])
-    assert name == "Email/import" and result["created"], result
-    return result["created"]["m"]
-
-
-def message(subject: str, msgid: str, in_reply_to: str | None = None) -> bytes:
-    lines = ["From: Dave Example <dave@example.net>", f"To: Carol <{EMAIL}>", f"Subject: {subject}",
-             f"Message-ID: {msgid}", "Date: Wed, 03 Jan 2024 08:30:00 +0000"]
-    if in_reply_to:
-        lines += [f"In-Reply-To: {in_reply_to}", f"References: {in_reply_to}"]
-    lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "", "Hi Carol, hello.", ""]
-    return "\r\n".join(lines).encode()
-
-
-def inbox_id(client: Client) -> str:
-    res = client.request(MailboxGet(ids=None))
-    assert isinstance(res, MailboxGetResponse), res
-    return next(mb.id for mb in res.data if mb.role == "inbox")
+from tests.compat.jmapc_support import EMAIL, PASSWORD, USER, import_over_http, inbox_id, message
+from tests.conftest import MAIL, unique
 
 
 # -------------------------------------------------------------------------------------------- tests
