@@ -499,7 +499,6 @@ def test_invalid_arguments(six):
         {"sort": [{"property": "hasKeyword"}]},
         {"sort": [{"property": "someInThreadHaveKeyword", "keyword": 3}]},
         {"sort": [{"property": "size", "isAscending": "yes"}]},
-        {"sort": [{"property": "size", "bogus": 1}]},
         {"limit": -1},
         {"position": "1"},
         {"anchor": 5},
