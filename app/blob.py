@@ -1,27 +1,24 @@
-"""Blob ids and reads (RFC 8620 §6).
+"""Blob reads (RFC 8620 §6): whole blobs from the store, body parts decoded on demand.
 
-`G<sha256>` is a stored blob (an upload or a whole message), `P<sha256>.<partId>` one body part of the
-message stored as `G<sha256>`, decoded on demand: every part of every email is downloadable without
+Blob id formats are owned by ``store.ids``: every part of every email is downloadable without
 being stored twice."""
 
 from __future__ import annotations
 
+from store import ids
+
 from .mail import mime
-
-
-def part_blob_prefix(message_blob_id: str) -> str:
-    return "P" + message_blob_id[1:] + "."
 
 
 def blob_in(reader, blob_id: str) -> tuple[bytes, str | None] | None:
     """(bytes, media type) of a blob the reader's account may read, else None."""
-    if blob_id.startswith("P") and "." in blob_id:
-        guid, _, part_id = blob_id[1:].partition(".")
-        raw = reader.blob("G" + guid)
+    part = ids.parse_part_blob_id(blob_id)
+    if part is not None:
+        raw = reader.blob(part[0])
         if raw is None:
             return None
-        part = mime.extract_part(raw, part_id)
-        return (part[0], part[1]) if part else None
+        found = mime.extract_part(raw, part[1])
+        return (found[0], found[1]) if found else None
     info = reader.blob_info(blob_id)
     data = reader.blob(blob_id) if info else None
     return (data, info["type"]) if data is not None else None

@@ -2,12 +2,13 @@
 
 from app.protocol.registry import SUBMISSION, method
 from app.protocol.standard import standard_changes, standard_get
+from store import ids
 
 PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature", "mayDelete")
 
 
 def identity_for(user: dict) -> dict:
-    return {"id": "I" + user["accountId"], "name": user.get("displayName") or user["name"],
+    return {"id": ids.identity_id(user["accountId"]), "name": user.get("displayName") or user["name"],
             "email": user.get("email") or f"{user['name']}@localhost", "replyTo": None, "bcc": None,
             "textSignature": "", "htmlSignature": "", "mayDelete": False}
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import calendar
 import email.utils
 import gzip
-import hashlib
 import os
 import re
 import time
@@ -48,6 +47,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from store import ids
 
 from .mail.ingest import ingest
 from .mail.mime import message_problem
@@ -602,7 +603,7 @@ class Importer:
 
     def _one(self, writer, msg: RawMessage) -> tuple[bool, list[str]]:
         if self.mailbox_id is None:
-            if writer.email_by_guid(hashlib.sha256(msg.data).hexdigest()) is not None:
+            if writer.email_by_guid(ids.content_address(msg.data)) is not None:
                 return False, []  # already present (as ingest would find): no need for the mailbox yet
             self.mailbox_id = create_mailbox_path(writer, self.create_path)["id"]
         keywords = dict.fromkeys(sorted(self.keywords | msg.keywords), True)

@@ -11,15 +11,14 @@ imports and then searches finds what it imported).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 
 from indexer import And, HeaderMatch, IndexDoc, Match, Not, Or, TextQuery, UnsupportedQuery, open_index
+from store import ids
 
 from .mail import headers as header_forms
 from .mail import mime
@@ -35,12 +34,8 @@ def sort_key(record: dict) -> int:
     """The index's order for a page of results: receivedAt, then id, as the store's date index.
     34 bits of seconds (to the year 2514), then the low 30 bits of the id's number."""
     seconds = max(0, min(int(record.get("receivedAt") or 0), (1 << 34) - 1))
-    email_id = record["id"]
-    number = int(email_id[1:], 16) if _HEX_ID.fullmatch(email_id) else 0
+    number = ids.email_number(record["id"])
     return (seconds << 30) | (number & ((1 << 30) - 1))
-
-
-_HEX_ID = re.compile(r"M[0-9a-f]{1,16}")
 
 
 def document(record: dict, raw: bytes) -> IndexDoc:
@@ -166,7 +161,7 @@ class SearchService:
             for email_id, op in latest.items():
                 record = reader.email(email_id) if op == "add" else None
                 raw = known.get(email_id) if record else None
-                if raw is not None and "G" + hashlib.sha256(raw).hexdigest() != record["blobId"]:
+                if raw is not None and ids.blob_id(ids.content_address(raw)) != record["blobId"]:
                     raw = None
                 if record and raw is None:
                     raw = reader.blob(record["blobId"])

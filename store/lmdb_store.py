@@ -46,6 +46,7 @@ from contextlib import contextmanager
 import lmdb
 import orjson
 
+from . import ids
 from .base import TYPES, CannotCalculateChanges, Changes, NotFound, StoreError
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
@@ -431,9 +432,10 @@ class LmdbReader:
         return self._json("blobref", blob_id.encode())
 
     def blob(self, blob_id: str) -> bytes | None:
-        if not blob_id.startswith("G") or self._get("blobref", blob_id.encode()) is None:
+        guid = ids.guid_of(blob_id)
+        if guid is None or self._get("blobref", blob_id.encode()) is None:
             return None
-        seq = self.txn.get(blob_id[1:].encode(), db=self.db["blobguid"])
+        seq = self.txn.get(guid.encode(), db=self.db["blobguid"])
         return self.txn.get(seq, db=self.db["blobs"]) if seq is not None else None
 
 
@@ -486,8 +488,8 @@ class LmdbWriter(LmdbReader):
 
     # -- blobs
     def put_blob(self, data: bytes, media_type: str) -> dict:
-        guid = hashlib.sha256(data).hexdigest()
-        blob_id = "G" + guid
+        guid = ids.content_address(data)
+        blob_id = ids.blob_id(guid)
         info = self.blob_info(blob_id)
         if self.txn.get(guid.encode(), db=self.db["blobguid"]) is None:
             # stored under a sequence number: appending in key order keeps writes sequential
@@ -504,7 +506,7 @@ class LmdbWriter(LmdbReader):
 
     # -- mailboxes
     def create_mailbox(self, fields: dict) -> dict:
-        mailbox_id = f"B{self._next('mailbox'):06x}"
+        mailbox_id = ids.mailbox_id(self._next("mailbox"))
         record = {"id": mailbox_id, "name": fields["name"], "parentId": fields.get("parentId"),
                   "role": fields.get("role"), "sortOrder": fields.get("sortOrder", 0),
                   "isSubscribed": fields.get("isSubscribed", True), "totalEmails": 0,
@@ -570,15 +572,15 @@ class LmdbWriter(LmdbReader):
         existing = self._get("guid", guid.encode())
         if existing is not None:
             return self.email(existing.decode()), False
-        if self._get("blobref", ("G" + guid).encode()) is None:
+        if self._get("blobref", ids.blob_id(guid).encode()) is None:
             raise NotFound("blob")
         for mailbox_id in mailbox_ids:
             if self.mailbox(mailbox_id) is None:
                 raise NotFound(mailbox_id)
-        email_id = f"M{self._next('email'):010x}"
+        email_id = ids.email_id(self._next("email"))
         thread_id = self._thread_for(summary.get("thread_ids") or [])
         record = {k: v for k, v in summary.items() if k not in ("thread_ids", "defects")}
-        record.update({"id": email_id, "blobId": "G" + guid, "threadId": thread_id,
+        record.update({"id": email_id, "blobId": ids.blob_id(guid), "threadId": thread_id,
                        "mailboxIds": dict.fromkeys(mailbox_ids, True),
                        "keywords": dict.fromkeys(keywords, True), "receivedAt": int(received_at)})
         record["uids"] = {}
@@ -615,7 +617,7 @@ class LmdbWriter(LmdbReader):
                 thread_id = found.decode()
                 break
         if thread_id is None:
-            thread_id = f"T{self._next('thread'):010x}"
+            thread_id = ids.thread_id(self._next("thread"))
         for key in keys:
             if self._get("msgid", key) is None:
                 self._put("msgid", key, thread_id.encode())
@@ -690,7 +692,7 @@ class LmdbWriter(LmdbReader):
             self._keyword_counts(mailbox_id, record["keywords"], -1)
         self._delete("alldate", ts + SEP + eid)
         self._delete("emails", eid)
-        self._delete("guid", record["blobId"][1:].encode())
+        self._delete("guid", ids.guid_of(record["blobId"]).encode())
         entries = [e for e in (self._json("threads", thread_id.encode()) or []) if e[1] != email_id]
         if entries:
             self._put("threads", thread_id.encode(), orjson.dumps(entries))

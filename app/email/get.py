@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.blob import part_blob_prefix, read_blob
+from app.blob import read_blob
 from app.mail import mime
 from app.protocol.errors import MethodError, invalid_arguments
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import bool_arg, check_known_args, id_list_arg, uint_arg
+from store import ids
 
 from .model import (
     BODY_PART_PROPERTIES,
@@ -108,7 +109,7 @@ def render(record: dict, raw: bytes | None, how: Render) -> dict:
                     want_html="htmlBody" in want, want_attachments="attachments" in want,
                     body_props=how.body_props, fetch_text=how.fetch_text, fetch_html=how.fetch_html,
                     fetch_all=how.fetch_all, max_bytes=how.max_bytes,
-                    blob_prefix=part_blob_prefix(record.get("blobId") or "G"))
+                    blob_prefix=ids.part_blob_prefix(record.get("blobId") or "G"))
             out[prop] = body.get(prop, {} if prop == "bodyValues" else None)
     return out
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from app.blob import blob_in
 from app.mail.ingest import ingest
 from app.mail.mime import message_problem
 from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
+from store import ids
 
 from .validate import check_keywords, check_mailbox_ids, check_received_at
 
@@ -54,7 +53,7 @@ def email_import(ctx, args: dict) -> dict:
             if problem is not None:  # §4.8: "the server MAY reject the import with an invalidEmail"
                 not_created[cid] = set_error("invalidEmail", f"the blob is not an email message ({problem})")
                 continue
-            existing = w.email_by_guid(hashlib.sha256(raw).hexdigest())
+            existing = w.email_by_guid(ids.content_address(raw))
             if existing is not None:
                 # §4.8: duplicates are refused, naming the email already holding this message
                 not_created[cid] = set_error("alreadyExists", "this account already has this message",

@@ -3,8 +3,6 @@ patch), destroy."""
 
 from __future__ import annotations
 
-import hashlib
-
 from app.blob import blob_in
 from app.mail import mime
 from app.mail.ingest import ingest
@@ -19,6 +17,7 @@ from app.protocol.standard import (
     patch_set_error,
     set_response,
 )
+from store import ids
 
 from .model import PROPERTIES, parse_header_property
 from .validate import check_keywords, check_mailbox_ids, check_received_at
@@ -58,7 +57,7 @@ def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
                                    **{k: v for k, v in error.items() if k not in ("type", "description")})
     if problems:
         return None, invalid_properties(problems)
-    existing = w.email_by_guid(hashlib.sha256(raw).hexdigest())
+    existing = w.email_by_guid(ids.content_address(raw))
     if existing is not None:
         # the same bytes are already an Email here; like Email/import, say so (RFC 8621 §4.6, §4.8)
         return None, set_error("alreadyExists", "this account already has an identical message",

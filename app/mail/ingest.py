@@ -3,7 +3,7 @@ import all call `ingest`, so threading, counts and indexing are the same whichev
 
 from __future__ import annotations
 
-import hashlib
+from store import ids
 
 from . import mime
 
@@ -13,7 +13,7 @@ def ingest(writer, raw: bytes, mailbox_ids: dict, keywords: dict, received_at: i
     """Stores raw as a blob and as an Email in the writer's account, inside the writer's transaction.
     Returns (email record, created, defects); created is False when the account already holds the
     same message (same bytes), which makes imports idempotent."""
-    guid = hashlib.sha256(raw).hexdigest()
+    guid = ids.content_address(raw)
     existing = writer.email_by_guid(guid)
     if existing is not None:
         return existing, False, []
