@@ -1,6 +1,17 @@
-"""Storage for tidings: the interface in `base`, the LMDB backend in `lmdb_store`."""
+"""Storage for tidings: the contract in `base`, the id formats in `ids`, the LMDB backend in `lmdb_store`."""
 
-from .base import TYPES, CannotCalculateChanges, Changes, NotFound, Reader, Store, StoreError, Writer
+from . import ids
+from .base import (
+    CannotCalculateChanges,
+    Changes,
+    Collection,
+    JournalEntry,
+    NotFound,
+    Reader,
+    Store,
+    StoreError,
+    Writer,
+)
 from .lmdb_store import LmdbStore
 
 
@@ -9,5 +20,5 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
     return LmdbStore(path, map_size=map_size)
 
 
-__all__ = ["TYPES", "CannotCalculateChanges", "Changes", "LmdbStore", "NotFound", "Reader", "Store",
-           "StoreError", "Writer", "open_store"]
+__all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "Reader",
+           "Store", "StoreError", "Writer", "ids", "open_store"]

@@ -1,21 +1,38 @@
-"""The storage interface the JMAP layer calls.
+"""The storage contract the JMAP layer calls; a second backend (PostgreSQL, later) implements it.
 
 `app/` never touches LMDB: it opens a `Store`, asks it for a `Reader` (a consistent snapshot of one
-account) or a `Writer` (one atomic transaction on one account) and calls the domain operations below.
-A distributed backend implements the same three classes.
+account) or a `Writer` (one atomic transaction on one account) and calls the operations below.
 
-Records are plain dicts (JSON-compatible). Object ids and states are opaque strings.
+Contract, for every backend:
+
+* **Transactions.**  A Reader sees one consistent snapshot.  A Writer is one atomic transaction: all
+  of its writes become visible together when the `with` block ends without an exception, or none
+  do.  A write the caller saw committed survives a crash (kill -9, power loss where the disk keeps
+  its promises).
+* **Records** are JSON-compatible dicts, returned as fresh copies the caller may change.  Ids are
+  opaque strings made by the store in the formats of `store.ids`, never reused.
+* **States and changes.**  Each data type of an account has a state string (RFC 8620 §5.1); every
+  Writer that changes objects of a type gives that type a new state at commit.  `changes` answers
+  /changes from a log, in O(changes), not by comparing snapshots.  Types are named by their JMAP
+  name; the store keeps no list of them.
+* **Generic collections** (`Collection`): per-account JSON records with ids, an optional change
+  log, and declared secondary indexes answering equality and range reads, so that a new data type
+  needs no new storage code.
+* **The journal**: every commit appends (seq, account, {type: new state}) under a global,
+  increasing seq.  `journal` reads it back (push: what changed since an event id) and `on_commit`
+  announces this process's commits right after they are durable (the change bus listens there).
+* **Mail** (mailboxes, emails, threads, blobs, the index queue) keeps its own operations: counts,
+  threading and the date indexes are kept in the same transaction as the message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-# Data types that keep a change log, by their one-letter log code.
-TYPES = {"Mailbox": "m", "Email": "e", "Thread": "t", "Identity": "i"}
+JournalEntry = tuple[int, str, dict]  # (seq, account id, {type name: new state})
 
 
 class StoreError(Exception):
@@ -24,6 +41,25 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     pass
+
+
+class CannotCalculateChanges(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A kind of record kept per account in generic storage, declared by the data-type registry.
+
+    name: the storage name (also what counters and keys are named after); id_prefix: record ids
+    are ``id_prefix`` + a hex counter (`store.ids.record_id`); log: the type name whose state and
+    change log the collection's writes update, or None; indexes: properties with a secondary index
+    (a list value is indexed by each of its elements)."""
+
+    name: str
+    id_prefix: str
+    log: str | None = None
+    indexes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -39,39 +75,59 @@ class Changes:
     counts_only: bool  # Mailbox: every update only touched the count properties
 
 
-class CannotCalculateChanges(StoreError):
-    pass
-
-
 class Reader(Protocol):
     account_id: str
 
-    # state
-    def state(self, type_name: str) -> str: ...
-    def changes(self, type_name: str, since: str, max_changes: int | None) -> Changes: ...
+    # -- states (any type name)
+    def state(self, type_name: str) -> str:
+        """The type's current state in this account ("0" before its first change)."""
 
-    # mailboxes (an account has few: listing them all is bounded)
+    def changes(self, type_name: str, since: str, max_changes: int | None) -> Changes:
+        """RFC 8620 §5.2 since the state `since`; raises CannotCalculateChanges for a state the
+        log cannot answer.  With max_changes, at most that many ids and an intermediate state."""
+
+    # -- generic collections
+    def record(self, collection: Collection, record_id: str) -> dict | None: ...
+
+    def record_ids(self, collection: Collection, index: str | None = None, *, equals: object = None,
+                   lo: object = None, hi: object = None, reverse: bool = False) -> Iterator[str]:
+        """All ids of the collection (index None, id order); or by a declared index those whose
+        property equals `equals`, or lies in [lo, hi) when a bound is given (index order:
+        null < booleans < integers < strings).  StoreError for an index not declared."""
+
+    # -- mailboxes (an account has few: listing them all is bounded)
     def mailbox(self, mailbox_id: str) -> dict | None: ...
     def mailboxes(self) -> list[dict]: ...
     def mailbox_keyword_count(self, mailbox_id: str, keyword: str) -> int: ...
 
-    # emails
+    # -- emails
     def email(self, email_id: str) -> dict | None: ...
     def email_by_guid(self, guid: str) -> dict | None: ...
     def email_ids_by_date(self, mailbox_id: str | None, descending: bool = True,
                           after: int | None = None, before: int | None = None) -> Iterator[str]: ...
     def email_count(self) -> int: ...
 
-    # threads
+    # -- threads
     def thread(self, thread_id: str) -> list[str] | None: ...
     def thread_ids(self, limit: int) -> list[str]: ...
 
-    # blobs
+    # -- blobs
     def blob(self, blob_id: str) -> bytes | None: ...
     def blob_info(self, blob_id: str) -> dict | None: ...
 
 
 class Writer(Reader, Protocol):
+    # -- generic collections
+    def create_record(self, collection: Collection, fields: dict) -> dict:
+        """Stores fields as a new record with a new id; returns it (with "id")."""
+
+    def update_record(self, collection: Collection, record_id: str, record: dict) -> dict:
+        """Replaces the record as a whole; NotFound if there is none."""
+
+    def destroy_record(self, collection: Collection, record_id: str) -> None:
+        """NotFound if there is none."""
+
+    # -- mail
     def create_mailbox(self, fields: dict) -> dict: ...
     def update_mailbox(self, mailbox_id: str, fields: dict) -> dict: ...
     def destroy_mailbox(self, mailbox_id: str) -> None: ...
@@ -92,7 +148,18 @@ class Store(Protocol):
     def read(self, account_id: str) -> AbstractContextManager[Reader]: ...
     def write(self, account_id: str) -> AbstractContextManager[Writer]: ...
 
-    # users and accounts
+    # -- the journal (the change bus reads it)
+    def on_commit(self, listener: Callable[[list[JournalEntry]], None]) -> None:
+        """listener(entries) is called after each commit of this process that changed a state."""
+
+    def journal_head(self) -> int:
+        """The seq of the last journal entry (0 if none)."""
+
+    def journal(self, after: int, limit: int = 1000) -> tuple[list[JournalEntry], bool]:
+        """Entries with seq > after, oldest first, at most limit; and False if entries after
+        `after` were already pruned (the reader missed some)."""
+
+    # -- users and accounts
     def create_user(self, name: str, password_hash: str, email: str) -> dict: ...
     def user(self, name: str) -> dict | None: ...
     def users(self) -> list[dict]: ...
@@ -100,7 +167,7 @@ class Store(Protocol):
     def delete_user(self, name: str) -> None: ...
     def account(self, account_id: str) -> dict | None: ...
 
-    # the durable indexing queue (drained by the background indexer)
+    # -- the durable indexing queue (drained by the background indexer)
     def index_queue(self, account_id: str, limit: int) -> list[tuple[bytes, dict]]: ...
     def index_queue_ack(self, account_id: str, keys: list[bytes]) -> None: ...
     def index_generation(self, account_id: str) -> int: ...

@@ -25,6 +25,9 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | changes   | A\\0type\\0modseq(n)\\0id    | b"c" created, b"u" updated, b"k" counts, b"d" destroyed | /changes: O(changes) |
 | states    | A\\0type                     | modseq(n) of the type's last change     | states                       |
 | indexq    | A\\0seq(n)                   | JSON {"op": "add"/"del", "id": emailId} | background indexer queue     |
+| records   | A\\0collection\\0id          | record JSON                             | generic collections by id    |
+| recidx    | A\\0collection\\0prop\\0value\\0id | -                                  | declared indexes: =, range   |
+| journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
 
 Every Writer is one LMDB write transaction: a message is stored wholly (blob, record, memberships,
 thread, counts, change log, index queue) or not at all, and LMDB syncs on commit, so an
@@ -36,6 +39,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import secrets
 import struct
@@ -47,17 +51,47 @@ import lmdb
 import orjson
 
 from . import ids
-from .base import TYPES, CannotCalculateChanges, Changes, NotFound, StoreError
+from .base import CannotCalculateChanges, Changes, Collection, NotFound, StoreError
+
+log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
-        "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq")
+        "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
+        "records", "recidx", "journal")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
 
 
 _MADV_DONTNEED = 4
-_BLOB_SEQ = b"\x00blobseq"  # global counter (account ids never start with NUL)
+_BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
+_JOURNAL_SEQ = b"\x00journal"
+JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
+
+# The change-log codes of the first four types, kept so that existing data directories keep their
+# states; every other type is logged under its own name.
+_LEGACY_LOG = {"Mailbox": "m", "Email": "e", "Thread": "t", "Identity": "i"}
+
+
+def _log_code(type_name: str) -> bytes:
+    return _LEGACY_LOG.get(type_name, type_name).encode()
+
+
+def _index_values(value: object) -> list[bytes]:
+    """Order-preserving index keys of one property value (a list gives one key per element):
+    null < booleans < integers < strings; other values are not indexed."""
+    if isinstance(value, list):
+        return [k for v in value if not isinstance(v, list) for k in _index_values(v)]
+    if value is None:
+        return [b"\x00"]
+    if isinstance(value, bool):
+        return [b"\x01" + (b"\x01" if value else b"\x00")]
+    if isinstance(value, int) and -(1 << 63) <= value < (1 << 63):
+        return [b"\x02" + _N.pack(value + (1 << 63))]
+    if isinstance(value, str):
+        # NUL separates the value from the id: escape it (and the escape byte), keeping the order
+        return [b"\x03" + value.encode().replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")]
+    return []
 
 
 @functools.cache
@@ -103,6 +137,7 @@ class LmdbStore:
         self.env = lmdb.open(path, map_size=map_size, max_dbs=len(_DBS) + 2, max_readers=256,
                              readahead=False, metasync=True, sync=True)
         self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
+        self._listeners: list = []
 
     def close(self) -> None:
         self.env.close()
@@ -138,6 +173,39 @@ class LmdbStore:
         except BaseException:
             txn.abort()
             raise
+        if w.journaled:
+            for listener in list(self._listeners):
+                try:
+                    listener(w.journaled)
+                except Exception:  # noqa: BLE001 - a listener never fails a committed write
+                    log.exception("commit listener failed")
+
+    # -- the journal: every commit's (account, {type: state}), in commit order
+    def on_commit(self, listener) -> None:
+        """Calls listener([(seq, account_id, {type: state}), ...]) after each commit of this process."""
+        self._listeners.append(listener)
+
+    def journal_head(self) -> int:
+        with self.env.begin() as txn:
+            raw = txn.get(_JOURNAL_SEQ, db=self.db["counters"])
+        return _N.unpack(raw)[0] if raw else 0
+
+    def journal(self, after: int, limit: int = 1000) -> tuple[list[tuple[int, str, dict]], bool]:
+        """Entries with seq > after, oldest first, at most limit; and whether none between `after`
+        and the first returned was pruned."""
+        out: list[tuple[int, str, dict]] = []
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["journal"])
+            if not cur.first():
+                return out, True
+            intact = _N.unpack(cur.key())[0] <= after + 1
+            if cur.set_range(_n(after + 1)):
+                for key, value in cur:
+                    entry = orjson.loads(value)
+                    out.append((_N.unpack(key)[0], entry["a"], entry["c"]))
+                    if len(out) >= limit:
+                        break
+        return out, intact
 
     # -- users and accounts
     def create_user(self, name: str, password_hash: str, email: str) -> dict:
@@ -315,7 +383,7 @@ class LmdbReader:
 
     # -- state
     def state(self, type_name: str) -> str:
-        raw = self._get("states", TYPES[type_name].encode())
+        raw = self._get("states", _log_code(type_name))
         return _state_str(_N.unpack(raw)[0] if raw else 0)
 
     def changes(self, type_name: str, since: str, max_changes: int | None) -> Changes:
@@ -324,8 +392,7 @@ class LmdbReader:
         current = int(self.state(type_name))
         if since_seq > current:
             raise CannotCalculateChanges("state is from the future")
-        code = TYPES[type_name].encode()
-        prefix = self.prefix + code + SEP
+        prefix = self.prefix + _log_code(type_name) + SEP
         if since_id:  # resume just after the last id returned at that modseq
             start = prefix + _n(since_seq) + SEP + since_id.encode() + b"\x00"
         else:
@@ -439,10 +506,41 @@ class LmdbReader:
         return self.txn.get(seq, db=self.db["blobs"]) if seq is not None else None
 
 
+    # -- generic collections (store/base.py Collection)
+    def record(self, collection: Collection, record_id: str) -> dict | None:
+        return self._json("records", collection.name.encode() + SEP + record_id.encode())
+
+    def record_ids(self, collection: Collection, index: str | None = None, *, equals: object = None,
+                   lo: object = None, hi: object = None, reverse: bool = False) -> Iterator[str]:
+        """Ids of a collection's records: all of them in id order (index None); or, by a declared
+        index, those whose property equals `equals` (lo and hi None), or lies in [lo, hi) (either
+        bound may be None), in the index's order."""
+        coll = collection.name.encode() + SEP
+        if index is None:
+            prefix = self.prefix + coll
+            for key in self._prefix_keys("records", prefix, reverse=reverse):
+                yield key[len(prefix):].decode()
+            return
+        if index not in collection.indexes:
+            raise StoreError(f"{collection.name} has no index on {index!r}")
+        prefix = self.prefix + coll + index.encode() + SEP
+        if lo is None and hi is None:
+            for value in _index_values(equals)[:1]:
+                start = prefix + value + SEP
+                for key in self._prefix_keys("recidx", start, reverse=reverse):
+                    yield key[len(start):].decode()
+            return
+        lo_key = _index_values(lo)[0] if lo is not None else None
+        hi_key = _index_values(hi)[0] if hi is not None else None
+        for key in self._prefix_keys("recidx", prefix, reverse=reverse, lo=lo_key, hi=hi_key):
+            yield key.rsplit(SEP, 1)[1].decode()
+
+
 class LmdbWriter(LmdbReader):
     def __init__(self, store: LmdbStore, txn: lmdb.Transaction, account_id: str):
         super().__init__(store, txn, account_id)
-        self._log: dict[tuple[bytes, str], bytes] = {}
+        self._log: dict[tuple[str, str], bytes] = {}
+        self.journaled: list[tuple[int, str, dict]] = []  # what this transaction's commit will announce
 
     # -- helpers
     def _put(self, db: str, key: bytes, value: bytes) -> None:
@@ -460,7 +558,7 @@ class LmdbWriter(LmdbReader):
         self._put("counters", name.encode(), _n(max(0, self._counter(name) + delta)))
 
     def _changed(self, type_name: str, obj_id: str, kind: bytes) -> None:
-        key = (TYPES[type_name].encode(), obj_id)
+        key = (type_name, obj_id)
         prev = self._log.get(key)
         if prev is None:
             self._log[key] = kind
@@ -479,12 +577,26 @@ class LmdbWriter(LmdbReader):
         modseq = self._next("modseq")
         seq = _n(modseq)
         touched = set()
-        for (code, obj_id), kind in self._log.items():
-            self._put("changes", code + SEP + seq + SEP + obj_id.encode(), kind)
-            touched.add(code)
-        for code in touched:
-            self._put("states", code, seq)
+        for (type_name, obj_id), kind in self._log.items():
+            self._put("changes", _log_code(type_name) + SEP + seq + SEP + obj_id.encode(), kind)
+            touched.add(type_name)
+        for type_name in touched:
+            self._put("states", _log_code(type_name), seq)
         self._log.clear()
+        self._journal({type_name: _state_str(modseq) for type_name in sorted(touched)})
+
+    def _journal(self, changed: dict[str, str]) -> None:
+        raw = self.txn.get(_JOURNAL_SEQ, db=self.db["counters"])
+        seq = (_N.unpack(raw)[0] if raw else 0) + 1
+        self.txn.put(_JOURNAL_SEQ, _n(seq), db=self.db["counters"])
+        self.txn.put(_n(seq), orjson.dumps({"a": self.account_id, "c": changed}), db=self.db["journal"],
+                     append=True)
+        self.journaled.append((seq, self.account_id, changed))
+        if seq % 1024 == 0 and seq > JOURNAL_KEEP:  # prune now and then, oldest first
+            cur = self.txn.cursor(db=self.db["journal"])
+            if cur.first():
+                while cur.key() < _n(seq - JOURNAL_KEEP) and cur.delete():
+                    pass
 
     # -- blobs
     def put_blob(self, data: bytes, media_type: str) -> dict:
@@ -703,3 +815,46 @@ class LmdbWriter(LmdbReader):
         self._add_counter("emails", -1)
         self._queue_index("del", email_id)
         self._changed("Email", email_id, b"d")
+
+    # -- generic collections
+    def _index(self, collection: Collection, record_id: str, record: dict, put: bool) -> None:
+        coll = collection.name.encode() + SEP
+        for prop in collection.indexes:
+            for value in _index_values(record.get(prop)):
+                key = coll + prop.encode() + SEP + value + SEP + record_id.encode()
+                if put:
+                    self._put("recidx", key, b"")
+                else:
+                    self._delete("recidx", key)
+
+    def create_record(self, collection: Collection, fields: dict) -> dict:
+        """Stores a new record under a new id (``ids.record_id``), indexed, logged as created."""
+        record_id = ids.record_id(collection.id_prefix, self._next("rec:" + collection.name))
+        record = {**fields, "id": record_id}
+        self._put("records", collection.name.encode() + SEP + record_id.encode(), orjson.dumps(record))
+        self._index(collection, record_id, record, put=True)
+        if collection.log:
+            self._changed(collection.log, record_id, b"c")
+        return record
+
+    def update_record(self, collection: Collection, record_id: str, record: dict) -> dict:
+        """Replaces a record as a whole (the caller applied the patch); logged as updated."""
+        old = self.record(collection, record_id)
+        if old is None:
+            raise NotFound(record_id)
+        record = {**record, "id": record_id}
+        self._index(collection, record_id, old, put=False)
+        self._put("records", collection.name.encode() + SEP + record_id.encode(), orjson.dumps(record))
+        self._index(collection, record_id, record, put=True)
+        if collection.log:
+            self._changed(collection.log, record_id, b"u")
+        return record
+
+    def destroy_record(self, collection: Collection, record_id: str) -> None:
+        old = self.record(collection, record_id)
+        if old is None:
+            raise NotFound(record_id)
+        self._index(collection, record_id, old, put=False)
+        self._delete("records", collection.name.encode() + SEP + record_id.encode())
+        if collection.log:
+            self._changed(collection.log, record_id, b"d")

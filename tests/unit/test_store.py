@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from store import CannotCalculateChanges, StoreError, open_store
+from store import CannotCalculateChanges, Collection, StoreError, open_store
 
 
 @pytest.fixture
@@ -157,3 +157,70 @@ def test_write_that_fails_leaves_nothing(store, account):
     with store.read(account) as r:
         assert r.email_count() == 0
         assert r.mailbox(box)["totalEmails"] == 0
+
+
+# ------------------------------------------------------------------ generic collections and the journal
+
+NOTES = Collection("Note", "N", log="Note", indexes=("owner", "priority", "tags"))
+
+
+def test_generic_records_get_ids_states_and_a_change_log(store, account):
+    with store.write(account) as w:
+        a = w.create_record(NOTES, {"owner": "x", "priority": 2, "tags": ["a", "b"]})
+        b = w.create_record(NOTES, {"owner": "y", "priority": 10, "tags": ["b"]})
+    assert a["id"] != b["id"] and a["id"].startswith("N")
+    with store.read(account) as r:
+        state = r.state("Note")
+        assert r.record(NOTES, a["id"]) == a
+        mailbox_state = r.state("Mailbox")
+    with store.write(account) as w:
+        w.update_record(NOTES, a["id"], {**a, "priority": 5})
+        w.destroy_record(NOTES, b["id"])
+    with store.read(account) as r:
+        ch = r.changes("Note", state, None)
+        assert (ch.created, ch.updated, ch.destroyed) == ([], [a["id"]], [b["id"]])
+        assert r.record(NOTES, b["id"]) is None
+        assert r.state("Mailbox") == mailbox_state  # other types keep their own states
+
+
+def test_declared_indexes_answer_equality_range_and_list_elements(store, account):
+    with store.write(account) as w:
+        made = [w.create_record(NOTES, {"owner": o, "priority": p, "tags": t})
+                for o, p, t in (("x", 1, ["a"]), ("y", 5, ["a", "b"]), ("x", 9, []), ("z\x00", -3, ["b"]))]
+    ids = [m["id"] for m in made]
+    with store.read(account) as r:
+        assert list(r.record_ids(NOTES)) == sorted(ids)
+        assert set(r.record_ids(NOTES, "owner", equals="x")) == {ids[0], ids[2]}
+        assert list(r.record_ids(NOTES, "owner", equals="z\x00")) == [ids[3]]
+        assert list(r.record_ids(NOTES, "priority", lo=1, hi=9)) == [ids[0], ids[1]]
+        assert list(r.record_ids(NOTES, "priority", lo=0)) == [ids[0], ids[1], ids[2]]
+        assert list(r.record_ids(NOTES, "priority", hi=0, reverse=True)) == [ids[3]]
+        assert set(r.record_ids(NOTES, "tags", equals="b")) == {ids[1], ids[3]}
+        with pytest.raises(StoreError):
+            list(r.record_ids(NOTES, "body", equals=1))
+    with store.write(account) as w:  # an update moves the index entries
+        w.update_record(NOTES, ids[0], {"owner": "y", "priority": 1, "tags": []})
+    with store.read(account) as r:
+        assert set(r.record_ids(NOTES, "owner", equals="y")) == {ids[0], ids[1]}
+        assert set(r.record_ids(NOTES, "tags", equals="a")) == {ids[1]}
+
+
+def test_every_commit_is_journaled_and_announced(store, account):
+    seen = []
+    store.on_commit(seen.extend)
+    head = store.journal_head()
+    with store.write(account) as w:
+        w.create_record(NOTES, {"owner": "x"})
+        mailbox = w.create_mailbox({"name": "J"})
+    with store.write(account) as w:
+        w.update_mailbox(mailbox["id"], {"name": "K"})
+    with store.read(account) as r:
+        states = {"Note": r.state("Note"), "Mailbox": r.state("Mailbox")}
+    entries, intact = store.journal(head)
+    assert intact
+    assert [(e[1], e[2]) for e in entries] == [(account, {"Mailbox": entries[0][2]["Mailbox"], "Note": states["Note"]}),
+                                               (account, {"Mailbox": states["Mailbox"]})]
+    assert seen == entries and [e[0] for e in entries] == [head + 1, head + 2]
+    with store.write(account) as w:
+        pass  # a transaction that changes nothing announces nothing
+    assert store.journal_head() == head + 2
