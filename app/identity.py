@@ -1,10 +1,10 @@
-"""Identity (RFC 8621 §6): one identity per user, derived from the user record."""
+"""Identity (RFC 8621 §6): /get and /changes; one identity per user, derived from the user record."""
 
-from app.protocol.registry import SUBMISSION, method
-from app.protocol.standard import standard_changes, standard_get
+from __future__ import annotations
+
+from app.protocol.registry import SUBMISSION
+from app.protocol.types import DataType, Property, data_type
 from store import ids
-
-PROPERTIES = ("id", "name", "email", "replyTo", "bcc", "textSignature", "htmlSignature", "mayDelete")
 
 
 def identity_for(user: dict) -> dict:
@@ -13,17 +13,27 @@ def identity_for(user: dict) -> dict:
             "textSignature": "", "htmlSignature": "", "mayDelete": False}
 
 
-@method("Identity/get", SUBMISSION)
-def identity_get(ctx, args: dict) -> dict:
-    identity = identity_for(ctx.user)
+class Identity(DataType):
+    name = "Identity"
+    capability = SUBMISSION
+    methods = ("get", "changes")
+    properties = {
+        "id": Property("Id", server_set=True),
+        "name": Property("String", default=""),
+        "email": Property("String", immutable=True),
+        "replyTo": Property("EmailAddress[]", nullable=True, default=None),
+        "bcc": Property("EmailAddress[]", nullable=True, default=None),
+        "textSignature": Property("String", default=""),
+        "htmlSignature": Property("String", default=""),
+        "mayDelete": Property("Boolean", server_set=True),
+    }
 
-    def fetch(reader, identity_id):
+    def fetch(self, ctx, reader, identity_id: str) -> dict | None:
+        identity = identity_for(ctx.user)
         return identity if identity_id == identity["id"] else None
 
-    return standard_get(ctx, args, "Identity", PROPERTIES, list(PROPERTIES), fetch,
-                        lambda reader: [identity["id"]])
+    def all_ids(self, ctx, reader):
+        return [identity_for(ctx.user)["id"]]
 
 
-@method("Identity/changes", SUBMISSION)
-def identity_changes(ctx, args: dict) -> dict:
-    return standard_changes(ctx, args, "Identity")[0]
+IDENTITY = data_type(Identity())

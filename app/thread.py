@@ -1,23 +1,24 @@
-"""Thread (RFC 8621 §3): get and changes. Threads are computed at ingest by the store."""
+"""Thread (RFC 8621 §3): /get and /changes. Threads are computed at ingest by the store."""
 
-from app.protocol.registry import MAIL, method
-from app.protocol.standard import standard_changes, standard_get
+from __future__ import annotations
 
-PROPERTIES = ("id", "emailIds")
+from app.protocol.registry import MAIL
+from app.protocol.types import DataType, Property, data_type
 
 
-@method("Thread/get", MAIL)
-def thread_get(ctx, args: dict) -> dict:
-    def fetch(reader, thread_id):
+class Thread(DataType):
+    name = "Thread"
+    capability = MAIL
+    methods = ("get", "changes")
+    properties = {"id": Property("Id", server_set=True), "emailIds": Property("Id[]", server_set=True)}
+
+    def fetch(self, ctx, reader, thread_id: str) -> dict | None:
         email_ids = reader.thread(thread_id)  # sorted by receivedAt, as §3 asks
         return {"id": thread_id, "emailIds": email_ids} if email_ids else None
 
-    # ids: null lists every thread, up to maxObjectsInGet (beyond it standard_get refuses)
-    limit = ctx.limits.max_objects_in_get + 1
-    return standard_get(ctx, args, "Thread", PROPERTIES, list(PROPERTIES), fetch,
-                        lambda reader: reader.thread_ids(limit))
+    def all_ids(self, ctx, reader):
+        # ids: null lists every thread, up to maxObjectsInGet (beyond it /get refuses)
+        return reader.thread_ids(ctx.limits.max_objects_in_get + 1)
 
 
-@method("Thread/changes", MAIL)
-def thread_changes(ctx, args: dict) -> dict:
-    return standard_changes(ctx, args, "Thread")[0]
+THREAD = data_type(Thread())

@@ -1,3 +1,34 @@
-"""Email (RFC 8621 §4): get, changes, query, queryChanges, set, import, parse, copy."""
+"""Email (RFC 8621 §4): /get, /changes and /set from the standard machinery, with what is Email's
+own in `get` (MIME rendering) and `set` (drafts built from JSON); Email/query and
+Email/queryChanges (`query`: a planner over the store's indexes and the full-text index, which
+streams rather than listing every match), Email/import and Email/parse are Email's own methods."""
 
-from . import changes, get, imports, query, set  # noqa: F401  (registers the methods)
+from app.protocol.registry import MAIL
+from app.protocol.types import DataType, Property, data_type
+
+from . import get, imports, query  # noqa: F401  (query and imports register their methods)
+from . import set as email_set
+from .model import BODY_ARGS, DEFAULT_PROPERTIES, PROPERTIES
+
+_SERVER_SET = {"id", "blobId", "threadId", "size", "hasAttachment", "preview"}
+
+
+class Email(DataType):
+    name = "Email"
+    capability = MAIL
+    methods = ("get", "changes", "set")
+    properties = {p: Property("*", nullable=True, server_set=p in _SERVER_SET) for p in PROPERTIES}
+    default_properties = tuple(DEFAULT_PROPERTIES)
+    get_args = BODY_ARGS
+    parse_get_args = get.parse_get_args
+    fetch = get.fetch
+    all_ids = get.all_ids
+    render = get.render_email
+    prepare_create = email_set.prepare_create
+    prepare_update = email_set.prepare_update
+    create = email_set.create
+    update = email_set.update
+    destroy = email_set.destroy
+
+
+EMAIL = data_type(Email())

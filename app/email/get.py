@@ -1,4 +1,4 @@
-"""Email/get and Email/parse (RFC 8621 §4.2, §4.9).
+"""What Email/get does that is Email's own, and Email/parse (RFC 8621 §4.2, §4.9).
 
 The list properties come from the stored record; the message itself is read and parsed only when a
 property needs it (headers, header:* forms, body structure and values)."""
@@ -11,10 +11,11 @@ from app.blob import read_blob
 from app.mail import mime
 from app.protocol.errors import MethodError, invalid_arguments
 from app.protocol.registry import MAIL, method
-from app.protocol.standard import bool_arg, check_known_args, id_list_arg, uint_arg
+from app.protocol.standard import bool_arg, check_known_args, uint_arg
 from store import ids
 
 from .model import (
+    BODY_ARGS,
     BODY_PART_PROPERTIES,
     DEFAULT_BODY_PROPERTIES,
     DEFAULT_PROPERTIES,
@@ -23,9 +24,6 @@ from .model import (
     parse_header_property,
     utc_date,
 )
-
-BODY_ARGS = ("bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues", "fetchAllBodyValues",
-             "maxBodyValueBytes")
 
 
 @dataclass
@@ -114,30 +112,23 @@ def render(record: dict, raw: bytes | None, how: Render) -> dict:
     return out
 
 
-@method("Email/get", MAIL)
-def email_get(ctx, args: dict) -> dict:
-    check_known_args(args, {"accountId", "ids", "properties", *BODY_ARGS})
-    account_id = ctx.account_id(args)
-    ids = id_list_arg(ctx, args, "ids", ctx.limits.max_objects_in_get)
+def parse_get_args(self, ctx, args: dict) -> tuple[list[str], Render]:
+    """Email/get's properties (header:* forms included) and body arguments (§4.2)."""
     how = parse_render_args(args)
-    found, not_found = [], []
-    with ctx.store.read(account_id) as reader:
-        state = reader.state("Email")
-        if ids is None:
-            limit = ctx.limits.max_objects_in_get
-            ids = []
-            for email_id in reader.email_ids_by_date(None):
-                if len(ids) == limit:
-                    raise MethodError("requestTooLarge", "too many emails for ids: null; use Email/query")
-                ids.append(email_id)
-        for email_id in dict.fromkeys(ids):
-            record = reader.email(email_id)
-            if record is None:
-                not_found.append(email_id)
-                continue
-            raw = reader.blob(record["blobId"]) if how.needs_message else None
-            found.append(render(record, raw, how))
-    return {"accountId": account_id, "state": state, "list": found, "notFound": not_found}
+    return how.props, how
+
+
+def fetch(self, ctx, reader, email_id: str) -> dict | None:
+    return reader.email(email_id)
+
+
+def all_ids(self, ctx, reader):
+    return reader.email_ids_by_date(None)
+
+
+def render_email(self, ctx, reader, record: dict, props: list[str], how: Render) -> dict:
+    raw = reader.blob(record["blobId"]) if how.needs_message else None
+    return render(record, raw, how)
 
 
 @method("Email/parse", MAIL)

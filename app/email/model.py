@@ -19,6 +19,9 @@ BODY_PART_PROPERTIES = ("partId", "blobId", "size", "headers", "name", "type", "
                         "cid", "language", "location", "subParts")
 DEFAULT_BODY_PROPERTIES = ["partId", "blobId", "size", "name", "type", "charset", "disposition", "cid",
                            "language", "location"]
+# Email/get's arguments beyond the standard ones (§4.2)
+BODY_ARGS = ("bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues", "fetchAllBodyValues",
+             "maxBodyValueBytes")
 # properties answered from the stored record, without reading the message
 FROM_RECORD = {*METADATA, *CONVENIENCE_HEADERS, "hasAttachment", "preview"}
 

@@ -1,5 +1,6 @@
-"""Email/set (RFC 8621 §4.6): create drafts from JSON, update keywords and mailboxIds (whole or by
-patch), destroy."""
+"""What Email/set does that is Email's own (RFC 8621 §4.6): a create is a draft built from JSON into
+a message; an update changes keywords and mailboxIds (whole or by patch); the machinery of
+app/protocol/machinery.py does the rest."""
 
 from __future__ import annotations
 
@@ -7,16 +8,7 @@ from app.blob import blob_in
 from app.mail import mime
 from app.mail.ingest import ingest
 from app.protocol.errors import invalid_properties, set_error
-from app.protocol.registry import MAIL, method
-from app.protocol.standard import (
-    apply_patch,
-    check_if_in_state,
-    check_set_args,
-    finish_set,
-    not_found,
-    patch_set_error,
-    set_response,
-)
+from app.protocol.standard import apply_patch, patch_set_error
 from store import ids
 
 from .model import PROPERTIES, parse_header_property
@@ -27,8 +19,9 @@ MUTABLE = ("keywords", "mailboxIds")
 CREATE_ONLY_SERVER_SET = {"id", "blobId", "threadId", "size", "hasAttachment", "preview", "headers"}
 
 
-def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
-    """Returns (created info, None) or (None, SetError)."""
+def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
+    """§4.6: a create is a message built from the JSON (app.mail.mime.build_message), refused with
+    invalidProperties naming every bad property, or alreadyExists if the account has these bytes."""
     problems: dict[str, str] = {}
     for prop in obj:
         if prop.startswith("header:"):
@@ -38,13 +31,13 @@ def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
             problems[prop] = "unknown property"
         elif prop in CREATE_ONLY_SERVER_SET:
             problems[prop] = "server-set property"
-    mailbox_ids = check_mailbox_ids(ctx, w, obj.get("mailboxIds"), problems)
+    mailbox_ids = check_mailbox_ids(ctx, reader, obj.get("mailboxIds"), problems)
     keywords = check_keywords(obj.get("keywords") or {}, problems)
     received_at = check_received_at(obj.get("receivedAt"), problems)
     content = {k: v for k, v in obj.items() if k not in ("mailboxIds", "keywords", "receivedAt")}
 
     def get_blob(blob_id: str) -> bytes | None:
-        found = blob_in(w, ctx.resolve_id(blob_id) or blob_id)
+        found = blob_in(reader, ctx.resolve_id(blob_id) or blob_id)
         return found[0] if found else None
 
     raw, error = mime.build_message(content, get_blob)
@@ -53,71 +46,49 @@ def _create(ctx, w, obj: dict) -> tuple[dict | None, dict | None]:
             for prop in error.get("properties") or []:
                 problems.setdefault(prop, error.get("description") or "invalid")
         elif not problems:
-            return None, set_error(error["type"], error.get("description") or error["type"],
-                                   **{k: v for k, v in error.items() if k not in ("type", "description")})
+            return {}, set_error(error["type"], error.get("description") or error["type"],
+                                 **{k: v for k, v in error.items() if k not in ("type", "description")})
     if problems:
-        return None, invalid_properties(problems)
-    existing = w.email_by_guid(ids.content_address(raw))
+        return {}, invalid_properties(problems)
+    existing = reader.email_by_guid(ids.content_address(raw))
     if existing is not None:
         # the same bytes are already an Email here; like Email/import, say so (RFC 8621 §4.6, §4.8)
-        return None, set_error("alreadyExists", "this account already has an identical message",
-                               existingId=existing["id"])
-    record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
-    return {"id": record["id"], "blobId": record["blobId"], "threadId": record["threadId"],
-            "size": record["size"]}, None
+        return {}, set_error("alreadyExists", "this account already has an identical message",
+                             existingId=existing["id"])
+    return {"raw": raw, "mailboxIds": mailbox_ids, "keywords": keywords, "receivedAt": received_at}, None
 
 
-@method("Email/set", MAIL)
-def email_set(ctx, args: dict) -> dict:
-    account_id, create, update, destroy = check_set_args(ctx, args)
-    with ctx.store.write(account_id) as w:
-        old_state = w.state("Email")
-        check_if_in_state(args, old_state)
-        resp = set_response(account_id, old_state, old_state)
-        for cid, obj in create.items():
-            created, error = _create(ctx, w, obj)
-            if error:
-                resp["notCreated"][cid] = error
-            else:
-                ctx.created_ids[cid] = created["id"]
-                resp["created"][cid] = created
-        for raw_id, patch in update.items():
-            email_id = ctx.resolve_id(raw_id) or raw_id
-            current = w.email(email_id)
-            if current is None:
-                resp["notUpdated"][raw_id] = not_found(raw_id, "email")
-                continue
-            # patch paths name mailbox ids, which may be creation references ("mailboxIds/#new")
-            resolved_patch = {}
-            for path, value in patch.items():
-                if path.startswith("mailboxIds/#"):
-                    ref = ctx.resolve_id(path[len("mailboxIds/"):])
-                    path = f"mailboxIds/{ref}" if ref else path
-                elif path.startswith("keywords/"):
-                    path = path.lower()
-                resolved_patch[path] = value
-            view = {"keywords": current["keywords"], "mailboxIds": current["mailboxIds"],
-                    **{k: current.get(k) for k in ("id", "blobId", "threadId", "size", "receivedAt")}}
-            patched, problems, patch_errors = apply_patch(view, resolved_patch, MUTABLE)
-            keywords = mailbox_ids = None
-            if "keywords" in patched and patched["keywords"] != current["keywords"]:
-                keywords = check_keywords(patched["keywords"], problems)
-            if patched.get("mailboxIds") != current["mailboxIds"]:
-                mailbox_ids = check_mailbox_ids(ctx, w, patched.get("mailboxIds"), problems)
-            error = patch_set_error(problems, patch_errors)
-            if error:
-                resp["notUpdated"][raw_id] = error
-                continue
-            if keywords is not None or mailbox_ids is not None:
-                w.update_email(email_id, keywords=keywords, mailbox_ids=mailbox_ids)
-            resp["updated"][email_id] = None
-        for raw_id in destroy:
-            email_id = ctx.resolve_id(raw_id) or raw_id
-            if w.email(email_id) is None:
-                resp["notDestroyed"][raw_id] = not_found(raw_id, "email")
-                continue
-            w.destroy_email(email_id)
-            resp["destroyed"].append(email_id)
-        w.flush()
-        resp["newState"] = w.state("Email")
-    return finish_set(resp)
+def create(self, ctx, writer, fields: dict) -> dict:
+    record, _, _ = ingest(writer, fields["raw"], fields["mailboxIds"], fields["keywords"], fields["receivedAt"])
+    # §4.6: the server-set id, blobId, threadId and size
+    return {"id": record["id"], "blobId": record["blobId"], "threadId": record["threadId"], "size": record["size"]}
+
+
+def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
+    """Only keywords and mailboxIds change (§4.6), whole or by patch; patch paths may name a
+    creation reference ("mailboxIds/#new") and keywords are case-insensitive."""
+    resolved_patch = {}
+    for path, value in patch.items():
+        if path.startswith("mailboxIds/#"):
+            ref = ctx.resolve_id(path[len("mailboxIds/"):])
+            path = f"mailboxIds/{ref}" if ref else path
+        elif path.startswith("keywords/"):
+            path = path.lower()
+        resolved_patch[path] = value
+    view = {"keywords": current["keywords"], "mailboxIds": current["mailboxIds"],
+            **{k: current.get(k) for k in ("id", "blobId", "threadId", "size", "receivedAt")}}
+    patched, problems, patch_errors = apply_patch(view, resolved_patch, MUTABLE)
+    fields = {}
+    if "keywords" in patched and patched["keywords"] != current["keywords"]:
+        fields["keywords"] = check_keywords(patched["keywords"], problems)
+    if patched.get("mailboxIds") != current["mailboxIds"]:
+        fields["mailboxIds"] = check_mailbox_ids(ctx, reader, patched.get("mailboxIds"), problems)
+    return fields, patch_set_error(problems, patch_errors)
+
+
+def update(self, ctx, writer, email_id: str, current: dict, changes: dict) -> None:
+    writer.update_email(email_id, keywords=changes.get("keywords"), mailbox_ids=changes.get("mailboxIds"))
+
+
+def destroy(self, ctx, writer, email_id: str, current: dict, args: dict) -> None:
+    writer.destroy_email(email_id)

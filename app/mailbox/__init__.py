@@ -1,3 +1,23 @@
-"""Mailbox (RFC 8621 §2): get, changes, query, queryChanges, set."""
+"""Mailbox (RFC 8621 §2): /get, /changes, /set, /query and /queryChanges from the standard machinery;
+what is Mailbox's own lives in `model` (properties, storage), `set` (the tree rules) and `query`."""
 
-from . import changes, get, query, set  # noqa: F401  (registers the methods)
+from app.protocol.types import data_type
+
+from . import query
+from . import set as rules
+from .model import MailboxBase
+
+
+class Mailbox(MailboxBase):
+    validate = rules.validate
+    judge = rules.judge
+    check_destroy = rules.check_destroy
+    destroy = rules.destroy
+    conditions = query.CONDITIONS
+    sorts = query.SORTS
+    query_args = query.QUERY_ARGS
+    query_ids = query.query_ids
+    match = query.match
+
+
+MAILBOX = data_type(Mailbox())

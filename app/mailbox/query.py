@@ -1,37 +1,26 @@
-"""Mailbox/query and Mailbox/queryChanges (RFC 8621 §2.3, §2.4)."""
+"""What Mailbox/query and Mailbox/queryChanges know of mailboxes (RFC 8621 §2.3, §2.4): the
+conditions, and the tree order of sortAsTree and filterAsTree."""
 
 from __future__ import annotations
 
 from functools import cmp_to_key
 
-from app.protocol.errors import MethodError, invalid_arguments
-from app.protocol.query import check_filter, check_sort, evaluate_filter, query_changes
-from app.protocol.registry import MAIL, method
-from app.protocol.standard import bool_arg, check_known_args, query_window, slice_results
+from app.protocol.query import evaluate_filter
+from app.protocol.standard import bool_arg
 
-CONDITIONS = {"parentId", "name", "role", "hasAnyRole", "isSubscribed"}
-SORTS = {"sortOrder", "name"}
-EXTRA = {"sortAsTree", "filterAsTree"}
+from .model import name_key
 
-
-def _check_condition(cond: dict) -> None:
-    unknown = set(cond) - CONDITIONS
-    if unknown:
-        raise MethodError("unsupportedFilter", f"unknown Mailbox filter condition(s): {', '.join(sorted(unknown))}")
-    for key in ("parentId", "role"):
-        if key in cond and cond[key] is not None and not isinstance(cond[key], str):
-            raise invalid_arguments(f"filter {key} must be a string or null")
-    if "name" in cond and not isinstance(cond["name"], str):
-        raise invalid_arguments("filter name must be a string")
-    for key in ("hasAnyRole", "isSubscribed"):
-        if key in cond and not isinstance(cond[key], bool):
-            raise invalid_arguments(f"filter {key} must be a boolean")
+# §2.3: the FilterCondition properties and the sorts
+CONDITIONS = {"parentId": "Id", "name": "String", "role": "String", "hasAnyRole": "Boolean",
+              "isSubscribed": "Boolean"}
+SORTS = ("sortOrder", "name")
+QUERY_ARGS = ("sortAsTree", "filterAsTree")
 
 
 def _matches(cond: dict, mb: dict) -> bool:
     if "parentId" in cond and mb.get("parentId") != cond["parentId"]:
         return False
-    if "name" in cond and cond["name"].casefold() not in mb["name"].casefold():
+    if "name" in cond and name_key(cond["name"]) not in name_key(mb["name"]):
         return False
     if "role" in cond and mb.get("role") != cond["role"]:
         return False
@@ -93,36 +82,9 @@ def run_query(mailboxes: list[dict], flt: dict | None, sort: list[dict], as_tree
     return out
 
 
-def _parse(args: dict) -> tuple[dict | None, list[dict], bool, bool]:
-    flt = args.get("filter")
-    check_filter(flt, _check_condition)
-    sort = check_sort(args.get("sort"), SORTS)
-    return flt, sort, bool_arg(args, "sortAsTree"), bool_arg(args, "filterAsTree")
+def query_ids(self, ctx, reader, flt: dict | None, sort: list[dict], args: dict) -> list[str]:
+    return run_query(reader.mailboxes(), flt, sort, bool_arg(args, "sortAsTree"), bool_arg(args, "filterAsTree"))
 
 
-@method("Mailbox/query", MAIL)
-def mailbox_query(ctx, args: dict) -> dict:
-    check_known_args(args, {"accountId", "filter", "sort", "position", "anchor", "anchorOffset", "limit",
-                            "calculateTotal", *EXTRA})
-    account_id = ctx.account_id(args)
-    flt, sort, as_tree, filter_as_tree = _parse(args)
-    position, anchor, anchor_offset, limit = query_window(args)
-    calculate_total = bool_arg(args, "calculateTotal")
-    with ctx.store.read(account_id) as reader:
-        state = reader.state("Mailbox")
-        ids = run_query(reader.mailboxes(), flt, sort, as_tree, filter_as_tree)
-    page, start, capped = slice_results(ids, position, anchor, anchor_offset, limit, 1000)
-    out = {"accountId": account_id, "queryState": state, "canCalculateChanges": True,
-           "position": start, "ids": page}
-    if calculate_total:
-        out["total"] = len(ids)
-    if capped is not None:
-        out["limit"] = capped
-    return out
-
-
-@method("Mailbox/queryChanges", MAIL)
-def mailbox_query_changes(ctx, args: dict) -> dict:
-    flt, sort, as_tree, filter_as_tree = _parse(args)
-    return query_changes(ctx, args, "Mailbox", EXTRA,
-                         lambda reader: run_query(reader.mailboxes(), flt, sort, as_tree, filter_as_tree))
+def match(self, ctx, cond: dict, mb: dict) -> bool:
+    return _matches(cond, mb)

@@ -26,18 +26,24 @@ class Method:
 METHODS: dict[str, Method] = {}
 
 
+def register(name: str, capability: str, handler: Handler) -> None:
+    if name in METHODS:
+        raise RuntimeError(f"method {name} registered twice")
+    METHODS[name] = Method(name, capability, handler)
+
+
 def method(name: str, capability: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        if name in METHODS:
-            raise RuntimeError(f"method {name} registered twice")
-        METHODS[name] = Method(name, capability, handler)
+    """Registers a method that is not a standard one of a data type (Email/import, Core/echo ...);
+    the standard ones come from the type registry (app/protocol/types.py)."""
+    def decorate(handler: Handler) -> Handler:
+        register(name, capability, handler)
         return handler
 
-    return register
+    return decorate
 
 
 def load_methods() -> dict[str, Method]:
     """Imports every data-type module so that their methods register themselves."""
-    from app import core, email, identity, mailbox, searchsnippet, thread  # noqa: F401
+    from app import capabilities, core, email, identity, mailbox, searchsnippet, thread  # noqa: F401
 
     return METHODS

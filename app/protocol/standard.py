@@ -1,12 +1,10 @@
-"""Machinery shared by every data type's standard methods (RFC 8620 §5): argument checks for /get,
-/changes, /set and /query, the PatchObject, and the query result window."""
+"""Argument checks shared by every method (RFC 8620 §5), the PatchObject, and the query result window.
+The standard methods themselves are in app/protocol/machinery.py."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-
-from store import CannotCalculateChanges
+from collections.abc import Iterable
 
 from .errors import MethodError, invalid_arguments, invalid_properties, set_error
 from .request import CallContext
@@ -69,73 +67,7 @@ def properties_arg(args: dict, name: str, known: Iterable[str], default: list[st
     return list(dict.fromkeys(value))
 
 
-# ---------------------------------------------------------------- /get (RFC 8620 §5.1)
-def standard_get(ctx: CallContext, args: dict, type_name: str, known: Iterable[str],
-                 default: list[str], fetch: Callable, all_ids: Callable,
-                 extra_args: Iterable[str] = ()) -> dict:
-    """fetch(reader, id) -> record or None; all_ids(reader) -> ids for `ids: null`."""
-    check_known_args(args, {"accountId", "ids", "properties", *extra_args})
-    account_id = ctx.account_id(args)
-    ids = id_list_arg(ctx, args, "ids", ctx.limits.max_objects_in_get)
-    props = properties_arg(args, "properties", known, default)
-    if "id" not in props:
-        props.insert(0, "id")  # RFC 8620 §5.1: id is always returned
-    found, not_found = [], []
-    with ctx.store.read(account_id) as reader:
-        state = reader.state(type_name)
-        if ids is None:
-            ids = all_ids(reader)
-            if len(ids) > ctx.limits.max_objects_in_get:
-                raise MethodError("requestTooLarge", "too many objects for ids: null; page with /query")
-        for obj_id in dict.fromkeys(ids):
-            record = fetch(reader, obj_id)
-            if record is None:
-                not_found.append(obj_id)
-            else:
-                found.append({p: record.get(p) for p in props})
-    return {"accountId": account_id, "state": state, "list": found, "notFound": not_found}
-
-
-# ---------------------------------------------------------------- /changes (RFC 8620 §5.2)
-def standard_changes(ctx: CallContext, args: dict, type_name: str) -> tuple[dict, object]:
-    check_known_args(args, {"accountId", "sinceState", "maxChanges"})
-    account_id = ctx.account_id(args)
-    since = args.get("sinceState")
-    if not isinstance(since, str):
-        raise invalid_arguments("sinceState must be a string")
-    max_changes = uint_arg(args, "maxChanges", None, minimum=1)
-    with ctx.store.read(account_id) as reader:
-        try:
-            ch = reader.changes(type_name, since, max_changes)
-        except CannotCalculateChanges as exc:
-            raise MethodError("cannotCalculateChanges", f"cannot calculate changes from {since!r}: {exc}") \
-                from None
-    return {"accountId": account_id, "oldState": since, "newState": ch.new_state,
-            "hasMoreChanges": ch.has_more, "created": ch.created, "updated": ch.updated,
-            "destroyed": ch.destroyed}, ch
-
-
 # ---------------------------------------------------------------- /set (RFC 8620 §5.3)
-def check_set_args(ctx: CallContext, args: dict, extra: Iterable[str] = ()) -> tuple[str, dict, dict, list]:
-    check_known_args(args, {"accountId", "ifInState", "create", "update", "destroy", *extra})
-    account_id = ctx.account_id(args)
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
-    if not isinstance(create, dict) or not all(isinstance(v, dict) for v in create.values()):
-        raise invalid_arguments("create must map creation ids to objects")
-    if not isinstance(update, dict) or not all(isinstance(v, dict) for v in update.values()):
-        raise invalid_arguments("update must map ids to PatchObjects")
-    if not isinstance(destroy, list) or not all(isinstance(v, str) for v in destroy):
-        raise invalid_arguments("destroy must be an array of ids")
-    if "ifInState" in args and args["ifInState"] is not None and not isinstance(args["ifInState"], str):
-        raise invalid_arguments("ifInState must be a string or null")
-    if len(create) + len(update) + len(destroy) > ctx.limits.max_objects_in_set:
-        raise MethodError("requestTooLarge", f"more than {ctx.limits.max_objects_in_set} objects in one /set")
-    # "#creationId" entries in destroy are resolved by the caller after its creates ran (§5.3)
-    return account_id, create, update, destroy
-
-
 def check_if_in_state(args: dict, current: str) -> None:
     want = args.get("ifInState")
     if want is not None and want != current:

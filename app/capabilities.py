@@ -1,0 +1,30 @@
+"""The capabilities tidings offers (RFC 8620 §2), declared in the type registry.
+
+Each says what the session shows under ``capabilities`` and under each account's
+``accountCapabilities``; the data types name the capability they belong to, and the `using`
+check of the request pipeline accepts exactly these URNs."""
+
+from __future__ import annotations
+
+from app.protocol.registry import CORE, MAIL, SUBMISSION
+from app.protocol.types import Capability, capability
+
+MAX_MAILBOX_DEPTH = 10
+EMAIL_SORTS = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword", "allInThreadHaveKeyword",
+               "someInThreadHaveKeyword")
+
+capability(Capability(CORE, session=lambda server: server.config.limits.capability(), account=None))
+
+capability(Capability(MAIL, account=lambda server, account: {
+    "maxMailboxesPerEmail": None,
+    "maxMailboxDepth": MAX_MAILBOX_DEPTH,
+    "maxSizeMailboxName": 255,
+    "maxSizeAttachmentsPerEmail": server.config.limits.max_size_upload,
+    "emailQuerySortOptions": list(EMAIL_SORTS),
+    "mayCreateTopLevelMailbox": True,
+}))
+
+capability(Capability(SUBMISSION, account=lambda server, account: {
+    "maxDelayedSend": 0,
+    "submissionExtensions": {},
+}))
