@@ -116,7 +116,7 @@ class Op:
     fields: dict = field(default_factory=dict)  # create: every property; update: the changed ones
     current: dict | None = None  # update, destroy: the object before the call
     error: dict | None = None
-    sent: frozenset[str] = frozenset()  # create: the properties the client gave
+    sent: dict = field(default_factory=dict)  # create: the object as the client sent it
 
 
 class Plan:
@@ -274,7 +274,7 @@ def _plan(dt, ctx, w, args: dict, create: dict, update: dict, destroy: list) -> 
     plan = Plan(dt)
     for cid, obj in create.items():
         fields, error = dt.prepare_create(ctx, w, _resolve_ids(dt, ctx, obj, create))
-        plan.ops.append(Op("create", cid, "#" + cid, fields, None, error, frozenset(obj)))
+        plan.ops.append(Op("create", cid, "#" + cid, fields, None, error, obj))
     for raw_id, patch in update.items():
         obj_id = _resolve_ref(ctx, raw_id, create)
         current = plan.created(obj_id) if obj_id.startswith("#") else dt.fetch(ctx, w, obj_id)
@@ -343,8 +343,10 @@ def _apply(dt, ctx, w, plan: Plan, args: dict, resp: dict) -> tuple[dict, list, 
             obj = dt.create(ctx, w, _substitute(op.fields, real))
             real[op.obj_id] = obj["id"]
             ctx.created_ids[op.key] = obj["id"]
-            # §5.3: every property the client did not send (server-set ones and defaults)
-            resp["created"][op.key] = {k: v for k, v in obj.items() if k not in op.sent}
+            # §5.3: every property the client did not send (server-set ones and defaults), and any
+            # the server stored otherwise than sent (a clamped expiry, a name made NFC)
+            resp["created"][op.key] = {k: v for k, v in obj.items()
+                                       if k not in op.sent or not _same(v, op.sent[k])}
             created[op.key] = obj
         pending = [op for op in pending if op not in ready]
     updated = []

@@ -43,7 +43,14 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 
 def load_methods() -> dict[str, Method]:
-    """Imports every data-type module so that their methods register themselves."""
-    from app import capabilities, core, email, identity, mailbox, searchsnippet, thread  # noqa: F401
+    """Imports every data-type module so that their types and methods register themselves, then
+    the modules named in TIDINGS_EXTRA_TYPES (comma-separated module paths: data types added
+    without changing tidings, e.g. by a test)."""
+    import importlib
+    import os
 
+    from app import capabilities, core, email, identity, mailbox, pushsubscription, searchsnippet, thread  # noqa: F401
+
+    for module in filter(None, (m.strip() for m in os.environ.get("TIDINGS_EXTRA_TYPES", "").split(","))):
+        importlib.import_module(module)
     return METHODS
