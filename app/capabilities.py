@@ -13,7 +13,8 @@ MAX_MAILBOX_DEPTH = 10
 EMAIL_SORTS = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword", "allInThreadHaveKeyword",
                "someInThreadHaveKeyword")
 
-capability(Capability(CORE, session=lambda server: server.config.limits.capability(), account=None))
+# core is listed in every account's capabilities, but is no account's "primary" one (§2)
+capability(Capability(CORE, session=lambda server: server.config.limits.capability(), primary=False))
 
 capability(Capability(MAIL, account=lambda server, account: {
     "maxMailboxesPerEmail": None,

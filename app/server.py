@@ -24,14 +24,14 @@ from store import open_store
 
 from .auth import Authenticator
 from .protocol.errors import ProblemError
-from .protocol.registry import CORE, MAIL, SUBMISSION, load_methods
+from .protocol.registry import load_methods
 from .protocol.request import CallContext, Limits, parse_request, process
+from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_response
 from .search import SearchService
 
 log = logging.getLogger("tidings.http")
 
-TYPES = ("Mailbox", "Email", "Thread", "Identity")  # until the type registry gives them
 
 API_PATH = "/jmap/api/"
 UPLOAD_PATH = "/jmap/upload/"
@@ -74,7 +74,7 @@ class Tidings:
         self.store = open_store(config.data_dir, map_size=config.map_size)
         self.auth = Authenticator(self.store)
         self.methods = load_methods()
-        self.capabilities = {CORE, MAIL, SUBMISSION}
+        self.capabilities = set(CAPABILITIES)  # the `using` check accepts exactly these
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.search = SearchService(self.store, config.data_dir, config.search_engine)
 
@@ -113,22 +113,16 @@ class Tidings:
         """The Session object (RFC 8620 §2). URLs are absolute, from --public-url or else from the
         address the client used, since clients such as jmapc use them as they are."""
         account_id = user["accountId"]
-        limits = self.config.limits
         base = (self.config.public_url or base_url).rstrip("/")
-        mail_caps = {"maxMailboxesPerEmail": None, "maxMailboxDepth": 10, "maxSizeMailboxName": 255,
-                     "maxSizeAttachmentsPerEmail": limits.max_size_upload,
-                     "emailQuerySortOptions": ["receivedAt", "sentAt", "size", "from", "to", "subject",
-                                               "hasKeyword", "allInThreadHaveKeyword",
-                                               "someInThreadHaveKeyword"],
-                     "mayCreateTopLevelMailbox": True}
+        account = {"id": account_id, "name": user.get("email") or user["name"]}
         session = {
-            "capabilities": {CORE: limits.capability(), MAIL: {}, SUBMISSION: {}},
-            "accounts": {account_id: {"name": user.get("email") or user["name"], "isPersonal": True,
-                                      "isReadOnly": False,
-                                      "accountCapabilities": {
-                                          CORE: {}, MAIL: mail_caps,
-                                          SUBMISSION: {"maxDelayedSend": 0, "submissionExtensions": {}}}}},
-            "primaryAccounts": {MAIL: account_id, SUBMISSION: account_id},  # §2: never core
+            "capabilities": {urn: cap.session(self) for urn, cap in CAPABILITIES.items()},
+            "accounts": {account_id: {"name": account["name"], "isPersonal": True, "isReadOnly": False,
+                                      "accountCapabilities": {urn: cap.account(self, account)
+                                                              for urn, cap in CAPABILITIES.items()
+                                                              if cap.account is not None}}},
+            "primaryAccounts": {urn: account_id for urn, cap in CAPABILITIES.items()
+                                if cap.account is not None and cap.primary},
             "username": user["name"],
             "apiUrl": base + API_PATH,
             "downloadUrl": base + DOWNLOAD_PATH + "{accountId}/{blobId}/{name}?accept={type}",
@@ -142,7 +136,8 @@ class Tidings:
     def session_state(self, user: dict) -> str:
         return hashlib.sha256(orjson.dumps(
             [user["name"], user["accountId"], user.get("email"), sorted(self.capabilities),
-             self.config.limits.capability()], option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+             self.config.limits.capability(), self.config.public_url],
+            option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     def run_api(self, user: dict, body: bytes) -> dict:
         request = parse_request(body, self.config.limits)
@@ -254,7 +249,8 @@ def create_app(config: Config) -> FastAPI:
             return problem(UNAUTHORIZED, WWW_AUTH)
         q = request.query_params
         wanted = q.get("types", "*")
-        types = list(TYPES) if wanted in ("*", "") else [t for t in wanted.split(",") if t in TYPES]
+        known = [name for name, dt in TYPES.items() if dt.has_state]  # the types with states
+        types = known if wanted in ("*", "") else [t for t in wanted.split(",") if t in known]
         close_after_state = q.get("closeafter", "no") == "state"
         try:
             ping = max(0, min(int(q.get("ping", "0") or 0), 3600))

@@ -13,6 +13,7 @@ import urllib.parse
 import httpx
 import pytest
 
+from app.protocol import types as types_registry
 from app.protocol.registry import load_methods
 from tests.conftest import CORE, MAIL, SUBMISSION, Jmap, tidings, unique
 
@@ -800,6 +801,7 @@ def test_wrong_http_methods_are_refused_cleanly(alice):
 
 # ---------------------------------------------------------------------- every registered method
 METHODS = load_methods()
+TYPES = types_registry.TYPES
 
 SPECIAL_ARGS = {
     "Core/echo": {"echoed": True},
@@ -816,7 +818,8 @@ SPECIAL_ARGS = {
 def _calls_for(name: str, account_id: str) -> list:
     """Minimal valid calls ending with one to `name` (call id "target")."""
     type_name, _, verb = name.partition("/")
-    acct = {"accountId": account_id}
+    scoped = type_name not in TYPES or TYPES[type_name].account_scoped  # PushSubscription is not (§7.2)
+    acct = {"accountId": account_id} if scoped else {}
     if name in SPECIAL_ARGS:
         args = dict(SPECIAL_ARGS[name])
         if name != "Core/echo":
