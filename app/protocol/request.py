@@ -67,13 +67,24 @@ class CallContext:
 
 
 def parse_request(body: bytes, limits: Limits) -> dict:
+    """A request body as a checked Request object (RFC 8620 §3.3); ProblemError otherwise."""
+    return check_request(decode_request(body, limits), limits)
+
+
+def decode_request(body: bytes, limits: Limits) -> object:
+    """The JSON of a request body or WebSocket message, after the maxSizeRequest check."""
     if len(body) > limits.max_size_request:
         raise ProblemError("limit", 400, f"request exceeds maxSizeRequest ({limits.max_size_request} bytes)",
                            limit="maxSizeRequest")
     try:
-        request = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ProblemError("notJSON", 400, f"request body is not valid JSON: {exc}") from None
+
+
+def check_request(request: object, limits: Limits) -> dict:
+    """A decoded request checked as a Request object (properties other than the RFC's, such as a
+    WebSocket Request's @type and id, are left alone)."""
     problems = []
     if not isinstance(request, dict):
         raise ProblemError("notRequest", 400, "request must be a JSON object")
