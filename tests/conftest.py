@@ -32,7 +32,8 @@ def tidings(*args: str, data: Path, input: str | None = None, check: bool = True
 
 
 class Server:
-    def __init__(self, data: Path, tls: tuple[str, str] | None = None, extra: tuple[str, ...] = ()):
+    def __init__(self, data: Path, tls: tuple[str, str] | None = None, extra: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
         self.data = data
         self.port = free_port()
         scheme = "https" if tls else "http"
@@ -43,7 +44,7 @@ class Server:
             cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.log = open(data / f"server-{self.port}.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.wait_ready(verify=False if tls else True)
 
     def wait_ready(self, verify: bool = True) -> None:
