@@ -288,9 +288,13 @@ def _open(data: str, create: bool = False):
     if not create and not _store_exists(data):
         raise CliError(f"no tidings data in {data} (create a user first: tidings user add NAME --data {data})")
     try:
-        return open_store(data)
+        store = open_store(data)
     except Exception as exc:  # lmdb.Error and friends: one line
         raise CliError(f"cannot open the data directory {data}: {exc}") from exc
+    from app.push.bus import announce_commits
+
+    announce_commits(store, data)  # a running server pushes what this command changes at once
+    return store
 
 
 def _check_name(name: str) -> None:
@@ -694,7 +698,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = dict(host=args.host, port=args.port, log_level=args.log_level,
                    access_log=not args.no_access_log, server_header=False,
                    ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
-                   http=_available("httptools", "auto"), loop=_available("uvloop", "auto"))
+                   http="app.shutdown:HttpProtocol", loop=_available("uvloop", "auto"))
     env = {"TIDINGS_DATA": data, "TIDINGS_SEARCH_ENGINE": args.search_engine,
            "TIDINGS_LOG_LEVEL": args.log_level}
     if args.public_url:

@@ -1,6 +1,8 @@
 """The HTTP layer: FastAPI app with the JMAP resources (RFC 8620 §2 session, §3 API, §6 binary data,
-§7.3 EventSource). The API endpoint is a plain Starlette route with orjson: about twice the
-throughput of a Pydantic-validated FastAPI body on this kind of machine."""
+§7.3 EventSource; RFC 8887 JMAP over WebSocket). The API endpoint is a plain Starlette route with
+orjson: about twice the throughput of a Pydantic-validated FastAPI body on this kind of machine.
+Push runs on the change bus (`app.push`); the API request pipeline of both transports is
+`Tidings.execute`."""
 
 from __future__ import annotations
 
@@ -16,19 +18,24 @@ import orjson
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from store import open_store
 
 from .auth import Authenticator
 from .protocol.errors import ProblemError
 from .protocol.registry import load_methods
-from .protocol.request import CallContext, Limits, parse_request, process
+from .protocol.request import CallContext, Limits, check_request, parse_request, process
 from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_response
+from .push.bus import LocalBus
+from .push.eventsource import BadParameter, eventsource_response
+from .push.websocket import SUBPROTOCOL, WEBSOCKET, JmapSocket
 from .search import SearchService
+from .shutdown import on_signal
 
 log = logging.getLogger("tidings.http")
 
@@ -37,6 +44,7 @@ API_PATH = "/jmap/api/"
 UPLOAD_PATH = "/jmap/upload/"
 DOWNLOAD_PATH = "/jmap/download/"
 EVENTS_PATH = "/jmap/eventsource/"
+WS_PATH = "/jmap/ws/"
 
 
 @dataclass
@@ -75,18 +83,40 @@ class Tidings:
         self.auth = Authenticator(self.store)
         self.methods = load_methods()
         self.capabilities = set(CAPABILITIES)  # the `using` check accepts exactly these
+        self.capabilities.add(WEBSOCKET)  # RFC 8887 (see session(): not in the registry yet)
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.search = SearchService(self.store, config.data_dir, config.search_engine)
+        self.bus = LocalBus(self.store, config.data_dir)
+        self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
+        self.sockets: set[JmapSocket] = set()
 
     def start(self) -> None:
+        """On the event loop: the background indexer and the change bus's watcher."""
         self.search.start()
+        self.bus.start()
+
+    def begin_shutdown(self) -> None:
+        """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
+        close frame 1001 once its requests in flight are answered. Requests still finish."""
+        if self.bus.stopping:
+            return
+        log.info("shutting down: ending %d push subscriptions and %d WebSockets",
+                 self.bus.subscriptions(), len(self.sockets))
+        self.bus.shutdown()
+        for sock in list(self.sockets):
+            asyncio.get_running_loop().create_task(sock.going_away())
 
     def close(self) -> None:
         self.search.close()
         self.store.close()
 
+    def push_accounts(self, user: dict) -> list[str]:
+        """The accounts whose changes the user's push connections report (every account the user
+        can see: today their own)."""
+        return [user["accountId"]]
+
     # -- helpers
-    async def user_for(self, request: Request) -> dict | None:
+    async def user_for(self, request: HTTPConnection) -> dict | None:
         header = request.headers.get("authorization")
         user = self.auth.authenticate_cached(header)  # the common case: no hashing, no thread hop
         if user is None:
@@ -129,6 +159,12 @@ class Tidings:
             "uploadUrl": base + UPLOAD_PATH + "{accountId}/",
             "eventSourceUrl": base + EVENTS_PATH + "?types={types}&closeafter={closeafter}&ping={ping}",
         }
+        # ---- RFC 8887 JMAP over WebSocket: its URL is made like the others (ws:// or wss://), so it
+        # is not a registry capability yet (that has no base URL); `self.capabilities` has it too
+        ws_base = "wss:" + base[6:] if base.startswith("https:") else "ws:" + base[5:] if base.startswith(
+            "http:") else base
+        session["capabilities"][WEBSOCKET] = {"url": ws_base + WS_PATH, "supportsPush": True}
+        # ----
         # the state covers what the session says, not the address it was asked at
         session["state"] = self.session_state(user)
         return session
@@ -139,8 +175,27 @@ class Tidings:
              self.config.limits.capability(), self.config.public_url],
             option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
-    def run_api(self, user: dict, body: bytes) -> dict:
-        request = parse_request(body, self.config.limits)
+    async def execute(self, user: dict, request: bytes | dict) -> bytes:
+        """The API request pipeline of both transports, HTTP (`POST /jmap/api/`, the body as bytes)
+        and WebSocket (a Request message its transport decoded to read the @type): one of the
+        user's maxConcurrentRequests slots, then in a worker thread parse or check, process and
+        encode (`app.protocol.wire`). Request-level problems raise ProblemError."""
+        name = user["name"]
+        if not await self._acquire(name, self.config.limits.max_concurrent_requests):
+            raise ProblemError("limit", 429, "too many concurrent requests", limit="maxConcurrentRequests")
+        try:
+            return await run_in_threadpool(self._execute, user, request)
+        finally:
+            self._release(name)
+
+    def _execute(self, user: dict, request: bytes | dict) -> bytes:
+        return encode_response(self.run_api(user, request))
+
+    def run_api(self, user: dict, body: bytes | dict) -> dict:
+        if isinstance(body, dict):
+            request = check_request(body, self.config.limits)
+        else:
+            request = parse_request(body, self.config.limits)
 
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
@@ -179,16 +234,10 @@ def create_app(config: Config) -> FastAPI:
         if body is None:
             return problem(ProblemError("limit", 400, "request exceeds maxSizeRequest",
                                         limit="maxSizeRequest"))
-        if not await tidings._acquire(user["name"], limits.max_concurrent_requests):
-            return problem(ProblemError("limit", 429, "too many concurrent requests",
-                                        limit="maxConcurrentRequests"))
         try:
-            result = await run_in_threadpool(tidings.run_api, user, body)
+            return Response(await tidings.execute(user, body), media_type="application/json")
         except ProblemError as err:
             return problem(err)
-        finally:
-            tidings._release(user["name"])
-        return Response(encode_response(result), media_type="application/json")
 
     async def upload(request: Request) -> Response:
         user = await tidings.user_for(request)
@@ -247,45 +296,32 @@ def create_app(config: Config) -> FastAPI:
         user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
-        q = request.query_params
-        wanted = q.get("types", "*")
-        known = [name for name, dt in TYPES.items() if dt.has_state]  # the types with states
-        types = known if wanted in ("*", "") else [t for t in wanted.split(",") if t in known]
-        close_after_state = q.get("closeafter", "no") == "state"
         try:
-            ping = max(0, min(int(q.get("ping", "0") or 0), 3600))
-        except ValueError:
-            ping = 0
-        account_id = user["accountId"]
+            return eventsource_response(request, store=tidings.store, bus=tidings.bus,
+                                        accounts=tidings.push_accounts(user), known_types=tidings.push_types)
+        except BadParameter as exc:
+            return problem(ProblemError("about:blank", 400, str(exc)))
 
-        def states() -> dict:
-            with tidings.store.read(account_id) as r:
-                return {t: r.state(t) for t in types}
-
-        async def events():
-            last = await run_in_threadpool(states)
-            idle = 0.0
-            # RFC 8620 §7.3: StateChange events as they happen, "ping" events when idle
-            while True:
-                if await request.is_disconnected():
-                    return
-                await asyncio.sleep(0.5)
-                idle += 0.5
-                now = await run_in_threadpool(states)
-                changed = {t: s for t, s in now.items() if last.get(t) != s}
-                if changed:
-                    last = now
-                    idle = 0.0
-                    payload = {"@type": "StateChange", "changed": {account_id: changed}}
-                    yield b"event: state\ndata: " + orjson.dumps(payload) + b"\n\n"
-                    if close_after_state:
-                        return
-                elif ping and idle >= ping:
-                    idle = 0.0
-                    yield b"event: ping\ndata: " + orjson.dumps({"interval": ping}) + b"\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+    async def websocket(ws: WebSocket) -> None:
+        # RFC 8887 §4.2: the jmap subprotocol and the same authentication as every resource
+        if SUBPROTOCOL not in ws.scope.get("subprotocols", ()):
+            await ws.send_denial_response(problem(ProblemError(
+                "about:blank", 400, "a JMAP WebSocket needs the subprotocol jmap (Sec-WebSocket-Protocol)")))
+            return
+        user = await tidings.user_for(ws)
+        if user is None:
+            await ws.send_denial_response(problem(UNAUTHORIZED, WWW_AUTH))
+            return
+        if tidings.bus.stopping:
+            await ws.send_denial_response(problem(ProblemError("about:blank", 503, "shutting down")))
+            return
+        await ws.accept(subprotocol=SUBPROTOCOL)
+        sock = JmapSocket(tidings, ws, user, tidings.push_accounts(user), tidings.push_types)
+        tidings.sockets.add(sock)
+        try:
+            await sock.run()
+        finally:
+            tidings.sockets.discard(sock)
 
     routes = [
         Route("/.well-known/jmap", session_resource, methods=["GET"]),
@@ -293,19 +329,23 @@ def create_app(config: Config) -> FastAPI:
         Route(UPLOAD_PATH + "{account_id}/", upload, methods=["POST"]),
         Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
+        WebSocketRoute(WS_PATH, websocket),
     ]
     @asynccontextmanager
     async def lifespan(app):
-        tidings.start()  # the background indexer
+        tidings.start()  # the background indexer, the change bus
+        on_signal(tidings.begin_shutdown)  # push connections end as soon as SIGTERM arrives
         try:
             yield
         finally:
+            tidings.begin_shutdown()
+            await tidings.bus.close()
             await run_in_threadpool(tidings.close)
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
                   lifespan=lifespan)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "Accept"], max_age=86400)
+                       allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400)
     app.state.tidings = tidings
     return app
 

@@ -1,0 +1,89 @@
+"""Graceful shutdown of `tidings serve` (SIGTERM, or SIGINT / Ctrl-C).
+
+uvicorn's own sequence: stop accepting, close idle connections, wait for every open connection to
+finish (no time limit), then the lifespan shutdown (the indexer stops, the store closes). Two kinds
+of connection would keep it waiting:
+
+* push connections never finish on their own. `on_signal` runs a callback on the event loop as
+  soon as the signal arrives (chained before uvicorn's handler), which ends every EventSource
+  stream and sends every WebSocket a close frame 1001; requests in flight still finish.
+* TLS connections that are closing: a TLS transport's close() sends close_notify and then waits
+  for the peer's close_notify, up to the SSL shutdown timeout of 30 s, before the connection counts
+  as closed. A client that keeps an idle connection in its pool (requests, as jmapc uses it) never
+  reads it, so `tidings serve` over TLS took 30.2 s to exit (and every idle keep-alive connection
+  lingered 30 s after uvicorn closed it). `HttpProtocol` gives TLS connections a close() that
+  aborts the connection once its output is flushed and the peer has had `TLS_CLOSE_GRACE` seconds
+  to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+except ImportError:  # pragma: no cover - httptools is optional in uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol
+
+log = logging.getLogger("tidings.http")
+
+TLS_CLOSE_GRACE = 0.5
+
+
+def on_signal(callback: Callable[[], None], signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+    """Calls callback on the running event loop when one of the signals arrives, then the handler
+    that was there (uvicorn's, which starts its shutdown). Only from the main thread, and only in
+    front of a Python handler: a default or ignored disposition is left as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(signum, frame, previous=previous):
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed
+                pass
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+
+class _TlsTransport:
+    """A TLS transport whose close() does not wait for the peer's close_notify for long."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._transport.close()
+        self._loop.call_later(TLS_CLOSE_GRACE, self._abort_when_flushed)
+
+    def _abort_when_flushed(self) -> None:
+        try:
+            if self._transport.get_write_buffer_size() > 0:  # a response still going out
+                self._loop.call_later(TLS_CLOSE_GRACE, self._abort_when_flushed)
+                return
+            self._transport.abort()
+        except Exception:  # noqa: BLE001 - already closed and gone
+            pass
+
+
+class HttpProtocol(_BaseProtocol):
+    """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport` (see the module docstring)."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        if transport.get_extra_info("sslcontext") is not None:
+            transport = _TlsTransport(transport, self.loop)
+        super().connection_made(transport)
