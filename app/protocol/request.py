@@ -48,6 +48,9 @@ class CallContext:
     created_ids: dict[str, str] = field(default_factory=dict)
     search: object = None
     call_id: str = ""
+    push: object = None  # the PushSubscription delivery service (app.push.webpush.PushService)
+    push_allow_http: bool = False  # `tidings serve --push-allow-http`: http:// push URLs accepted
+    credential: str | None = None  # what a PushSubscription is tied to (the user's name for Basic)
 
     def account_id(self, args: dict) -> str:
         """The accountId argument, checked against the accounts this user may access."""
