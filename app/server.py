@@ -33,6 +33,7 @@ from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_response
 from .push.bus import LocalBus
 from .push.eventsource import BadParameter, eventsource_response
+from .push.webpush import PushService
 from .push.websocket import SUBPROTOCOL, WEBSOCKET, JmapSocket
 from .search import SearchService
 from .shutdown import on_signal
@@ -54,6 +55,7 @@ class Config:
     search_engine: str = "tantivy"
     public_url: str | None = None  # absolute base for session URLs; default: relative paths
     map_size: int = 1 << 36
+    push_allow_http: bool = False  # accept http:// PushSubscription URLs (tests with a loopback receiver)
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None,
@@ -89,11 +91,13 @@ class Tidings:
         self.bus = LocalBus(self.store, config.data_dir)
         self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
         self.sockets: set[JmapSocket] = set()
+        self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
 
     def start(self) -> None:
         """On the event loop: the background indexer and the change bus's watcher."""
         self.search.start()
         self.bus.start()
+        self.push.start()  # PushSubscription delivery (app.push.webpush)
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
@@ -199,7 +203,8 @@ class Tidings:
 
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
-                               search=self.search)
+                               search=self.search, push=self.push,
+                               push_allow_http=self.config.push_allow_http, credential=user["name"])
 
         response = process(request, ctx_factory, self.capabilities)
         response["sessionState"] = self.session_state(user)
@@ -340,6 +345,7 @@ def create_app(config: Config) -> FastAPI:
         finally:
             tidings.begin_shutdown()
             await tidings.bus.close()
+            await tidings.push.close()
             await run_in_threadpool(tidings.close)
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
