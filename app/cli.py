@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true",
                    help="create the user 'demo' if it does not exist (password: $TIDINGS_DEMO_PASSWORD, "
                         "else a random one printed once)")
+    p.add_argument("--push-allow-http", action="store_true",
+                   help="accept http:// PushSubscription URLs, not only https:// (tests with a loopback receiver)")
     p.set_defaults(func=cmd_serve)
 
     # user
@@ -625,7 +627,8 @@ def _env_config():
 
     return Config(data_dir=os.environ.get("TIDINGS_DATA") or DEFAULT_DATA,
                   search_engine=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
-                  public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None)
+                  public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None,
+                  push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1")
 
 
 def app_from_env():
@@ -703,6 +706,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
            "TIDINGS_LOG_LEVEL": args.log_level}
     if args.public_url:
         env["TIDINGS_PUBLIC_URL"] = args.public_url
+    if args.push_allow_http:
+        env["TIDINGS_PUSH_ALLOW_HTTP"] = "1"
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers})", file=sys.stderr, flush=True)
     if args.workers > 1:
@@ -712,7 +717,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.server import Config, create_app
 
     try:
-        app = create_app(Config(data_dir=data, search_engine=args.search_engine, public_url=args.public_url))
+        app = create_app(Config(data_dir=data, search_engine=args.search_engine, public_url=args.public_url,
+                                push_allow_http=args.push_allow_http))
     except Exception as exc:
         raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
     uvicorn.run(app, **options)
