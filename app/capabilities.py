@@ -29,3 +29,8 @@ capability(Capability(SUBMISSION, account=lambda server, account: {
     "maxDelayedSend": 0,
     "submissionExtensions": {},
 }))
+
+# RFC 9749: pushes are signed with VAPID (RFC 8292); a client hands this key to its push service
+WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
+capability(Capability(WEBPUSH_VAPID, account=None, primary=False, session=lambda server: (
+    {"applicationServerKey": server.push.application_server_key} if getattr(server, "push", None) else {})))
