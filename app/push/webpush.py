@@ -47,7 +47,7 @@ finds it, and the sweep destroys the others.
 Headers: ``Content-Type: application/json`` (of the JSON before any content coding),
 ``TTL: 86400`` (RFC 8030 §5.2: a push service may keep the message a day for a device that is
 offline; an older StateChange is worthless, a client syncs when it starts), ``Urgency: normal``,
-``Authorization: vapid t=<JWT>, k=<key>`` (RFC 8292 §3), and with keys
+``Authorization: vapid t=<JWT>,k=<key>`` (RFC 8292 §3), and with keys
 ``Content-Encoding: aes128gcm`` (RFC 8291, one record).
 
 VAPID: one P-256 key pair per data directory, made at the first start, ``<data>/vapid.pem``
@@ -140,7 +140,7 @@ class Vapid:
         if cached is not None and cached[1] > now:
             return cached[0]
         claims = {"aud": audience, "exp": int(now) + JWT_SECONDS, "sub": CONTACT}
-        header = f"vapid t={vapid_jwt.sign(claims, self.key)}, k={self.public_key}"
+        header = f"vapid t={vapid_jwt.sign(claims, self.key)},k={self.public_key}"
         if len(self._tokens) > 1000:
             self._tokens.clear()
         self._tokens[audience] = (header, now + JWT_SECONDS / 2)
@@ -479,7 +479,13 @@ class Deliverer:
     async def run(self) -> None:
         log.info("push: this process (pid %d) delivers the PushSubscription pushes", os.getpid())
         self._bind()
-        users = await asyncio.to_thread(self._load_all)
+        while True:
+            try:
+                users = await asyncio.to_thread(self._load_all)
+                break
+            except Exception:  # noqa: BLE001 - keep the lock and try again
+                log.exception("push: cannot read the subscriptions; trying again")
+                await asyncio.sleep(LOCK_RETRY_SECONDS)
         self._apply_load(users)
         floor = self.bus.seq
         after = self._read_seq()
@@ -490,7 +496,11 @@ class Deliverer:
                 self.dispatch(missed)
         while not self._stopped:
             await asyncio.sleep(SWEEP_SECONDS)
-            users = await asyncio.to_thread(self._load_all)
+            try:
+                users = await asyncio.to_thread(self._load_all)
+            except Exception:  # noqa: BLE001 - the next sweep tries again
+                log.exception("push: cannot read the subscriptions")
+                continue
             self._apply_load(users)
             for home, record in users["expired"]:
                 self.service.spawn(self.service.destroy(home, record["id"], "expired"))
