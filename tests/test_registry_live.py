@@ -61,3 +61,32 @@ def test_the_type_answers_every_standard_method_over_http(nora):
 def test_without_its_capability_in_using_the_type_is_unknown(nora):
     resp = nora.request([["Note/get", {"accountId": nora.account_id, "ids": []}, "n"]], using=[CORE])
     assert resp["methodResponses"][0][1]["type"] == "unknownMethod"
+
+
+def test_a_change_of_the_type_is_pushed_on_eventsource_and_websocket(nora, notes_server):
+    from tests.test_push import EventStream, basic, run
+
+    async def scenario() -> tuple[dict, dict]:
+        import asyncio
+        import json
+
+        import websockets
+
+        ws_url = notes_server.base.replace("http", "ws", 1) + "/jmap/ws/"
+        async with EventStream(notes_server.base, ("nora", "nora-pw"), "types=Note&closeafter=no&ping=0") as es:
+            first = await es.state()  # the current state of the requested type
+            async with websockets.connect(ws_url, subprotocols=["jmap"],
+                                          additional_headers={"Authorization": basic("nora", "nora-pw")}) as ws:
+                await ws.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Note"]}))
+                await asyncio.sleep(0.2)
+                made = await asyncio.to_thread(notes, nora, "Note/set", {"create": {"p": {"title": "pushed"}}})
+                state = (await asyncio.to_thread(notes, nora, "Note/get", {"ids": []}))["state"]
+                event = await es.state()
+                pushed = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert made["created"]["p"]["id"]
+        assert first["data"]["changed"][nora.account_id].keys() == {"Note"}
+        assert event["data"]["changed"] == {nora.account_id: {"Note": state}}
+        return pushed, state
+
+    pushed, state = run(scenario())
+    assert pushed["@type"] == "StateChange" and pushed["changed"] == {nora.account_id: {"Note": state}}
