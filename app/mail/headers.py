@@ -57,30 +57,26 @@ _LOOKAHEAD = 256 * 1024  # octets looked at to decide whether an odd line is ins
 
 
 def _header_resumes(data: bytes, pos: int, end: int) -> bool:
-    """Whether the header section goes on after the odd line starting at ``pos``: the next line
-    that is not a continuation is a field, an empty line follows (within the entity and
-    ``_LOOKAHEAD``) and up to it there are at least as many fields as odd lines.  Otherwise
-    the odd line is taken as the first line of a body that lacks its empty separator line."""
+    """Whether the header section goes on after the odd line starting at ``pos``: an empty line
+    follows (within the entity and ``_LOOKAHEAD``) and before it there are more fields than other
+    odd lines.  Otherwise the odd line is taken as the first line of a body that lacks its empty
+    separator line."""
     limit = min(end, pos + _LOOKAHEAD)
     nl = data.find(b"\n", pos, limit)
     if nl < 0:
         return False
     p = nl + 1
     fields = odd = 0
-    first = True
     while p < limit:
         nl = data.find(b"\n", p, limit)
         line_end = limit if nl < 0 else nl
         content_end = line_end - 1 if line_end > p and data[line_end - 1] == 13 else line_end
         kind = _line_kind(data, p, content_end)
         if kind == _BLANK:
-            return fields > 0 and odd <= fields
+            return fields > odd
         if kind == _FIELD:
             fields += 1
-            first = False
         elif kind == _ODD:
-            if first:
-                return False
             odd += 1
         if nl < 0:
             break
@@ -241,6 +237,10 @@ def _decode_ew(m: re.Match) -> tuple[str, bytes] | None:
     return codec, binascii.a2b_qp(text, header=True)
 
 
+# Codecs whose every encoded word starts afresh (a byte-order mark, a shift state): never joined.
+_SELF_CONTAINED = ("utf-16", "utf-32", "utf-7")
+
+
 def _flush_words(words: list[tuple[str, bytes]], out: list[str]) -> None:
     # Adjacent words in the same charset are joined before decoding: encoders split
     # multi-byte characters across words.
@@ -253,7 +253,7 @@ def _flush_words(words: list[tuple[str, bytes]], out: list[str]) -> None:
             continue
         buf = bytearray(words[i][1])
         i += 1
-        while i < len(words) and words[i][0] == codec:
+        while i < len(words) and words[i][0] == codec and not codec.startswith(_SELF_CONTAINED):
             buf += words[i][1]
             i += 1
         text, _ = decode_codec(bytes(buf), codec)

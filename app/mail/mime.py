@@ -532,13 +532,14 @@ def html_to_text(markup: str) -> str:
     out: list[str] = []
     for node in root.traverse(include_text=True):
         tag = node.tag
-        if tag == "-text":
-            prev = node.prev  # text after a block element starts a new line too
-            if prev is not None and prev.tag in _BLOCK_TAGS:
-                out.append("\n")
-            out.append(node.text_content or "")
-        elif tag in _BLOCK_TAGS:
+        if tag in _BLOCK_TAGS:
             out.append("\n")
+            continue
+        prev = node.prev  # what follows a block element (text or an inline one) starts a new line
+        if prev is not None and prev.tag in _BLOCK_TAGS:
+            out.append("\n")
+        if tag == "-text":
+            out.append(node.text_content or "")
         elif tag == "td" or tag == "th":
             out.append(" ")
     return valid_text("".join(out))[0]
@@ -563,10 +564,11 @@ def _part_text(p: _Part, limit: int = 0) -> tuple[str, bool]:
     else:
         body, known = p.decoded()
     charset = p.attrs()["charset"]
-    if p.type == "text/html" and p.content is not None and "charset" not in p.content.params:
-        # no charset on the Content-Type: the document's own <meta> declaration, as a browser does
-        # (HTML Living Standard, "prescan"); the charset property stays the MIME default (§4.1.4)
-        charset = _meta_charset(body) or charset
+    if p.content is not None and "charset" not in p.content.params:
+        # no charset on the Content-Type: a byte-order mark, then (HTML) the document's own <meta>
+        # declaration, as a browser reads them (HTML Living Standard, "prescan"); the charset
+        # property stays the MIME default (§4.1.4)
+        charset = _bom_charset(body) or (_meta_charset(body) if p.type == "text/html" else None) or charset
     text, problem = decode_bytes(body, charset)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
@@ -575,6 +577,14 @@ def _part_text(p: _Part, limit: int = 0) -> tuple[str, bool]:
 
 _META_CHARSET_RE = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]{1,40})", re.I)
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _bom_charset(body: bytes) -> str | None:
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"  # the codec reads the mark and drops it
+    return None
 
 
 def _meta_charset(body: bytes) -> str | None:

@@ -326,3 +326,35 @@ def test_html_without_a_mime_charset_is_read_in_its_meta_charset():
     assert "мир" in b["bodyValues"]["1"]["value"]
     declared = raw.replace(b"Content-Type: text/html", b"Content-Type: text/html; charset=utf-8")
     assert "мир" not in mime.parse_summary(declared)["preview"]  # the MIME charset wins over <meta>
+
+
+@pytest.mark.parametrize("markup, seen", [
+    ('<p>one</p><a href="x">two</a>', "one two"),
+    ("<div>one</div><b>two</b>", "one two"),
+    ("<div>one</div>two", "one two"),
+    ("on<b>e</b>", "one"),
+])
+def test_what_follows_a_block_is_a_new_word(markup, seen):
+    assert " ".join(mime.html_to_text(markup).split()) == seen
+
+
+def test_encoded_words_in_utf16_are_each_decoded_on_their_own():
+    raw = b"Subject: =?utf-16?Q?=FF=FEh=00e=00?= =?utf-16?Q?=FF=FEl=00l=00o=00?=\r\n\r\nbody"
+    assert mime.parse_summary(raw)["subject"] == "hello"
+
+
+def test_a_byte_order_mark_tells_the_charset_of_a_part_that_names_none():
+    import base64
+
+    html = '<p>visible</p><a title="a > hidden">hello</a>'.encode("utf-16")
+    raw = b"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(html)
+    assert mime.parse_summary(raw)["preview"] == "visible hello"
+
+
+def test_several_stray_lines_in_a_header_section_are_all_skipped():
+    raw = (b"Subject: a\r\nFrom alice@example.org Mon Jan  1 00:00:00 2024\r\n"
+           b"From alice@example.org Mon Jan  1 00:00:00 2024\r\nFrom: b@example.org\r\n"
+           b"Message-ID: <m@example.org>\r\n\r\nbody")
+    s = mime.parse_summary(raw)
+    assert (s["from"], s["messageId"], s["preview"]) == ([{"name": None, "email": "b@example.org"}],
+                                                         ["m@example.org"], "body")
