@@ -58,8 +58,8 @@ _LOOKAHEAD = 256 * 1024  # octets looked at to decide whether an odd line is ins
 
 def _header_resumes(data: bytes, pos: int, end: int) -> bool:
     """Whether the header section goes on after the odd line starting at ``pos``: an empty line
-    follows (within the entity and ``_LOOKAHEAD``) and before it there are more fields than other
-    odd lines.  Otherwise the odd line is taken as the first line of a body that lacks its empty
+    follows (within the entity and ``_LOOKAHEAD``) and before it there are fields, at least as many
+    as other odd lines.  Otherwise the odd line is taken as the first line of a body that lacks its empty
     separator line."""
     limit = min(end, pos + _LOOKAHEAD)
     nl = data.find(b"\n", pos, limit)
@@ -73,7 +73,7 @@ def _header_resumes(data: bytes, pos: int, end: int) -> bool:
         content_end = line_end - 1 if line_end > p and data[line_end - 1] == 13 else line_end
         kind = _line_kind(data, p, content_end)
         if kind == _BLANK:
-            return fields > odd
+            return fields > 0 and fields >= odd
         if kind == _FIELD:
             fields += 1
         elif kind == _ODD:
