@@ -10,7 +10,6 @@ imports and then searches finds what it imported).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Callable, Mapping
 from indexer import And, HeaderMatch, IndexDoc, Match, Not, Or, TextQuery, UnsupportedQuery, open_index
 from store import ids
 
+from . import ipc
 from .mail import headers as header_forms
 from .mail import mime
 
@@ -108,20 +108,13 @@ class SearchService:
     def try_become_writer(self) -> bool:
         if self._lock_fd is not None:
             return True
-        fd = os.open(os.path.join(self.root, "writer.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
+        self._lock_fd = ipc.try_lock(os.path.join(self.root, "writer.lock"))
+        return self._lock_fd is not None
 
     def resign_writer(self) -> None:
         if self._lock_fd is not None:
             self.index.close()  # commits are done; frees the engines' writers
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            ipc.unlock(self._lock_fd)
             self._lock_fd = None
 
     # -- indexing

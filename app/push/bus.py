@@ -49,6 +49,8 @@ import secrets
 import socket
 from collections.abc import Iterable
 
+from .. import ipc
+
 log = logging.getLogger("tidings.push")
 
 JournalEntry = tuple[int, str, dict]  # (seq, account id, {type name: new state}), as store.JournalEntry
@@ -353,14 +355,6 @@ class LocalBus(ChangeBus):
         if self._timer is not None:
             self._timer.cancel()
         if self._sock is not None:
-            try:
-                self._loop.remove_reader(self._sock.fileno())
-            except Exception:  # noqa: BLE001
-                pass
-            self._sock.close()
+            ipc.close_socket(self._loop, self._sock, os.path.join(self.directory, self.name))
             self._sock = None
-            try:
-                os.unlink(os.path.join(self.directory, self.name))
-            except FileNotFoundError:
-                pass
         self._waker.close()

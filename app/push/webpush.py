@@ -61,7 +61,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
-import fcntl
 import logging
 import os
 import random
@@ -78,6 +77,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
+from .. import ipc
 from ..protocol.types import TYPES
 from ..pushsubscription import PUSH_SUBSCRIPTION, is_expired
 from .bus import RESYNC, BusClosed, Subscription
@@ -431,14 +431,8 @@ class Deliverer:
 
     # -- the lock
     def try_lock(self) -> bool:
-        fd = os.open(os.path.join(self.directory, self.LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
+        self._fd = ipc.try_lock(os.path.join(self.directory, self.LOCK))
+        return self._fd is not None
 
     def _read_seq(self) -> int | None:
         text = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
@@ -450,19 +444,10 @@ class Deliverer:
 
     def release(self) -> None:
         if self._sock is not None:
-            try:
-                self.service.loop.remove_reader(self._sock.fileno())
-            except Exception:  # noqa: BLE001 - the loop is closing
-                pass
-            self._sock.close()
+            ipc.close_socket(self.service.loop, self._sock, os.path.join(self.directory, self.SOCKET))
             self._sock = None
-            try:
-                os.unlink(os.path.join(self.directory, self.SOCKET))
-            except FileNotFoundError:
-                pass
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            ipc.unlock(self._fd)
             self._fd = None
 
     def stop(self) -> None:
