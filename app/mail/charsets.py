@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["LABELS", "codec_for", "decode", "decode_codec", "valid_text"]
+__all__ = ["LABELS", "codec_for", "decode", "decode_codec", "valid_json", "valid_text"]
 
 
 def _labels() -> dict[str, str]:
@@ -139,6 +139,17 @@ def decode_codec(data: bytes, codec: str) -> tuple[str, bool]:
     text, problem = _decode_with(data, codec)
     text, bad = valid_text(text)
     return text, problem or bad
+
+
+def valid_json(obj: object) -> object:
+    """A JSON value with `valid_text` applied to every string in it, keys included."""
+    if isinstance(obj, str):
+        return valid_text(obj)[0]
+    if isinstance(obj, list):
+        return [valid_json(x) for x in obj]
+    if isinstance(obj, dict):
+        return {valid_json(k): valid_json(v) for k, v in obj.items()}
+    return obj
 
 
 def _decode_with(data: bytes, codec: str) -> tuple[str, bool]:

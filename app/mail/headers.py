@@ -114,7 +114,14 @@ def split_header_block(
         line_end = end if nl < 0 else nl
         next_pos = end if nl < 0 else nl + 1
         content_end = line_end - 1 if line_end > pos and data[line_end - 1] == 13 else line_end
-        kind = _line_kind(data, pos, content_end)
+        m = None
+        if content_end == pos:
+            kind = _BLANK
+        elif data[pos] in (32, 9):
+            kind = _CONT
+        else:  # one match both classifies the line and gives the field's name
+            m = _FIELD_RE.match(data, pos, content_end)
+            kind = _FIELD if m else _ODD
         if kind == _BLANK:  # end of the header section
             if name is not None:
                 fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
@@ -128,7 +135,6 @@ def split_header_block(
         elif kind == _FIELD:
             if name is not None:
                 fields.append((name, _decode_raw(data[vstart:vend], defects, name)))
-            m = _FIELD_RE.match(data, pos, content_end)
             name = m.group(1).decode("ascii")
             vstart, vend = m.end(), content_end
         else:

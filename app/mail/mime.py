@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from selectolax.lexbor import LexborHTMLParser
 
-from app.mail.charsets import codec_for, valid_text
+from app.mail.charsets import codec_for, valid_json, valid_text
 from app.mail.charsets import decode as decode_bytes
 from app.mail.headers import (
     EmailAddress,
@@ -1337,27 +1337,11 @@ def build_message(create: dict, get_blob: Callable[[str], bytes | None]) -> tupl
     return raw, {}
 
 
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-def _scrub(obj: object) -> object:
-    """Lone surrogates (possible in JSON "\\ud800") cannot be encoded: make them U+FFFD."""
-    if isinstance(obj, str):
-        if _SURROGATE_RE.search(obj):
-            return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return obj
-    if isinstance(obj, list):
-        return [_scrub(x) for x in obj]
-    if isinstance(obj, dict):
-        return {_scrub(k): _scrub(v) for k, v in obj.items()}
-    return obj
-
-
 def _build(create: dict, get_blob: Callable[[str], bytes | None], problems: _Problems) -> bytes | None:
     if not isinstance(create, dict):
         problems.add("", "create must be an object")
         return None
-    create = _scrub(create)  # type: ignore[assignment]
+    create = valid_json(create)  # type: ignore[assignment]  # a lone surrogate cannot be written
     top = _Header(problems, "")
     for key, value in create.items():
         if key in _STORE_PROPS or key in _BODY_PROPS:

@@ -235,11 +235,7 @@ def set_(dt, ctx, args: dict) -> dict:
         old_state = w.state(dt.name) if dt.has_state else None
         check_if_in_state(args, old_state)
         plan = _plan(dt, ctx, w, args, create, update, destroy)
-        while True:  # judge the final state until a round refuses nothing more
-            before = plan.refused
-            dt.judge(ctx, w, plan)
-            if plan.refused == before:
-                break
+        _judge(dt, ctx, w, plan)
         resp = set_response(account_id, old_state, old_state)
         done = _apply(dt, ctx, w, plan, args, resp)
         w.flush()
@@ -251,6 +247,15 @@ def set_(dt, ctx, args: dict) -> dict:
     if not dt.account_scoped:
         del resp["accountId"]
     return resp
+
+
+def _judge(dt, ctx, w, plan: Plan) -> None:
+    """Judges the final state until a round refuses nothing more (a refusal changes that state)."""
+    while True:
+        before = plan.refused
+        dt.judge(ctx, w, plan)
+        if plan.refused == before:
+            return
 
 
 def _set_shapes(ctx, args: dict) -> tuple[dict, dict, list]:
@@ -474,11 +479,7 @@ def copy(dt, ctx, args: dict) -> list[tuple[str, dict]] | dict:
         check_if_in_state(args, old_state)
         wanted = {cid: obj for cid, obj in objects.items() if obj is not None}
         plan = _plan(dt, ctx, w, args, wanted, {}, [])
-        while True:
-            before = plan.refused
-            dt.judge(ctx, w, plan)
-            if plan.refused == before:
-                break
+        _judge(dt, ctx, w, plan)
         resp = set_response(account_id, old_state, old_state)
         created, _, _ = _apply(dt, ctx, w, plan, args, resp)
         w.flush()

@@ -18,21 +18,11 @@ import logging
 
 import orjson
 
-from app.mail.charsets import valid_text
+from app.mail.charsets import valid_json
 
 log = logging.getLogger("tidings.api")
 
 __all__ = ["encode_response"]
-
-
-def _repaired(obj: object) -> object:
-    if isinstance(obj, str):
-        return valid_text(obj)[0]
-    if isinstance(obj, list):
-        return [_repaired(x) for x in obj]
-    if isinstance(obj, dict):
-        return {_repaired(k): _repaired(v) for k, v in obj.items()}
-    return obj
 
 
 def _encode_call(call: list) -> bytes:
@@ -45,7 +35,7 @@ def _encode_call(call: list) -> bytes:
         log.error("method %s (call %s) made a string that is not valid Unicode (%s); repaired with U+FFFD",
                   name, call_id, cause)
         try:
-            return orjson.dumps(_repaired(call))
+            return orjson.dumps(valid_json(call))
         except orjson.JSONEncodeError as exc:
             cause = str(exc)
     if "recursion" in cause.lower():
