@@ -187,6 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     q.set_defaults(func=cmd_user_delete)
 
+    q = usub.add_parser(
+        "alias", parents=[common], formatter_class=_Formatter,
+        help="add, remove or list a user's other addresses (aliases and whole domains)",
+        description=textwrap.dedent("""
+            A user receives mail for, and may send as (Identity/set, RFC 8621 §6), their own
+            address and their aliases. An alias is an address (bob@example.net) or a whole
+            domain (@example.net: every address in it). Without ADDR and --remove, lists them.
+            Changes take effect at once, also in a running server."""),
+        epilog=_examples("""
+            tidings user alias alice alice@example.net postmaster@example.org
+            tidings user alias alice @example.com
+            tidings user alias alice --remove alice@example.net
+            tidings user alias alice
+        """))
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("addresses", metavar="ADDR", nargs="*", help="an address, or @domain for all of it")
+    q.add_argument("--remove", metavar="ADDR", action="append", default=[], help="remove this alias")
+    q.set_defaults(func=cmd_user_alias)
+
     # import
     p = sub.add_parser(
         "import", parents=[common], formatter_class=_Formatter,
@@ -405,6 +424,36 @@ def cmd_user_delete(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"deleted user {args.name} and its account {user['accountId']}")
+    return 0
+
+
+def cmd_user_alias(args: argparse.Namespace) -> int:
+    from store import StoreError
+
+    for addr in args.addresses:
+        if not addr.startswith("@"):
+            _check_email(addr)
+        elif len(addr) < 2 or any(ch.isspace() or ch == "@" for ch in addr[1:]):
+            raise CliError(f"bad domain {addr!r}: @ then the domain name")
+    store = _open(_data_dir(args))
+    try:
+        user = _user(store, args.name)
+        aliases = list(user.get("aliases", ()))
+        known = {a.lower() for a in aliases}
+        for addr in args.remove:
+            if addr.lower() not in known:
+                raise CliError(f"{addr!r} is not an alias of {args.name}")
+        aliases = [a for a in aliases if a.lower() not in {r.lower() for r in args.remove}]
+        aliases += [a for a in dict.fromkeys(args.addresses) if a.lower() not in known
+                    and a.lower() != (user.get("email") or "").lower()]
+        if args.addresses or args.remove:
+            try:
+                user = store.set_aliases(args.name, aliases)
+            except StoreError as exc:
+                raise CliError(str(exc)) from exc
+    finally:
+        store.close()
+    print(f"{user['name']} <{user.get('email')}>" + "".join(f"\n  alias {a}" for a in user.get("aliases", ())))
     return 0
 
 

@@ -165,6 +165,17 @@ class Store(Protocol):
     def users(self) -> list[dict]: ...
     def set_password_hash(self, name: str, password_hash: str) -> None: ...
     def delete_user(self, name: str) -> None: ...
+    def set_aliases(self, name: str, aliases: list[str]) -> dict:
+        """Replaces the user's aliases (``local@domain`` or a whole domain ``@domain``); StoreError
+        when one belongs to another user.  Returns the user."""
+
+    def user_for_address(self, address: str) -> dict | None:
+        """The user mail to `address` is delivered to (case-insensitive): the owner of the address
+        (a user's own or an alias), else of its domain (``@domain``); None if nobody's."""
+
+    def is_local_domain(self, domain: str) -> bool:
+        """Whether mail to the domain is this server's to deliver (some user has an address in it)."""
+
     def account(self, account_id: str) -> dict | None: ...
 
     # -- the durable indexing queue (drained by the background indexer)

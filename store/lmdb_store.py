@@ -28,6 +28,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | records   | A\\0collection\\0id          | record JSON                             | generic collections by id    |
 | recidx    | A\\0collection\\0prop\\0value\\0id | -                                  | declared indexes: =, range   |
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
+| addresses | address or @domain (lower)   | username                                | RCPT TO, local delivery      |
 
 Every Writer is one LMDB write transaction: a message is stored wholly (blob, record, memberships,
 thread, counts, change log, index queue) or not at all, and LMDB syncs on commit, so an
@@ -57,7 +58,7 @@ log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal")
+        "records", "recidx", "journal", "addresses")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -138,6 +139,19 @@ class LmdbStore:
                              readahead=False, metasync=True, sync=True)
         self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
         self._listeners: list = []
+        self._index_addresses()
+
+    def _index_addresses(self) -> None:
+        """Data directories made before the addresses database: every user's address, once."""
+        with self.env.begin(write=True) as txn:
+            if txn.stat(self.db["addresses"])["entries"] or not txn.stat(self.db["users"])["entries"]:
+                return
+            for _, raw in txn.cursor(db=self.db["users"]):
+                user = orjson.loads(raw)
+                for addr in [user.get("email"), *user.get("aliases", ())]:
+                    if addr:
+                        txn.put(addr.lower().encode(), user["name"].encode(), db=self.db["addresses"])
+            self._index_domains(txn)
 
     def close(self) -> None:
         self.env.close()
@@ -217,7 +231,12 @@ class LmdbStore:
             user = {"name": name, "accountId": account_id, "passwordHash": password_hash,
                     "email": email, "created": now}
             account = {"id": account_id, "name": email, "user": name, "created": now}
+            owner = txn.get(email.lower().encode(), db=self.db["addresses"])
+            if owner is not None:
+                raise StoreError(f"address {email!r} belongs to user {owner.decode()!r}")
             txn.put(name.encode(), orjson.dumps(user), db=self.db["users"])
+            txn.put(email.lower().encode(), name.encode(), db=self.db["addresses"])
+            self._index_domains(txn)
             txn.put(account_id.encode(), orjson.dumps(account), db=self.db["accounts"])
             w = LmdbWriter(self, txn, account_id)
             for role, mb_name, order in (("inbox", "Inbox", 1), ("drafts", "Drafts", 2),
@@ -245,18 +264,76 @@ class LmdbStore:
             user["passwordHash"] = password_hash
             txn.put(name.encode(), orjson.dumps(user), db=self.db["users"])
 
+    def set_aliases(self, name: str, aliases: list[str]) -> dict:
+        """Replaces the user's aliases (addresses ``local@domain`` or whole domains ``@domain``)."""
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(name.encode(), db=self.db["users"])
+            if raw is None:
+                raise NotFound(f"no user {name!r}")
+            user = orjson.loads(raw)
+            addresses = self.db["addresses"]
+            for alias in aliases:
+                owner = txn.get(alias.lower().encode(), db=addresses)
+                if owner is not None and owner.decode() != name:
+                    raise StoreError(f"{alias!r} already belongs to user {owner.decode()!r}")
+            for old in user.get("aliases", ()):
+                txn.delete(old.lower().encode(), db=addresses)
+            for alias in aliases:
+                txn.put(alias.lower().encode(), name.encode(), db=addresses)
+            user["aliases"] = list(aliases)
+            txn.put(name.encode(), orjson.dumps(user), db=self.db["users"])
+            self._index_domains(txn)
+        return user
+
+    def user_for_address(self, address: str) -> dict | None:
+        """The user an address delivers to: its owner, else the owner of its whole domain."""
+        address = address.lower()
+        domain = "@" + address.rpartition("@")[2]
+        with self.env.begin() as txn:
+            name = txn.get(address.encode(), db=self.db["addresses"]) or txn.get(
+                domain.encode(), db=self.db["addresses"])
+            raw = txn.get(name, db=self.db["users"]) if name else None
+        return orjson.loads(raw) if raw else None
+
+    def is_local_domain(self, domain: str) -> bool:
+        """Whether some user has an address or alias in the domain (mail to it is delivered here)."""
+        domain = domain.lower()
+        with self.env.begin() as txn:
+            if txn.get(b"@" + domain.encode(), db=self.db["addresses"]) is not None:
+                return True
+            # the domains of all addresses are kept in the same database as "%domain" keys
+            return txn.get(b"%" + domain.encode(), db=self.db["addresses"]) is not None
+
+    def _index_domains(self, txn) -> None:
+        """Rewrites the "%domain" keys from the addresses (on user and alias changes: admin
+        operations, where reading every address is fine; lookups stay one get)."""
+        db = self.db["addresses"]
+        domains = set()
+        for key in list(txn.cursor(db=db).iternext(values=False)):
+            if key.startswith(b"%"):
+                txn.delete(key, db=db)
+            else:
+                domains.add(key.rpartition(b"@")[2])
+        for domain in domains:
+            txn.put(b"%" + domain, b"", db=db)
+
     def delete_user(self, name: str) -> None:
         """Removes the user and every key of its account (a CLI operation, not a request path)."""
         with self.env.begin(write=True) as txn:
             raw = txn.get(name.encode(), db=self.db["users"])
             if raw is None:
                 raise NotFound(f"no user {name!r}")
-            account_id = orjson.loads(raw)["accountId"]
+            user = orjson.loads(raw)
+            account_id = user["accountId"]
+            for addr in [user.get("email"), *user.get("aliases", ())]:
+                if addr and txn.get(addr.lower().encode(), db=self.db["addresses"]) == name.encode():
+                    txn.delete(addr.lower().encode(), db=self.db["addresses"])
+            self._index_domains(txn)
             txn.delete(name.encode(), db=self.db["users"])
             txn.delete(account_id.encode(), db=self.db["accounts"])
             prefix = account_id.encode() + SEP
             for db_name in _DBS:
-                if db_name in ("users", "accounts", "blobs", "blobguid"):
+                if db_name in ("users", "accounts", "blobs", "blobguid", "addresses"):
                     continue
                 cur = txn.cursor(db=self.db[db_name])
                 if cur.set_range(prefix):
