@@ -121,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "else a random one printed once)")
     p.add_argument("--push-allow-http", action="store_true",
                    help="accept http:// PushSubscription URLs, not only https:// (tests with a loopback receiver)")
+    g = p.add_argument_group(
+        "sending mail (EmailSubmission)",
+        "Mail to the domains of this server's users is delivered locally. Mail to other domains goes "
+        "to an SMTP relay (your provider's submission server, or a local Postfix); without one, "
+        "such recipients are refused when the EmailSubmission is created.")
+    g.add_argument("--smtp-relay", metavar="HOST:PORT", default=os.environ.get("TIDINGS_SMTP_RELAY"),
+                   help="the relay for other domains (default: $TIDINGS_SMTP_RELAY; port 587 if left out)")
+    g.add_argument("--smtp-security", choices=("auto", "starttls", "tls", "none"),
+                   default=os.environ.get("TIDINGS_SMTP_SECURITY") or "auto",
+                   help="auto (default): implicit TLS on port 465, else STARTTLS when the relay offers it; "
+                        "starttls: required; tls: implicit TLS; none: plain (a relay on loopback)")
+    g.add_argument("--smtp-user", metavar="NAME", default=os.environ.get("TIDINGS_SMTP_USER"),
+                   help="log in to the relay as NAME (password from --smtp-password-file or $TIDINGS_SMTP_PASSWORD)")
+    g.add_argument("--smtp-password-file", metavar="FILE", help="a file whose first line is the relay password")
+    g.add_argument("--smtp-ca-file", metavar="FILE", default=os.environ.get("TIDINGS_SMTP_CA_FILE"),
+                   help="PEM CA certificates to trust for the relay, besides the system's")
     p.set_defaults(func=cmd_serve)
 
     # user
@@ -677,7 +693,48 @@ def _env_config():
     return Config(data_dir=os.environ.get("TIDINGS_DATA") or DEFAULT_DATA,
                   search_engine=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
                   public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None,
-                  push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1")
+                  push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1",
+                  smtp_relay=_relay_from_env())
+
+
+def _relay_from_env():
+    from app.submission.relay import RelayConfig
+
+    address = os.environ.get("TIDINGS_SMTP_RELAY")
+    if not address:
+        return None
+    return RelayConfig.parse(address, security=os.environ.get("TIDINGS_SMTP_SECURITY") or "auto",
+                             username=os.environ.get("TIDINGS_SMTP_USER") or None,
+                             password=os.environ.get("TIDINGS_SMTP_PASSWORD") or None,
+                             ca_file=os.environ.get("TIDINGS_SMTP_CA_FILE") or None)
+
+
+def _relay_env(args: argparse.Namespace) -> dict[str, str]:
+    """The relay options as the environment `_relay_from_env` reads (every worker builds its own)."""
+    if not args.smtp_relay:
+        return {}
+    env = {"TIDINGS_SMTP_RELAY": args.smtp_relay, "TIDINGS_SMTP_SECURITY": args.smtp_security}
+    if args.smtp_user:
+        env["TIDINGS_SMTP_USER"] = args.smtp_user
+    if args.smtp_password_file:
+        try:
+            with open(args.smtp_password_file) as f:
+                env["TIDINGS_SMTP_PASSWORD"] = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"cannot read --smtp-password-file: {exc.strerror or exc}") from exc
+    elif os.environ.get("TIDINGS_SMTP_PASSWORD"):
+        env["TIDINGS_SMTP_PASSWORD"] = os.environ["TIDINGS_SMTP_PASSWORD"]
+    if args.smtp_ca_file:
+        if not os.path.isfile(args.smtp_ca_file):
+            raise CliError(f"{args.smtp_ca_file}: no such file")
+        env["TIDINGS_SMTP_CA_FILE"] = os.path.abspath(args.smtp_ca_file)
+    try:
+        from app.submission.relay import RelayConfig
+
+        RelayConfig.parse(args.smtp_relay)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return env
 
 
 def app_from_env():
@@ -757,17 +814,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["TIDINGS_PUBLIC_URL"] = args.public_url
     if args.push_allow_http:
         env["TIDINGS_PUSH_ALLOW_HTTP"] = "1"
+    env.update(_relay_env(args))
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers})", file=sys.stderr, flush=True)
+    os.environ.update(env)
     if args.workers > 1:
-        os.environ.update(env)
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    from app.server import Config, create_app
+    from app.server import create_app
 
     try:
-        app = create_app(Config(data_dir=data, search_engine=args.search_engine, public_url=args.public_url,
-                                push_allow_http=args.push_allow_http))
+        app = create_app(_env_config())
     except Exception as exc:
         raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
     uvicorn.run(app, **options)

@@ -37,6 +37,8 @@ from .push.webpush import PushService
 from .push.websocket import SUBPROTOCOL, WEBSOCKET, JmapSocket
 from .search import SearchService
 from .shutdown import on_signal
+from .submission.deliverer import Deliverer
+from .submission.relay import RelayConfig
 
 log = logging.getLogger("tidings.http")
 
@@ -56,6 +58,7 @@ class Config:
     public_url: str | None = None  # absolute base for session URLs; default: relative paths
     map_size: int = 1 << 36
     push_allow_http: bool = False  # accept http:// PushSubscription URLs (tests with a loopback receiver)
+    smtp_relay: RelayConfig | None = None  # where mail to other domains goes (app.submission.relay)
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None,
@@ -92,12 +95,14 @@ class Tidings:
         self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
         self.sockets: set[JmapSocket] = set()
         self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
+        self.deliverer = Deliverer(self.store, config.data_dir, self.bus, config.smtp_relay)
 
     def start(self) -> None:
         """On the event loop: the background indexer and the change bus's watcher."""
         self.search.start()
         self.bus.start()
         self.push.start()  # PushSubscription delivery (app.push.webpush)
+        self.deliverer.start()  # the outgoing mail queue (app.submission.deliverer)
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
@@ -204,7 +209,8 @@ class Tidings:
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
                                search=self.search, push=self.push,
-                               push_allow_http=self.config.push_allow_http, credential=user["name"])
+                               push_allow_http=self.config.push_allow_http, credential=user["name"],
+                               relay=self.config.smtp_relay)
 
         response = process(request, ctx_factory, self.capabilities)
         response["sessionState"] = self.session_state(user)
@@ -346,6 +352,7 @@ def create_app(config: Config) -> FastAPI:
             tidings.begin_shutdown()
             await tidings.bus.close()
             await tidings.push.close()
+            await tidings.deliverer.close()
             await run_in_threadpool(tidings.close)
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
