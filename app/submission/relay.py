@@ -32,10 +32,10 @@ class RelayConfig:
     def parse(cls, address: str, **options) -> RelayConfig:
         """From ``host:port`` (port 587 when left out; ``[::1]:25`` for IPv6)."""
         host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit():
+        if not sep or host.count(":") and not host.endswith("]"):  # "host" or a bare IPv6 address
             host, port = address, "587"
         host = host.strip("[]")
-        if not host or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"bad relay address {address!r}: host:port")
         return cls(host=host, port=int(port), **options)
 

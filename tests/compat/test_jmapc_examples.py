@@ -9,6 +9,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +25,7 @@ from jmapc import (
     EmailQueryFilterCondition,
     EmailQueryFilterOperator,
     EmailSubmission,
+    EmailSubmissionQueryFilterCondition,
     Envelope,
     Mailbox,
     MailboxQueryFilterCondition,
@@ -46,7 +48,12 @@ from jmapc.methods import (
     EmailQueryResponse,
     EmailSet,
     EmailSetResponse,
+    EmailSubmissionGet,
+    EmailSubmissionGetResponse,
+    EmailSubmissionQuery,
+    EmailSubmissionQueryResponse,
     EmailSubmissionSet,
+    EmailSubmissionSetResponse,
     IdentityGet,
     IdentityGetResponse,
     Invocation,
@@ -371,14 +378,15 @@ def test_email_set_reports_not_created_for_an_unknown_mailbox(client):
     assert "mailboxIds" in (res.not_created["bad"].properties or [])
 
 
-def test_email_submission_from_the_send_example_is_an_unknown_method(client):
-    """tidings has no EmailSubmission (README: "Not there yet"): the second half of
-    create_send_email.py gets a clean method error, and jmapc reports it as such."""
+def test_the_send_example_sends_the_draft_and_destroys_it(client):
+    """create_send_email.py as it is: a draft, then an EmailSubmission with onSuccessDestroyEmail.
+    The recipient is the user (a local address), so the message arrives in their Inbox."""
     drafts = mailbox_with_role(client, "drafts")
     identity = client.request(IdentityGet()).data[0]
+    subject = unique("send ")
     results = client.request([
         EmailSet(create={"draft": Email(mail_from=[EmailAddress(email=identity.email)],
-                                        to=[EmailAddress(email=identity.email)], subject=unique("send "),
+                                        to=[EmailAddress(email=identity.email)], subject=subject,
                                         keywords={"$draft": True}, mailbox_ids={drafts: True},
                                         body_values={"body": EmailBodyValue(value="hi")},
                                         text_body=[EmailBodyPart(part_id="body", type="text/plain")])}),
@@ -387,8 +395,27 @@ def test_email_submission_from_the_send_example_is_an_unknown_method(client):
             envelope=Envelope(mail_from=Address(email=identity.email), rcpt_to=[Address(email=identity.email)]))}),
     ])
     assert isinstance(results[0].response, EmailSetResponse) and results[0].response.created["draft"].id
-    assert isinstance(results[1].response, Error), results[1]
-    assert results[1].response.type == "unknownMethod"
+    draft_id = results[0].response.created["draft"].id
+    assert isinstance(results[1].response, EmailSubmissionSetResponse), results[1]
+    submission = results[1].response.created["emailToSend"]
+    assert submission.id and submission.undo_status.value == "pending"
+    assert isinstance(results[2].response, EmailSetResponse) and results[2].response.destroyed == [draft_id]
+    inbox = mailbox_with_role(client, "inbox")
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        found = client.request(EmailQuery(filter=EmailQueryFilterCondition(in_mailbox=inbox, header=["Subject", subject])))
+        if found.ids:
+            break
+        time.sleep(0.1)
+    assert len(found.ids) == 1
+    # the submission as jmapc reads it back: query by email, then get
+    listed = client.request(EmailSubmissionQuery(filter=EmailSubmissionQueryFilterCondition(email_ids=[draft_id])))
+    assert isinstance(listed, EmailSubmissionQueryResponse) and listed.ids == [submission.id]
+    got = client.request(EmailSubmissionGet(ids=[submission.id]))
+    assert isinstance(got, EmailSubmissionGetResponse), got
+    sent = got.data[0]
+    assert (sent.email_id, sent.identity_id, sent.undo_status.value) == (draft_id, identity.id, "final")
+    assert sent.delivery_status[identity.email].delivered.value == "yes"
 
 
 # ------------------------------------------------------------------ Mailbox/set, Mailbox/query
