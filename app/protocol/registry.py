@@ -12,6 +12,7 @@ from dataclasses import dataclass
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+VACATION = "urn:ietf:params:jmap:vacationresponse"
 
 Handler = Callable[..., object]
 
@@ -49,7 +50,17 @@ def load_methods() -> dict[str, Method]:
     import importlib
     import os
 
-    from app import capabilities, core, email, identity, mailbox, pushsubscription, searchsnippet, thread  # noqa: F401
+    from app import (  # noqa: F401
+        capabilities,
+        core,
+        email,
+        identity,
+        mailbox,
+        pushsubscription,
+        searchsnippet,
+        thread,
+        vacation,
+    )
 
     for module in filter(None, (m.strip() for m in os.environ.get("TIDINGS_EXTRA_TYPES", "").split(","))):
         importlib.import_module(module)
