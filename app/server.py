@@ -56,6 +56,8 @@ class Config:
     public_url: str | None = None  # absolute base for session URLs; default: relative paths
     map_size: int = 1 << 36
     push_allow_http: bool = False  # accept http:// PushSubscription URLs (tests with a loopback receiver)
+    lmtp_port: int | None = None  # the LMTP listener (app.lmtp); None: none
+    lmtp_host: str = "127.0.0.1"
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None,
@@ -92,12 +94,27 @@ class Tidings:
         self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
         self.sockets: set[JmapSocket] = set()
         self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
+        self.lmtp = None
+        if config.lmtp_port is not None:
+            from .lmtp import LmtpListener
+
+            self.lmtp = LmtpListener(self.store, config.data_dir, config.lmtp_host, config.lmtp_port,
+                                     max_size=config.limits.max_size_upload)
 
     def start(self) -> None:
         """On the event loop: the background indexer and the change bus's watcher."""
         self.search.start()
         self.bus.start()
         self.push.start()  # PushSubscription delivery (app.push.webpush)
+
+    async def start_listeners(self) -> None:
+        """On the event loop, after `start`: the LMTP listener (in the one process that owns it)."""
+        if self.lmtp is not None:
+            await self.lmtp.start()
+
+    async def stop_listeners(self) -> None:
+        if self.lmtp is not None:
+            await self.lmtp.close()
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
@@ -340,10 +357,12 @@ def create_app(config: Config) -> FastAPI:
     async def lifespan(app):
         tidings.start()  # the background indexer, the change bus
         on_signal(tidings.begin_shutdown)  # push connections end as soon as SIGTERM arrives
+        await tidings.start_listeners()  # LMTP
         try:
             yield
         finally:
             tidings.begin_shutdown()
+            await tidings.stop_listeners()  # deliveries in flight finish before the store closes
             await tidings.bus.close()
             await tidings.push.close()
             await run_in_threadpool(tidings.close)
