@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from app.protocol.registry import CORE, MAIL, SUBMISSION, VACATION
 from app.protocol.types import Capability, capability
+from app.submission import MAX_SIZE
+from app.submission.envelope import MAX_DELAYED_SEND
 
 MAX_MAILBOX_DEPTH = 10
 EMAIL_SORTS = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword", "allInThreadHaveKeyword",
@@ -25,9 +27,10 @@ capability(Capability(MAIL, account=lambda server, account: {
     "mayCreateTopLevelMailbox": True,
 }))
 
+# RFC 8621 §1.3.2: delayed send is FUTURERELEASE (RFC 4865), held by tidings itself
 capability(Capability(SUBMISSION, account=lambda server, account: {
-    "maxDelayedSend": 0,
-    "submissionExtensions": {},
+    "maxDelayedSend": MAX_DELAYED_SEND,
+    "submissionExtensions": {"FUTURERELEASE": [str(MAX_DELAYED_SEND)], "SIZE": [str(MAX_SIZE)]},
 }))
 
 # RFC 8621 §1.3.3: no properties; the account has a VacationResponse (app/vacation.py)

@@ -128,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lmtp-host", default="127.0.0.1", metavar="ADDR",
                    help="address the LMTP listener binds (default: 127.0.0.1; LMTP has no "
                         "authentication: keep it where only the MTA reaches it)")
+    g = p.add_argument_group(
+        "sending mail (EmailSubmission)",
+        "Mail to the domains of this server's users is delivered locally. Mail to other domains goes "
+        "to an SMTP relay (your provider's submission server, or a local Postfix); without one, "
+        "such recipients are refused when the EmailSubmission is created.")
+    g.add_argument("--smtp-relay", metavar="HOST:PORT", default=os.environ.get("TIDINGS_SMTP_RELAY"),
+                   help="the relay for other domains (default: $TIDINGS_SMTP_RELAY; port 587 if left out)")
+    g.add_argument("--smtp-security", choices=("auto", "starttls", "tls", "none"),
+                   default=os.environ.get("TIDINGS_SMTP_SECURITY") or "auto",
+                   help="auto (default): implicit TLS on port 465, else STARTTLS when the relay offers it; "
+                        "starttls: required; tls: implicit TLS; none: plain (a relay on loopback)")
+    g.add_argument("--smtp-user", metavar="NAME", default=os.environ.get("TIDINGS_SMTP_USER"),
+                   help="log in to the relay as NAME (password from --smtp-password-file or $TIDINGS_SMTP_PASSWORD)")
+    g.add_argument("--smtp-password-file", metavar="FILE", help="a file whose first line is the relay password")
+    g.add_argument("--smtp-ca-file", metavar="FILE", default=os.environ.get("TIDINGS_SMTP_CA_FILE"),
+                   help="PEM CA certificates to trust for the relay, besides the system's")
     p.set_defaults(func=cmd_serve)
 
     # user
@@ -628,8 +644,11 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def _reply_queue():
-    """Where automatic replies go: the submission queue (None until it exists)."""
-    return None
+    """Where automatic replies go: the outgoing queue, which a running server's deliverer sends
+    (it is woken by the change bus; without a running server they wait in the queue)."""
+    from app.submission.outbox import enqueue
+
+    return enqueue
 
 
 def _index_after_batch(store, search, account_id: str, stored: dict[str, bytes]) -> None:
@@ -781,8 +800,49 @@ def _env_config():
                   search_engine=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
                   public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None,
                   push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1",
+                  smtp_relay=_relay_from_env(),
                   lmtp_port=int(os.environ["TIDINGS_LMTP_PORT"]) if os.environ.get("TIDINGS_LMTP_PORT") else None,
                   lmtp_host=os.environ.get("TIDINGS_LMTP_HOST") or "127.0.0.1")
+
+
+def _relay_from_env():
+    from app.submission.relay import RelayConfig
+
+    address = os.environ.get("TIDINGS_SMTP_RELAY")
+    if not address:
+        return None
+    return RelayConfig.parse(address, security=os.environ.get("TIDINGS_SMTP_SECURITY") or "auto",
+                             username=os.environ.get("TIDINGS_SMTP_USER") or None,
+                             password=os.environ.get("TIDINGS_SMTP_PASSWORD") or None,
+                             ca_file=os.environ.get("TIDINGS_SMTP_CA_FILE") or None)
+
+
+def _relay_env(args: argparse.Namespace) -> dict[str, str]:
+    """The relay options as the environment `_relay_from_env` reads (every worker builds its own)."""
+    if not args.smtp_relay:
+        return {}
+    env = {"TIDINGS_SMTP_RELAY": args.smtp_relay, "TIDINGS_SMTP_SECURITY": args.smtp_security}
+    if args.smtp_user:
+        env["TIDINGS_SMTP_USER"] = args.smtp_user
+    if args.smtp_password_file:
+        try:
+            with open(args.smtp_password_file) as f:
+                env["TIDINGS_SMTP_PASSWORD"] = f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"cannot read --smtp-password-file: {exc.strerror or exc}") from exc
+    elif os.environ.get("TIDINGS_SMTP_PASSWORD"):
+        env["TIDINGS_SMTP_PASSWORD"] = os.environ["TIDINGS_SMTP_PASSWORD"]
+    if args.smtp_ca_file:
+        if not os.path.isfile(args.smtp_ca_file):
+            raise CliError(f"{args.smtp_ca_file}: no such file")
+        env["TIDINGS_SMTP_CA_FILE"] = os.path.abspath(args.smtp_ca_file)
+    try:
+        from app.submission.relay import RelayConfig
+
+        RelayConfig.parse(args.smtp_relay)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return env
 
 
 def app_from_env():
@@ -864,22 +924,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["TIDINGS_PUBLIC_URL"] = args.public_url
     if args.push_allow_http:
         env["TIDINGS_PUSH_ALLOW_HTTP"] = "1"
-    if args.lmtp_port is not None:
-        env["TIDINGS_LMTP_PORT"] = str(args.lmtp_port)
-        env["TIDINGS_LMTP_HOST"] = args.lmtp_host
+    env.update(_relay_env(args))
+    # set either way: a TIDINGS_LMTP_PORT left in the environment does not start a listener
+    env["TIDINGS_LMTP_PORT"] = str(args.lmtp_port) if args.lmtp_port is not None else ""
+    env["TIDINGS_LMTP_HOST"] = args.lmtp_host
     lmtp = f", LMTP on {args.lmtp_host}:{args.lmtp_port}" if args.lmtp_port is not None else ""
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
+    os.environ.update(env)
     if args.workers > 1:
-        os.environ.update(env)
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    from app.server import Config, create_app
+    from app.server import create_app
 
     try:
-        app = create_app(Config(data_dir=data, search_engine=args.search_engine, public_url=args.public_url,
-                                push_allow_http=args.push_allow_http, lmtp_port=args.lmtp_port,
-                                lmtp_host=args.lmtp_host))
+        app = create_app(_env_config())
     except Exception as exc:
         raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
     uvicorn.run(app, **options)

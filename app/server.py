@@ -37,6 +37,8 @@ from .push.webpush import PushService
 from .push.websocket import SUBPROTOCOL, WEBSOCKET, JmapSocket
 from .search import SearchService
 from .shutdown import on_signal
+from .submission.deliverer import Deliverer
+from .submission.relay import RelayConfig
 
 log = logging.getLogger("tidings.http")
 
@@ -56,6 +58,7 @@ class Config:
     public_url: str | None = None  # absolute base for session URLs; default: relative paths
     map_size: int = 1 << 36
     push_allow_http: bool = False  # accept http:// PushSubscription URLs (tests with a loopback receiver)
+    smtp_relay: RelayConfig | None = None  # where mail to other domains goes (app.submission.relay)
     lmtp_port: int | None = None  # the LMTP listener (app.lmtp); None: none
     lmtp_host: str = "127.0.0.1"
 
@@ -94,18 +97,22 @@ class Tidings:
         self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
         self.sockets: set[JmapSocket] = set()
         self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
+        self.deliverer = Deliverer(self.store, config.data_dir, self.bus, config.smtp_relay)
         self.lmtp = None
         if config.lmtp_port is not None:
             from .lmtp import LmtpListener
+            from .submission.outbox import enqueue
 
+            # automatic replies (app.vacation) go into the outgoing queue like any submission
             self.lmtp = LmtpListener(self.store, config.data_dir, config.lmtp_host, config.lmtp_port,
-                                     max_size=config.limits.max_size_upload)
+                                     max_size=config.limits.max_size_upload, reply_queue=enqueue)
 
     def start(self) -> None:
         """On the event loop: the background indexer and the change bus's watcher."""
         self.search.start()
         self.bus.start()
         self.push.start()  # PushSubscription delivery (app.push.webpush)
+        self.deliverer.start()  # the outgoing mail queue (app.submission.deliverer)
 
     async def start_listeners(self) -> None:
         """On the event loop, after `start`: the LMTP listener (in the one process that owns it)."""
@@ -221,7 +228,8 @@ class Tidings:
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
                                search=self.search, push=self.push,
-                               push_allow_http=self.config.push_allow_http, credential=user["name"])
+                               push_allow_http=self.config.push_allow_http, credential=user["name"],
+                               relay=self.config.smtp_relay)
 
         response = process(request, ctx_factory, self.capabilities)
         response["sessionState"] = self.session_state(user)
@@ -365,6 +373,7 @@ def create_app(config: Config) -> FastAPI:
             await tidings.stop_listeners()  # deliveries in flight finish before the store closes
             await tidings.bus.close()
             await tidings.push.close()
+            await tidings.deliverer.close()
             await run_in_threadpool(tidings.close)
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,

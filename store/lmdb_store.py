@@ -904,9 +904,13 @@ class LmdbWriter(LmdbReader):
                 else:
                     self._delete("recidx", key)
 
-    def create_record(self, collection: Collection, fields: dict) -> dict:
-        """Stores a new record under a new id (``ids.record_id``), indexed, logged as created."""
-        record_id = ids.record_id(collection.id_prefix, self._next("rec:" + collection.name))
+    def create_record(self, collection: Collection, fields: dict, record_id: str | None = None) -> dict:
+        """Stores a new record under a new id (``ids.record_id``), or under `record_id`, indexed,
+        logged as created."""
+        if record_id is None:
+            record_id = ids.record_id(collection.id_prefix, self._next("rec:" + collection.name))
+        elif self.record(collection, record_id) is not None:
+            raise StoreError(f"{collection.name} {record_id} exists")
         record = {**fields, "id": record_id}
         self._put("records", collection.name.encode() + SEP + record_id.encode(), orjson.dumps(record))
         self._index(collection, record_id, record, put=True)

@@ -43,6 +43,11 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+# the modules that declare tidings' data types and methods
+BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
+            "app.searchsnippet", "app.submission", "app.thread", "app.vacation")
+
+
 def load_methods() -> dict[str, Method]:
     """Imports every data-type module so that their types and methods register themselves, then
     the modules named in TIDINGS_EXTRA_TYPES (comma-separated module paths: data types added
@@ -50,17 +55,8 @@ def load_methods() -> dict[str, Method]:
     import importlib
     import os
 
-    from app import (  # noqa: F401
-        capabilities,
-        core,
-        email,
-        identity,
-        mailbox,
-        pushsubscription,
-        searchsnippet,
-        thread,
-        vacation,
-    )
+    for module in BUILT_IN:
+        importlib.import_module(module)
 
     for module in filter(None, (m.strip() for m in os.environ.get("TIDINGS_EXTRA_TYPES", "").split(","))):
         importlib.import_module(module)

@@ -51,6 +51,7 @@ class CallContext:
     push: object = None  # the PushSubscription delivery service (app.push.webpush.PushService)
     push_allow_http: bool = False  # `tidings serve --push-allow-http`: http:// push URLs accepted
     credential: str | None = None  # what a PushSubscription is tied to (the user's name for Basic)
+    relay: object = None  # `tidings serve --smtp-relay` (app.submission.relay.RelayConfig), or None
 
     def account_id(self, args: dict) -> str:
         """The accountId argument, checked against the accounts this user may access."""

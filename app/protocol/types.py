@@ -17,7 +17,7 @@ not a generic `store.Collection`, which filter conditions and sorts /query knows
 
 Property types (RFC 8620 §1.1): ``"Id"``, ``"String"``, ``"Boolean"``, ``"Int"``,
 ``"UnsignedInt"``, ``"UTCDate"``, ``"Date"``, ``"Object"`` (any JSON object), ``"*"`` (any JSON
-value), a list ``"T[]"`` and a map ``"Id[T]"`` / ``"String[T]"``.
+value), ``"EmailAddress"`` (RFC 8621 §4.1.2.3), a list ``"T[]"`` and a map ``"Id[T]"`` / ``"String[T]"``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,12 @@ def check_value(json_type: str, value: object, depth: int = 0) -> str | None:
         return None if isinstance(value, str) and _date_ok(value, _DATE_RE) else "must be a Date (RFC 3339)"
     if json_type == "Object":
         return None if isinstance(value, dict) else "must be an object"
+    if json_type == "EmailAddress":  # RFC 8621 §4.1.2.3
+        if not isinstance(value, dict) or set(value) - {"name", "email"}:
+            return "must be an EmailAddress object (name, email)"
+        if value.get("name") is not None and not isinstance(value["name"], str):
+            return "name must be a string or null"
+        return None if isinstance(value.get("email"), str) else "email must be a string"
     raise ValueError(f"unknown property type {json_type!r}")
 
 

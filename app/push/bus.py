@@ -148,6 +148,7 @@ class ChangeBus:
     def __init__(self) -> None:
         self.seq = 0
         self._by_account: dict[str, set[Subscription]] = {}
+        self._everywhere: set[Subscription] = set()
         self.stopping = False
 
     # -- what an implementation provides
@@ -170,7 +171,18 @@ class ChangeBus:
             self._by_account.setdefault(account_id, set()).add(sub)
         return sub
 
+    def subscribe_everywhere(self, types: Iterable[str]) -> Subscription:
+        """A subscription to the changes of every account (a background service such as the
+        outgoing mail queue, not a client connection)."""
+        sub = Subscription(self, (), types, floor=self.seq)
+        if self.stopping:
+            sub.end()
+        else:
+            self._everywhere.add(sub)
+        return sub
+
     def _unsubscribe(self, sub: Subscription) -> None:
+        self._everywhere.discard(sub)
         for account_id in sub.accounts:
             subs = self._by_account.get(account_id)
             if subs is not None:
@@ -186,6 +198,8 @@ class ChangeBus:
         for seq, account_id, changed in entries:
             for sub in self._by_account.get(account_id, ()):
                 sub.offer(seq, account_id, changed)
+            for sub in self._everywhere:
+                sub.offer(seq, account_id, changed)
             if seq > self.seq:
                 self.seq = seq
 
@@ -193,13 +207,16 @@ class ChangeBus:
         for subs in self._by_account.values():
             for sub in subs:
                 sub.resync()
+        for sub in self._everywhere:
+            sub.resync()
 
     def shutdown(self) -> None:
         """Ends every subscription and refuses new ones (their connections close)."""
         self.stopping = True
-        for sub in {s for subs in self._by_account.values() for s in subs}:
+        for sub in {s for subs in self._by_account.values() for s in subs} | self._everywhere:
             sub.end()
         self._by_account.clear()
+        self._everywhere.clear()
 
 
 # ---------------------------------------------------------------------------------- one machine

@@ -1,0 +1,146 @@
+"""What is sent and to whom: the SMTP envelope of an EmailSubmission (RFC 8621 §7) and the message
+as it leaves the server (the stored one, byte for byte, without its Bcc header field)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from app.mail.headers import convert_value, split_header_block
+
+MAX_RECIPIENTS = 100  # tooManyRecipients beyond this (§7.5 maxRecipients)
+MAX_DELAYED_SEND = 30 * 86400  # seconds a FUTURERELEASE (RFC 4865) may hold a message
+
+# RFC 5321 §4.1.2 Mailbox, as far as a relay needs it: a local part without spaces or angle
+# brackets, "@", a domain of dot-separated labels (or an address literal)
+_MAILBOX = re.compile(r'^(?:[^\s<>()\[\]\\,;:@"]+|"(?:[^"\\\r\n]|\\.)*")@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?'
+                      r'(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[^\]\s]+\])$')
+
+
+def valid_mailbox(address: str) -> bool:
+    return len(address) <= 254 and bool(_MAILBOX.match(address))
+
+
+def headers_of(raw: bytes) -> list[tuple[str, str]]:
+    """The header fields of a message as (name, raw value)."""
+    return split_header_block(raw)[0]
+
+
+def addresses_in(fields: list[tuple[str, str]], name: str) -> list[list[str]]:
+    """For each field called `name`, the addresses it lists."""
+    return [[a["email"] for a in convert_value(value, "Addresses") if a.get("email")]
+            for field, value in fields if field.lower() == name]
+
+
+def without_bcc(raw: bytes) -> bytes:
+    """The message with every Bcc field (and its folded continuation lines) removed from the header
+    section, all other bytes as they are (§7.5: "The server MUST remove any Bcc header field")."""
+    out, pos, skipping = [], 0, False
+    while pos < len(raw):
+        nl = raw.find(b"\n", pos)
+        end = len(raw) if nl < 0 else nl + 1
+        line = raw[pos:end]
+        if line in (b"\r\n", b"\n"):  # the end of the header section: the rest as it is
+            out.append(raw[pos:])
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                out.append(line)
+        else:
+            skipping = re.match(rb"bcc[ \t]*:", line, re.IGNORECASE) is not None
+            if not skipping:
+                out.append(line)
+        pos = end
+    return b"".join(out)
+
+
+def identity_allows(identity: dict, address: str) -> bool:
+    """Whether an Identity's email covers an address (its own, or ``*@domain`` for any in it)."""
+    email = identity["email"].lower()
+    address = address.lower()
+    return address == email or (email.startswith("*@") and address.rpartition("@")[2] == email[2:])
+
+
+def derive(raw: bytes, identity: dict) -> tuple[dict | None, str | None]:
+    """The Envelope of §7 ("If the envelope property is null or omitted on creation"): mailFrom from
+    the last Sender field, else the last From field, else the identity's address; rcptTo the
+    deduplicated addresses of To, Cc and Bcc.  Returns (envelope, None) or (None, why the message
+    cannot give one, for invalidEmail)."""
+    fields = headers_of(raw)
+    mail_from = None
+    for name in ("sender", "from"):
+        found = addresses_in(fields, name)
+        if found:
+            if len(found) > 1 or len(found[-1]) > 1:
+                return None, f"more than one {name.title()} address: the envelope sender is ambiguous"
+            mail_from = found[-1][0] if found[-1] else None
+            break
+    if mail_from is None or not identity_allows(identity, mail_from):
+        mail_from = identity["email"]
+    rcpts = dict.fromkeys(a for name in ("to", "cc", "bcc") for group in addresses_in(fields, name) for a in group)
+    return {"mailFrom": {"email": mail_from, "parameters": None},
+            "rcptTo": [{"email": a, "parameters": None} for a in rcpts]}, None
+
+
+def check_envelope(envelope: dict) -> str | None:
+    """Why an Envelope object is malformed (for invalidProperties), or None."""
+    def address_problem(value: object, where: str) -> str | None:
+        if not isinstance(value, dict) or not isinstance(value.get("email"), str):
+            return f"{where} must be an Address object with an email string"
+        if set(value) - {"email", "parameters"}:
+            return f"{where} has unknown properties"
+        params = value.get("parameters")
+        if params is not None and (not isinstance(params, dict) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in params.items())):
+            return f"{where} parameters must map names to strings or null"
+        return None
+
+    if not isinstance(envelope, dict) or set(envelope) - {"mailFrom", "rcptTo"}:
+        return "must be an Envelope object (mailFrom, rcptTo)"
+    why = address_problem(envelope.get("mailFrom"), "mailFrom")
+    if why:
+        return why
+    if not isinstance(envelope.get("rcptTo"), list):
+        return "rcptTo must be a list of Address objects"
+    for i, rcpt in enumerate(envelope["rcptTo"]):
+        why = address_problem(rcpt, f"rcptTo[{i}]")
+        if why:
+            return why
+    return None
+
+
+def release_time(mail_from: dict, now: float) -> tuple[float, str | None]:
+    """When the message may leave (RFC 4865 FUTURERELEASE: HOLDFOR=seconds or HOLDUNTIL=date on
+    MAIL FROM), or now; and why the parameters are unacceptable, or None."""
+    params = {k.upper(): v for k, v in (mail_from.get("parameters") or {}).items()}
+    if "HOLDFOR" in params and "HOLDUNTIL" in params:
+        return now, "HOLDFOR and HOLDUNTIL exclude each other (RFC 4865)"
+    if "HOLDFOR" in params:
+        value = params["HOLDFOR"] or ""
+        if not value.isdigit():
+            return now, "HOLDFOR must be a number of seconds"
+        at = now + int(value)
+    elif "HOLDUNTIL" in params:
+        try:
+            at = datetime.fromisoformat((params["HOLDUNTIL"] or "").replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return now, "HOLDUNTIL must be an RFC 3339 date-time"
+    else:
+        return now, None
+    if at - now > MAX_DELAYED_SEND:
+        return now, f"the release is more than maxDelayedSend ({MAX_DELAYED_SEND} s) ahead"
+    return max(at, now), None
+
+
+def relay_parameters(params: dict | None) -> dict:
+    """The MAIL FROM parameters passed on to the relay: FUTURERELEASE is done here, not there."""
+    return {k: v for k, v in (params or {}).items() if k.upper() not in ("HOLDFOR", "HOLDUNTIL")}
+
+
+def utc_date(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = ["MAX_DELAYED_SEND", "MAX_RECIPIENTS", "addresses_in", "check_envelope", "derive", "headers_of",
+           "identity_allows", "relay_parameters", "release_time", "utc_date", "valid_mailbox",
+           "without_bcc"]

@@ -1,0 +1,119 @@
+"""Sending to the SMTP relay (`tidings serve --smtp-relay host:port`) with aiosmtplib: one
+connection per queue entry, one RCPT per recipient so each gets its own reply (RFC 8621 §7
+deliveryStatus), the message sent as stored (aiosmtplib only dot-stuffs and ends lines with CRLF).
+
+Security: ``auto`` uses implicit TLS on port 465 and STARTTLS whenever the relay offers it
+elsewhere; ``starttls`` requires STARTTLS; ``tls`` is implicit TLS; ``none`` never encrypts
+(a relay on loopback).  Certificates are verified (``--smtp-ca-file`` adds a CA)."""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+SECURITY = ("auto", "starttls", "tls", "none")
+_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    host: str
+    port: int = 587
+    security: str = "auto"
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    timeout: float = 60.0
+
+    @classmethod
+    def parse(cls, address: str, **options) -> RelayConfig:
+        """From ``host:port`` (port 587 when left out; ``[::1]:25`` for IPv6)."""
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = address, "587"
+        host = host.strip("[]")
+        if not host or not 0 < int(port) < 65536:
+            raise ValueError(f"bad relay address {address!r}: host:port")
+        return cls(host=host, port=int(port), **options)
+
+
+def smtp_reply(code: int, message: str) -> str:
+    """A reply as DeliveryStatus.smtpReply wants it (§7): code, an enhanced status code (RFC 3463;
+    the class's x.0.0 when the server gave none), the text on one line."""
+    text = " ".join(message.split())
+    if not _ENHANCED.match(text):
+        text = f"{str(code)[0]}.0.0 {text}".rstrip()
+    return f"{code} {text}"
+
+
+class RelayUnavailable(Exception):
+    """No conversation with the relay (connection, TLS, authentication): every recipient waits."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+def _options(params: dict | None) -> list[str]:
+    return [k if v is None else f"{k}={v}" for k, v in (params or {}).items()]
+
+
+def _tls_context(config: RelayConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if config.ca_file:
+        context.load_verify_locations(config.ca_file)
+    return context
+
+
+async def send(config: RelayConfig, mail_from: str, mail_params: dict | None, rcpts: list[dict],
+               raw: bytes) -> dict[str, tuple[int, str]]:
+    """Relays one message; returns {recipient: (reply code, smtpReply)} for every recipient.
+    Raises RelayUnavailable when the relay cannot be talked to (a temporary failure for all)."""
+    implicit = config.security == "tls" or (config.security == "auto" and config.port == 465)
+    start_tls = True if config.security == "starttls" else False if config.security in ("none", "tls") else None
+    client = aiosmtplib.SMTP(hostname=config.host, port=config.port, use_tls=implicit,
+                             start_tls=None if implicit else start_tls, tls_context=_tls_context(config),
+                             timeout=config.timeout)
+    try:
+        await client.connect()
+        if config.username:
+            await client.login(config.username, config.password or "")
+    except aiosmtplib.SMTPResponseException as exc:
+        raise RelayUnavailable(smtp_reply(exc.code, exc.message)) from exc
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        raise RelayUnavailable(f"451 4.4.1 cannot talk to the relay {config.host}:{config.port}: {exc}") from exc
+    results: dict[str, tuple[int, str]] = {}
+    try:
+        try:
+            await client.mail(mail_from, options=_options(mail_params))
+        except aiosmtplib.SMTPResponseException as exc:
+            return {r["email"]: (exc.code, smtp_reply(exc.code, exc.message)) for r in rcpts}
+        accepted = []
+        for rcpt in rcpts:
+            try:
+                await client.rcpt(rcpt["email"], options=_options(rcpt.get("parameters")))
+                accepted.append(rcpt["email"])
+            except aiosmtplib.SMTPResponseException as exc:
+                results[rcpt["email"]] = (exc.code, smtp_reply(exc.code, exc.message))
+        if not accepted:
+            await client.rset()
+            return results
+        try:
+            response = await client.data(raw)
+            for email in accepted:
+                results[email] = (response.code, smtp_reply(response.code, response.message))
+        except aiosmtplib.SMTPResponseException as exc:
+            for email in accepted:
+                results[email] = (exc.code, smtp_reply(exc.code, exc.message))
+        return results
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        reply = f"451 4.4.2 the relay connection broke: {exc}"
+        return {**{r["email"]: (451, reply) for r in rcpts}, **results}
+    finally:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
