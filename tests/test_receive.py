@@ -4,6 +4,8 @@ real server, plus the per-recipient failure isolation of the LMTP handler agains
 
 from __future__ import annotations
 
+import email
+import email.policy
 import errno
 import json
 import smtplib
@@ -361,3 +363,111 @@ def test_with_two_workers_exactly_one_process_owns_the_lmtp_port(tmp_path):
         assert len(find_by_subject(carol, subject)) == 1
     finally:
         srv.stop()
+
+
+# ------------------------------------------------------------------- automatic replies (RFC 3834)
+class SmtpSink:
+    """A real SMTP server on loopback (aiosmtpd) that keeps every envelope it is given."""
+
+    def __init__(self):
+        import queue
+
+        from aiosmtpd.controller import Controller
+
+        self.received: queue.Queue = queue.Queue()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                sink.received.put((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+                return "250 2.0.0 accepted"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def next(self, timeout: float):
+        import queue
+
+        try:
+            return self.received.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture(scope="module")
+def relayed(tmp_path_factory):
+    """A server with LMTP and an SMTP relay (the sink), and a user on vacation."""
+    data = tmp_path_factory.mktemp("vacation-live")
+    tidings("user", "add", "vic", "--password", "pw", "--email", "vic@example.com", data=data)
+    sink = SmtpSink()
+    port = free_port()
+    srv = Server(data, extra=("--lmtp-port", str(port), "--smtp-relay", f"127.0.0.1:{sink.port}",
+                              "--smtp-security", "none"))
+    vic = Jmap(srv, "vic", "pw")
+    name, res, _ = vic.request([["VacationResponse/set", {"accountId": vic.account_id, "update": {"singleton": {
+        "isEnabled": True, "textBody": "Back next week."}}}, "0"]],
+        using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:vacationresponse"])["methodResponses"][0]
+    assert res["updated"] == {"singleton": None}, res
+    yield srv, port, sink, vic
+    srv.stop()
+    sink.stop()
+
+
+def test_a_vacation_reply_to_lmtp_mail_reaches_the_relay_with_the_null_sender(relayed):
+    srv, port, sink, vic = relayed
+    raw, subject = message(to="Vic <vic@example.com>")
+    client = smtplib.LMTP("127.0.0.1", port, timeout=30)
+    try:
+        client.ehlo("mx.test.example")
+        assert client.mail("bob@remote.example")[0] == 250
+        assert client.rcpt("vic@example.com")[0] == 250
+        assert client.data(raw)[0] == 250
+    finally:
+        client.close()
+    got = sink.next(15)
+    assert got is not None, "no automatic reply reached the relay"
+    mail_from, rcpt_tos, content = got
+    # RFC 3834 §3.3: MAIL FROM:<> (aiosmtpd shows the null reverse-path as "<>"), to the Return-Path
+    assert mail_from == "<>" and rcpt_tos == ["bob@remote.example"]
+    reply = email.message_from_bytes(content, policy=email.policy.default)
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["Subject"] == f"Auto: {subject}"
+    assert reply["From"].addresses[0].addr_spec == "vic@example.com"
+    original_id = raw.split(b"Message-ID: ")[1].split(b"\r\n")[0].decode()
+    assert reply["In-Reply-To"] == original_id
+    assert reply.get_content().strip() == "Back next week."
+    # the same sender again within the period: delivered, not answered again
+    raw2, subject2 = message(to="vic@example.com")
+    client = smtplib.LMTP("127.0.0.1", port, timeout=30)
+    try:
+        client.ehlo("mx.test.example")
+        client.mail("bob@remote.example")
+        client.rcpt("vic@example.com")
+        assert client.data(raw2)[0] == 250
+    finally:
+        client.close()
+    assert len(find_by_subject(vic, subject2)) == 1
+    assert sink.next(3) is None
+
+
+def test_a_vacation_reply_to_piped_mail_goes_out_through_the_running_server(relayed):
+    srv, port, sink, vic = relayed
+    raw, subject = message(to="vic@example.com")
+    code, err = deliver(srv.data, "--user", "vic", "--sender", "carol@remote.example", raw=raw)
+    assert code == 0 and "automatic reply queued" in err, err
+    got = sink.next(15)
+    assert got is not None, "no automatic reply reached the relay"
+    assert got[0] == "<>" and got[1] == ["carol@remote.example"]
+    assert b"Auto-Submitted: auto-replied" in got[2]
+
+
+def test_no_vacation_reply_to_list_mail(relayed):
+    srv, port, sink, vic = relayed
+    raw, subject = message(to="vic@example.com", extra="List-Id: <announce.remote.example>\r\n")
+    code, err = deliver(srv.data, "--user", "vic", "--sender", "announce-bounces@remote.example", raw=raw)
+    assert code == 0 and "automatic reply" not in err, err
+    assert sink.next(3) is None
