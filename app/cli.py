@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
             tidings serve
             tidings serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem
             tidings serve --demo --data ./data        (what `make serve` runs)
+            tidings serve --lmtp-port 2424            (Postfix delivers by LMTP to 127.0.0.1:2424)
             TIDINGS_DEMO_PASSWORD=secret tidings serve --demo
         """))
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -121,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "else a random one printed once)")
     p.add_argument("--push-allow-http", action="store_true",
                    help="accept http:// PushSubscription URLs, not only https:// (tests with a loopback receiver)")
+    p.add_argument("--lmtp-port", type=int, metavar="N",
+                   help="also listen for LMTP (RFC 2033) on port N, so that an MTA delivers mail into "
+                        "tidings (default: no LMTP); with --workers, one process owns the port")
+    p.add_argument("--lmtp-host", default="127.0.0.1", metavar="ADDR",
+                   help="address the LMTP listener binds (default: 127.0.0.1; LMTP has no "
+                        "authentication: keep it where only the MTA reaches it)")
     g = p.add_argument_group(
         "sending mail (EmailSubmission)",
         "Mail to the domains of this server's users is delivered locally. Mail to other domains goes "
@@ -274,6 +281,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mbox file, .eml file, Maildir folder or folder of message files")
     _engine_option(p)
     p.set_defaults(func=cmd_import)
+
+    # deliver
+    p = sub.add_parser(
+        "deliver", parents=[common], formatter_class=_Formatter,
+        help="deliver one message from standard input (for an MTA's pipe transport)",
+        description=textwrap.dedent("""
+            Delivers the message on standard input into a user's inbox (or --mailbox), as mail
+            arriving by LMTP is: threaded, indexed and pushed to connected clients, with
+            Return-Path and Received fields prepended, and an automatic reply when the user's
+            vacation response is on. The user is --user, or the owner of --recipient (an address
+            or alias). The envelope sender is --sender, else a Return-Path or mbox "From " line the
+            message starts with (Postfix pipe flags R and F). The same message delivered twice is
+            stored once. Safe while the server runs.
+
+            Exit status, as MTA pipe transports expect (sysexits.h): 0 delivered (or already
+            there), 67 (EX_NOUSER) no such user or address, 65 (EX_DATAERR) the input is not a
+            message, 75 (EX_TEMPFAIL) a temporary failure such as a full disk: the MTA keeps the
+            message and tries again."""),
+        epilog=_examples("""
+            tidings deliver --user alice < message.eml
+            tidings deliver --recipient alice@example.org --sender bob@example.net < message.eml
+            tidings deliver --user alice --mailbox Lists < digest.eml
+            (Postfix master.cf) tidings unix - n n - - pipe
+              flags=R user=tidings argv=/usr/local/bin/tidings deliver --data /srv/tidings
+              --recipient ${recipient} --sender ${sender}
+        """))
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="NAME", help="the user whose account receives the message")
+    who.add_argument("--recipient", metavar="ADDR", help="the recipient address: its owner receives it")
+    p.add_argument("--sender", metavar="ADDR",
+                   help="the envelope sender (default: the message's leading Return-Path or From_ line)")
+    p.add_argument("--mailbox", metavar="NAME", help="target mailbox (default: the inbox; created if missing)")
+    p.set_defaults(func=cmd_deliver)
 
     # reindex
     p = sub.add_parser(
@@ -545,6 +585,72 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+EX_DATAERR, EX_NOUSER, EX_TEMPFAIL = 65, 67, 75  # sysexits.h
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from app.delivery import (
+        NotAMessage,
+        TemporaryFailure,
+        deliver,
+        has_return_path,
+        return_path,
+        split_envelope_lead,
+        trace_fields,
+    )
+
+    prog = "tidings deliver"
+    try:
+        raw = sys.stdin.buffer.read()
+    except OSError as exc:
+        print(f"{prog}: cannot read the message: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    raw, from_line = split_envelope_lead(raw)
+    sender = args.sender if args.sender is not None else return_path(raw)
+    if sender is None:
+        sender = from_line or ""
+    data = _data_dir(args)
+    try:
+        store = _open(data)
+    except CliError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL  # a data directory not (yet) there or not readable: the MTA retries
+    try:
+        user = store.user(args.user) if args.user else store.user_for_address(args.recipient)
+        if user is None:
+            who = f"user {args.user!r}" if args.user else f"address {args.recipient!r}"
+            print(f"{prog}: no such {who}", file=sys.stderr)
+            return EX_NOUSER
+        trace = b"" if has_return_path(raw) else trace_fields(sender, args.recipient, protocol="local")
+        try:
+            result = deliver(store, user, raw, envelope_sender=sender, trace=trace, mailbox=args.mailbox,
+                             reply_queue=_reply_queue())
+        except NotAMessage as exc:
+            print(f"{prog}: not a message: {exc}", file=sys.stderr)
+            return EX_DATAERR
+        except TemporaryFailure as exc:
+            print(f"{prog}: temporary failure{' (storage full)' if exc.full else ''}: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL
+    except Exception as exc:  # noqa: BLE001 - anything unforeseen: the MTA keeps the message
+        print(f"{prog}: temporary failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    finally:
+        store.close()
+    state = "delivered" if result.created else "already there"
+    print(f"{state}: {result.email_id} to {user['name']}"
+          + (" (malformed, stored)" if result.defects else "")
+          + (" (automatic reply queued)" if result.replied else ""), file=sys.stderr)
+    return 0
+
+
+def _reply_queue():
+    """Where automatic replies go: the outgoing queue, which a running server's deliverer sends
+    (it is woken by the change bus; without a running server they wait in the queue)."""
+    from app.submission.outbox import enqueue
+
+    return enqueue
+
+
 def _index_after_batch(store, search, account_id: str, stored: dict[str, bytes]) -> None:
     """While the import is the index writer it indexes every account's queue, not only its own
     (a server started meanwhile waits for it), and keeps its mapped memory small."""
@@ -694,7 +800,9 @@ def _env_config():
                   search_engine=os.environ.get("TIDINGS_SEARCH_ENGINE") or "tantivy",
                   public_url=os.environ.get("TIDINGS_PUBLIC_URL") or None,
                   push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1",
-                  smtp_relay=_relay_from_env())
+                  smtp_relay=_relay_from_env(),
+                  lmtp_port=int(os.environ["TIDINGS_LMTP_PORT"]) if os.environ.get("TIDINGS_LMTP_PORT") else None,
+                  lmtp_host=os.environ.get("TIDINGS_LMTP_HOST") or "127.0.0.1")
 
 
 def _relay_from_env():
@@ -789,6 +897,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"bad port {args.port}")
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    if args.lmtp_port is not None and not 0 < args.lmtp_port < 65536:
+        raise CliError(f"bad LMTP port {args.lmtp_port}")
     try:
         os.makedirs(data, exist_ok=True)
     except OSError as exc:
@@ -815,8 +925,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.push_allow_http:
         env["TIDINGS_PUSH_ALLOW_HTTP"] = "1"
     env.update(_relay_env(args))
+    # set either way: a TIDINGS_LMTP_PORT left in the environment does not start a listener
+    env["TIDINGS_LMTP_PORT"] = str(args.lmtp_port) if args.lmtp_port is not None else ""
+    env["TIDINGS_LMTP_HOST"] = args.lmtp_host
+    lmtp = f", LMTP on {args.lmtp_host}:{args.lmtp_port}" if args.lmtp_port is not None else ""
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
-          f"workers: {args.workers})", file=sys.stderr, flush=True)
+          f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
     os.environ.update(env)
     if args.workers > 1:
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)

@@ -59,6 +59,8 @@ class Config:
     map_size: int = 1 << 36
     push_allow_http: bool = False  # accept http:// PushSubscription URLs (tests with a loopback receiver)
     smtp_relay: RelayConfig | None = None  # where mail to other domains goes (app.submission.relay)
+    lmtp_port: int | None = None  # the LMTP listener (app.lmtp); None: none
+    lmtp_host: str = "127.0.0.1"
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None,
@@ -96,6 +98,14 @@ class Tidings:
         self.sockets: set[JmapSocket] = set()
         self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
         self.deliverer = Deliverer(self.store, config.data_dir, self.bus, config.smtp_relay)
+        self.lmtp = None
+        if config.lmtp_port is not None:
+            from .lmtp import LmtpListener
+            from .submission.outbox import enqueue
+
+            # automatic replies (app.vacation) go into the outgoing queue like any submission
+            self.lmtp = LmtpListener(self.store, config.data_dir, config.lmtp_host, config.lmtp_port,
+                                     max_size=config.limits.max_size_upload, reply_queue=enqueue)
 
     def start(self) -> None:
         """On the event loop: the background indexer and the change bus's watcher."""
@@ -103,6 +113,15 @@ class Tidings:
         self.bus.start()
         self.push.start()  # PushSubscription delivery (app.push.webpush)
         self.deliverer.start()  # the outgoing mail queue (app.submission.deliverer)
+
+    async def start_listeners(self) -> None:
+        """On the event loop, after `start`: the LMTP listener (in the one process that owns it)."""
+        if self.lmtp is not None:
+            await self.lmtp.start()
+
+    async def stop_listeners(self) -> None:
+        if self.lmtp is not None:
+            await self.lmtp.close()
 
     def begin_shutdown(self) -> None:
         """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
@@ -346,10 +365,12 @@ def create_app(config: Config) -> FastAPI:
     async def lifespan(app):
         tidings.start()  # the background indexer, the change bus
         on_signal(tidings.begin_shutdown)  # push connections end as soon as SIGTERM arrives
+        await tidings.start_listeners()  # LMTP
         try:
             yield
         finally:
             tidings.begin_shutdown()
+            await tidings.stop_listeners()  # deliveries in flight finish before the store closes
             await tidings.bus.close()
             await tidings.push.close()
             await tidings.deliverer.close()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+VACATION = "urn:ietf:params:jmap:vacationresponse"
 
 Handler = Callable[..., object]
 
@@ -44,7 +45,7 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 # the modules that declare tidings' data types and methods
 BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
-            "app.searchsnippet", "app.submission", "app.thread")
+            "app.searchsnippet", "app.submission", "app.thread", "app.vacation")
 
 
 def load_methods() -> dict[str, Method]:
