@@ -25,11 +25,11 @@ import os
 import threading
 import time
 
-from app import ipc
+from app import delivery, ipc
 from app.protocol.types import TYPES
 from app.push.bus import RESYNC, BusClosed
 
-from . import local, outbox, relay
+from . import outbox, relay
 from .relay import RelayConfig, RelayUnavailable
 
 log = logging.getLogger("tidings.submission")
@@ -212,11 +212,15 @@ class Deliverer:
         user = self.store.user_for_address(address)
         if user is None:
             return 550, f"550 5.1.1 <{address}>: no such user here", "no"
-        try:
-            local.deliver(self.store, user, raw, return_path=mail_from)
-        except Exception as exc:  # noqa: BLE001 - a temporary failure of this recipient only
-            log.exception("submission: local delivery to %s failed", address)
-            return 451, f"451 4.3.0 local delivery failed: {type(exc).__name__}", "no"
+        try:  # as the LMTP listener delivers: trace fields, duplicates recognised, vacation replies
+            delivery.deliver(self.store, user, raw, envelope_sender=mail_from,
+                             trace=delivery.trace_fields(mail_from, address, protocol="local"),
+                             reply_queue=outbox.enqueue)
+        except delivery.NotAMessage as exc:
+            return 554, f"554 5.6.0 not a message: {exc}", "no"
+        except delivery.TemporaryFailure as exc:  # of this recipient only
+            return (452 if exc.full else 451), f"{452 if exc.full else 451} 4.3.{1 if exc.full else 0} " \
+                f"local delivery failed: {exc}", "no"
         return 250, "250 2.0.0 delivered", "yes"
 
     def _record(self, account_id: str, entry_id: str, replies: dict[str, tuple[int, str, str]]) -> None:
