@@ -6,7 +6,7 @@ check of the request pipeline accepts exactly these URNs."""
 
 from __future__ import annotations
 
-from app.protocol.registry import CORE, MAIL, SUBMISSION
+from app.protocol.registry import BLOB, CORE, MAIL, SUBMISSION
 from app.protocol.types import Capability, capability
 
 MAX_MAILBOX_DEPTH = 10
@@ -34,3 +34,13 @@ capability(Capability(SUBMISSION, account=lambda server, account: {
 WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
 capability(Capability(WEBPUSH_VAPID, account=None, primary=False, session=lambda server: (
     {"applicationServerKey": server.push.application_server_key} if getattr(server, "push", None) else {})))
+
+# RFC 9404 §4.1: Blob/upload, Blob/get, Blob/lookup
+MAX_DATA_SOURCES = 64  # the RFC's minimum
+BLOB_LOOKUP_TYPES = ("Email", "Mailbox", "Thread")
+capability(Capability(BLOB, account=lambda server, account: {
+    "maxSizeBlobSet": server.config.limits.max_size_upload,
+    "maxDataSources": MAX_DATA_SOURCES,
+    "supportedTypeNames": list(BLOB_LOOKUP_TYPES),
+    "supportedDigestAlgorithms": ["sha", "sha-256"],
+}))

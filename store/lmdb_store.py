@@ -86,6 +86,10 @@ JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones a
 _LEGACY_LOG = {"Mailbox": "m", "Email": "e", "Thread": "t", "Identity": "i"}
 
 
+class MapFullError(StorageFull, lmdb.MapFullError):
+    """The LMDB map is full: a StorageFull that is still the lmdb error it was."""
+
+
 def _log_code(type_name: str) -> bytes:
     return _LEGACY_LOG.get(type_name, type_name).encode()
 
@@ -217,7 +221,9 @@ class LmdbStore:
             txn.commit()
         except lmdb.MapFullError as exc:
             txn.abort()
-            raise StorageFull(f"the LMDB map is full: {exc}") from exc
+            if isinstance(exc, StorageFull):
+                raise
+            raise MapFullError(*exc.args) from exc
         except OSError as exc:
             txn.abort()
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):

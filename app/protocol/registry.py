@@ -12,6 +12,7 @@ from dataclasses import dataclass
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
 
 Handler = Callable[..., object]
 
@@ -50,6 +51,7 @@ def load_methods() -> dict[str, Method]:
     import os
 
     from app import capabilities, core, email, identity, mailbox, pushsubscription, searchsnippet, thread  # noqa: F401
+    from app.blob import methods  # noqa: F401
 
     for module in filter(None, (m.strip() for m in os.environ.get("TIDINGS_EXTRA_TYPES", "").split(","))):
         importlib.import_module(module)
