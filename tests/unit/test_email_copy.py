@@ -72,9 +72,9 @@ def test_email_copy_refuses_a_duplicate_and_properties_other_than_the_three(setu
     assert bad["notCreated"]["d"]["properties"] == ["subject"]
     missing = handler("Email/copy")(ctx, {**args, "create": {"e": {"id": "M9999999999"}}})
     assert missing["notCreated"]["e"]["type"] == "notFound"
-    # the source mailboxIds are not valid in the target account
+    # a mailbox the target account does not have
     foreign = handler("Email/copy")(ctx, {"fromAccountId": a, "accountId": b,
-                                          "create": {"f": {"id": email["id"]}}})
+                                          "create": {"f": {"id": email["id"], "mailboxIds": {"B999999": True}}}})
     assert foreign["notCreated"]["f"]["type"] == "invalidProperties"
     assert foreign["notCreated"]["f"]["properties"] == ["mailboxIds"]
 
