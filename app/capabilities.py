@@ -6,7 +6,7 @@ check of the request pipeline accepts exactly these URNs."""
 
 from __future__ import annotations
 
-from app.protocol.registry import CORE, MAIL, SUBMISSION, VACATION
+from app.protocol.registry import BLOB, CORE, MAIL, SUBMISSION, VACATION
 from app.protocol.types import Capability, capability
 from app.submission import MAX_SIZE
 from app.submission.envelope import MAX_DELAYED_SEND
@@ -40,3 +40,13 @@ capability(Capability(VACATION))
 WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
 capability(Capability(WEBPUSH_VAPID, account=None, primary=False, session=lambda server: (
     {"applicationServerKey": server.push.application_server_key} if getattr(server, "push", None) else {})))
+
+# RFC 9404 §4.1: Blob/upload, Blob/get, Blob/lookup
+MAX_DATA_SOURCES = 64  # the RFC's minimum
+BLOB_LOOKUP_TYPES = ("Email", "Mailbox", "Thread")
+capability(Capability(BLOB, account=lambda server, account: {
+    "maxSizeBlobSet": server.config.limits.max_size_upload,
+    "maxDataSources": MAX_DATA_SOURCES,
+    "supportedTypeNames": list(BLOB_LOOKUP_TYPES),
+    "supportedDigestAlgorithms": ["sha", "sha-256"],
+}))

@@ -339,11 +339,31 @@ def build_parser() -> argparse.ArgumentParser:
             Compares, for one account (--user) or every account, the emails in the store with the
             documents in the full-text index, and reports every difference: emails missing from
             the index, documents of emails that no longer exist, and work still queued for the
-            indexer. Exit status 0 when they agree, 1 when they differ (run `tidings reindex`)."""),
+            indexer. Exit status 0 when they agree, 1 when they differ (run `tidings reindex`).
+            Also reports the blobs nothing references: how many and how large are reclaimable
+            now (past the grace period: run `tidings gc`) and how many are within it."""),
         epilog=_examples("tidings check\ntidings check --user alice --search-engine whoosh"))
     p.add_argument("--user", metavar="NAME", help="only this user's account (default: every account)")
     _engine_option(p)
     p.set_defaults(func=cmd_check)
+
+    # gc
+    p = sub.add_parser(
+        "gc", parents=[common], formatter_class=_Formatter, help="remove blobs nothing references",
+        description=textwrap.dedent("""
+            Removes the blobs nothing references any more once they have been unreferenced for
+            the grace period: uploads no email used, the messages of destroyed emails, blobs their
+            holder (e.g. the outgoing queue) released; a blob an email or a holder references is
+            never removed. Also removes blob files no write recorded (a crash mid-upload). The
+            server does this by itself every TIDINGS_BLOB_GC_INTERVAL seconds (default 600); only
+            one process collects at a time. Prints what was reclaimed; the space freed inside
+            the LMDB file is reused by later writes, blob files are deleted."""),
+        epilog=_examples("tidings gc\ntidings gc --dry-run\ntidings gc --grace 0   # everything unreferenced now"))
+    p.add_argument("--grace", type=float, metavar="SECONDS", default=None,
+                   help="how long a blob stays after it was last referenced or stored "
+                        "(default: $TIDINGS_BLOB_GRACE_SECONDS, else 3600)")
+    p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
+    p.set_defaults(func=cmd_gc)
     return parser
 
 
@@ -728,10 +748,46 @@ def cmd_check(args: argparse.Namespace) -> int:
             if (missing or extra) and queued:
                 print("  (the indexer has queued work; run check again once it is done)")
             differ = differ or bool(missing or extra)
+        if not args.user:
+            from app.blob.gc import grace_seconds
+
+            report = store.collect_garbage(grace_seconds(), dry_run=True)
+            print(f"blobs: {report['blobs']} reclaimable ({_octets(report['bytes'])}, "
+                  f"{report['files']} files; run tidings gc), {report['pending']} unreferenced "
+                  f"within the grace period ({_octets(report['pendingBytes'])})")
     finally:
         search.close()
         store.close()
     return 1 if differ else 0
+
+
+def _octets(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from app.blob.gc import collect, grace_seconds
+
+    data = _data_dir(args)
+    store = _open(data)
+    grace = grace_seconds() if args.grace is None else args.grace
+    if grace < 0:
+        raise CliError("--grace must not be negative")
+    try:
+        report = collect(store, data, grace, dry_run=args.dry_run)
+    finally:
+        store.close()
+    if report is None:
+        raise CliError("another process is collecting blobs right now; try again later")
+    verb = "would reclaim" if args.dry_run else "reclaimed"
+    print(f"{verb} {report['blobs']} blobs and {report['files']} files, {_octets(report['bytes'])} "
+          f"(grace {grace:g} s); {report['pending']} unreferenced blobs within the grace period "
+          f"({_octets(report['pendingBytes'])})")
+    return 0
 
 
 class _Bar:

@@ -7,6 +7,7 @@ Push runs on the change bus (`app.push`); the API request pipeline of both trans
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import re
@@ -23,9 +24,12 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from store import open_store
+from store import StorageFull, open_store
 
 from .auth import Authenticator
+from .blob import gc as blob_gc
+from .blob import open_blob
+from .blob.http import blob_response
 from .protocol.errors import ProblemError
 from .protocol.registry import load_methods
 from .protocol.request import CallContext, Limits, check_request, parse_request, process
@@ -75,6 +79,9 @@ def problem(err: ProblemError, headers: dict | None = None) -> Response:
 # type/subtype with optional parameters, no control characters (it becomes a header)
 _MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;[\x20-\x7e]*)?")
 
+UPLOAD_WRITE = 1 << 20  # an upload is written to its blob sink a megabyte at a time
+TOO_LARGE = ProblemError("limit", 413, "blob exceeds maxSizeUpload", limit="maxSizeUpload")
+
 QUEUE_SECONDS = 10.0  # how long a request over the concurrency limit waits for a slot
 
 UNAUTHORIZED = ProblemError("about:blank", 401, "authentication required: HTTP Basic with a tidings user")
@@ -113,6 +120,8 @@ class Tidings:
         self.bus.start()
         self.push.start()  # PushSubscription delivery (app.push.webpush)
         self.deliverer.start()  # the outgoing mail queue (app.submission.deliverer)
+        self._gc_task = asyncio.get_running_loop().create_task(
+            blob_gc.run_periodically(self.store, self.config.data_dir))  # unreferenced blobs
 
     async def start_listeners(self) -> None:
         """On the event loop, after `start`: the LMTP listener (in the one process that owns it)."""
@@ -128,6 +137,8 @@ class Tidings:
         close frame 1001 once its requests in flight are answered. Requests still finish."""
         if self.bus.stopping:
             return
+        if getattr(self, "_gc_task", None) is not None:
+            self._gc_task.cancel()
         log.info("shutting down: ending %d push subscriptions and %d WebSockets",
                  self.bus.subscriptions(), len(self.sockets))
         self.bus.shutdown()
@@ -270,6 +281,8 @@ def create_app(config: Config) -> FastAPI:
             return problem(err)
 
     async def upload(request: Request) -> Response:
+        """RFC 8620 §6.1: the body streams into a blob sink (at most a megabyte in memory; a
+        large blob is written to a file while hashed) and is stored when complete."""
         user = await tidings.user_for(request)
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
@@ -277,23 +290,42 @@ def create_app(config: Config) -> FastAPI:
         if account_id != user["accountId"]:
             return problem(ProblemError("about:blank", 404, f"no account {account_id!r}"))
         limits = config.limits
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_size_upload:
+            return problem(TOO_LARGE)
         slot = "upload:" + user["name"]
         if not await tidings._acquire(slot, limits.max_concurrent_upload):
             return problem(ProblemError("limit", 429, "too many concurrent uploads",
                                         limit="maxConcurrentUpload"))
+        media_type = request.headers.get("content-type") or "application/octet-stream"
+        sink = tidings.store.blob_sink()
         try:
-            body = await _read_limited(request, limits.max_size_upload)
-            if body is None:
-                return problem(ProblemError("limit", 413, "blob exceeds maxSizeUpload",
-                                            limit="maxSizeUpload"))
-            media_type = request.headers.get("content-type") or "application/octet-stream"
+            pending, pending_size, size = [], 0, 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_size_upload:
+                    return problem(TOO_LARGE)
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= UPLOAD_WRITE:
+                    await run_in_threadpool(sink.write, b"".join(pending))
+                    pending, pending_size = [], 0
 
             def put() -> dict:
+                if pending:
+                    sink.write(b"".join(pending))
+                sink.finish()
                 with tidings.store.write(account_id) as w:
-                    return w.put_blob(body, media_type)
+                    return w.put_blob(sink, media_type)
 
             info = await run_in_threadpool(put)
+        except (StorageFull, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            log.error("upload refused: %s", exc)
+            return problem(ProblemError("about:blank", 507, "the server has no room for this blob now"))
         finally:
+            sink.close()
             tidings._release(slot)
         return _json({"accountId": account_id, "blobId": info["blobId"], "type": media_type,
                       "size": info["size"]}, status=201)
@@ -305,22 +337,24 @@ def create_app(config: Config) -> FastAPI:
         p = request.path_params
         if p["account_id"] != user["accountId"]:
             return problem(ProblemError("about:blank", 404, "blob not found"))
-        from .blob import read_blob
-
-        found = await run_in_threadpool(read_blob, tidings.store, p["account_id"], p["blob_id"])
+        media_type = request.query_params.get("accept")
+        if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
+            return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
+        found = await run_in_threadpool(open_blob, tidings.store, p["account_id"], p["blob_id"])
         if found is None:
             return problem(ProblemError("about:blank", 404, "blob not found"))
-        data, stored_type = found
-        media_type = request.query_params.get("accept") or stored_type or "application/octet-stream"
+        f, size, stored_type = found
+        media_type = media_type or stored_type or "application/octet-stream"
         if not _MEDIA_TYPE.fullmatch(media_type):
+            f.close()
             return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
         name = p["name"]
         disposition = "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
         # RFC 8620 §6.2: the Content-Type is exactly the type the URL names. Given as a header, not
         # as media_type, which Starlette would extend with "; charset=utf-8" for text/* types,
         # a false statement about bytes in any other charset.
-        return Response(data, headers={"Content-Type": media_type, "Content-Disposition": disposition,
-                                       "Cache-Control": "private, immutable, max-age=31536000"})
+        return blob_response(request, p["blob_id"], f, size,
+                             {"Content-Type": media_type, "Content-Disposition": disposition})
 
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)

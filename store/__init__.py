@@ -8,6 +8,7 @@ from .base import (
     JournalEntry,
     NotFound,
     Reader,
+    StorageFull,
     Store,
     StoreError,
     Writer,
@@ -21,4 +22,4 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
 
 
 __all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "Reader",
-           "Store", "StoreError", "Writer", "ids", "open_store"]
+           "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store"]

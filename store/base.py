@@ -23,6 +23,22 @@ Contract, for every backend:
   announces this process's commits right after they are durable (the change bus listens there).
 * **Mail** (mailboxes, emails, threads, blobs, the index queue) keeps its own operations: counts,
   threading and the date indexes are kept in the same transaction as the message.
+* **Blobs** are immutable bytes stored once by content (`store.ids`: ``G`` + sha256) and reached
+  per account: an account reads a blob only after `put_blob` or `grant_blob` gave it access.
+  `Store.blob_sink` takes a new blob piecewise (an upload streams into it without the body ever
+  being in memory whole); `Writer.put_blob` stores bytes or a finished sink, durably at commit
+  (for a blob kept outside the database, its bytes are synced before the commit that records
+  it).  `Reader.open_blob` gives a seekable binary file to stream from; `Reader.blob` the bytes.
+  A backend answers a blob larger than memory through `open_blob` without reading it whole.
+* **Blob lifetime.**  A blob of an account is *referenced* while an email of the account is that
+  message, or a *holder* holds it (`Writer.hold_blob(blob_id, holder)` until
+  `release_blob(blob_id, holder)`: any record that is not an email and needs a blob kept, such as
+  an outgoing message waiting to be sent, holds it under a name of its own, e.g.
+  ``"submission:S12"``).  An account's access to an unreferenced blob ends when
+  `Store.collect_garbage(grace)` runs more than `grace` seconds after the blob was last stored
+  there (put, granted) or lost its last reference (email destroyed, hold released); the bytes go
+  when no account has access any more.  The collector is a background or CLI job and may scan;
+  nothing on a request path scans all blobs.
 """
 
 from __future__ import annotations
@@ -30,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 JournalEntry = tuple[int, str, dict]  # (seq, account id, {type name: new state})
 
@@ -45,6 +61,10 @@ class NotFound(StoreError):
 
 class CannotCalculateChanges(StoreError):
     pass
+
+
+class StorageFull(StoreError):
+    """The disk (or the database's map) has no room for the write; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -111,9 +131,22 @@ class Reader(Protocol):
     def thread(self, thread_id: str) -> list[str] | None: ...
     def thread_ids(self, limit: int) -> list[str]: ...
 
-    # -- blobs
-    def blob(self, blob_id: str) -> bytes | None: ...
-    def blob_info(self, blob_id: str) -> dict | None: ...
+    # -- blobs (whole blobs "G<guid>" this account has access to; part ids are app/blob's)
+    def blob(self, blob_id: str) -> bytes | None:
+        """The bytes (in memory: for MIME parsing and small blobs; downloads use open_blob)."""
+
+    def open_blob(self, blob_id: str) -> BinaryIO | None:
+        """A readable, seekable binary file of the blob, which the caller closes; it stays
+        readable after the Reader ends (and after a collector removed the blob meanwhile)."""
+
+    def blob_info(self, blob_id: str) -> dict | None:
+        """{"blobId", "size", "type", "created"[, "released"]} of a blob of this account."""
+
+    def blob_holders(self, blob_id: str) -> list[str]:
+        """The holders holding the blob in this account (`Writer.hold_blob`)."""
+
+    def blob_referenced(self, blob_id: str) -> bool:
+        """Whether an email of this account is the blob's message or a holder holds it."""
 
 
 class Writer(Reader, Protocol):
@@ -140,15 +173,50 @@ class Writer(Reader, Protocol):
                      mailbox_ids: dict | None = None) -> dict: ...
     def destroy_email(self, email_id: str) -> None: ...
 
-    def put_blob(self, data: bytes, media_type: str) -> dict: ...
+    def put_blob(self, data: bytes | BlobSink, media_type: str) -> dict:
+        """Stores a blob given as bytes or as a finished `Store.blob_sink` and gives this account
+        access to it (its grace period restarts if it had it).  Returns its blob_info."""
+
+    def grant_blob(self, blob_id: str, from_reader: Reader) -> dict | None:
+        """Gives this account access to a blob of `from_reader`'s account without copying bytes
+        (Blob/copy); None if that account has no such blob."""
+
+    def hold_blob(self, blob_id: str, holder: str) -> None:
+        """Keeps the blob alive in this account until `release_blob(blob_id, holder)`; a holder
+        is any name without NUL; holding twice is holding once.  NotFound for a blob the account
+        does not have."""
+
+    def release_blob(self, blob_id: str, holder: str) -> None:
+        """Ends the hold (a no-op if there is none); the blob's grace period starts now."""
 
     def flush(self) -> None:
         """Records this transaction's changes so far under a new state (done again at commit)."""
 
 
+class BlobSink(Protocol):
+    """A new blob's bytes, written piecewise; `finish` returns its guid (sha256 hex).  Close it
+    (context manager) whether or not it was stored."""
+
+    size: int
+
+    def write(self, chunk: bytes) -> None: ...
+    def finish(self) -> str: ...
+    def close(self) -> None: ...
+
+
 class Store(Protocol):
     def read(self, account_id: str) -> AbstractContextManager[Reader]: ...
-    def write(self, account_id: str) -> AbstractContextManager[Writer]: ...
+    def write(self, account_id: str) -> AbstractContextManager[Writer]:
+        """StorageFull when the disk or the database is full (the transaction is aborted)."""
+
+    # -- blobs
+    def blob_sink(self) -> BlobSink: ...
+
+    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None) -> dict:
+        """Removes unreferenced blobs older than `grace` seconds (see "Blob lifetime") and files no
+        commit recorded.  Returns {"blobs", "bytes", "files", "pending", "pendingBytes"}: blobs and
+        octets reclaimed (dry_run: reclaimable), files unlinked, and the unreferenced blobs still
+        within their grace.  Safe while servers and commands write concurrently."""
 
     # -- the journal (the change bus reads it)
     def on_commit(self, listener: Callable[[list[JournalEntry]], None]) -> None:

@@ -9,9 +9,11 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | users     | username                     | user JSON (hash, accountId, email)      | auth, CLI                    |
 | accounts  | A                            | account JSON                            | session                      |
 | counters  | A\\0name                     | n                                       | id allocation, modseq        |
-| blobs     | n (global blob sequence)     | raw bytes, stored once                  | blob content, appended       |
-| blobguid  | sha256 (hex)                 | n                                       | content addressing by guid   |
-| blobref   | A\\0blobId                   | JSON {size, type, created}              | per-account blob access      |
+| blobs     | n (global blob sequence)     | raw bytes of a blob <= 1 MiB, stored once | small blob content, appended |
+| blobguid  | sha256 (hex)                 | n (in `blobs`), or b"F" + size(n): a file | content addressing by guid   |
+| blobref   | A\\0blobId                   | JSON {size, type, created[, released]}  | per-account blob access      |
+| blobacct  | sha256\\0A                   | -                                       | which accounts have a blob (GC) |
+| blobhold  | A\\0blobId\\0holder          | JSON {since}                            | blobs held alive by records  |
 | emails    | A\\0emailId                  | email JSON (metadata, keywords, boxes)  | Email/get by id: O(log n)    |
 | guid      | A\\0guid                     | emailId                                 | lookup by message guid       |
 | mbuid     | A\\0mailboxId\\0uid(n)       | emailId                                 | mailbox + uid                |
@@ -30,6 +32,13 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
 | addresses | address or @domain (lower)   | username                                | RCPT TO, local delivery      |
 
+Blobs larger than 1 MiB are files at ``<data>/blobs/ab/<sha256>`` (`store.blobfiles`): written to
+a temp file while hashed, fsync'd, and renamed to their content address inside the write
+transaction that records them, before it commits.  A blob of an account is *referenced* while an
+email of the account is that message (`guid`) or a holder holds it (`blobhold`); an unreferenced
+one is removed by `collect_garbage` once `created` (or `released`, when its last reference went)
+is older than the grace period, and its content once no account has it (`blobacct`).
+
 Every Writer is one LMDB write transaction: a message is stored wholly (blob, record, memberships,
 thread, counts, change log, index queue) or not at all, and LMDB syncs on commit, so an
 acknowledged write survives kill -9.
@@ -38,8 +47,10 @@ acknowledged write survives kill -9.
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import hashlib
+import io
 import logging
 import os
 import secrets
@@ -51,20 +62,21 @@ from contextlib import contextmanager
 import lmdb
 import orjson
 
-from . import ids
-from .base import CannotCalculateChanges, Changes, Collection, NotFound, StoreError
+from . import blobfiles, ids
+from .base import CannotCalculateChanges, Changes, Collection, NotFound, StorageFull, StoreError
 
 log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal", "addresses")
+        "records", "recidx", "journal", "addresses", "blobacct", "blobhold")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
 
 
 _MADV_DONTNEED = 4
+_FILE = b"F"  # a blobguid value for a blob kept as a file: b"F" + size
 _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
 _JOURNAL_SEQ = b"\x00journal"
 JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
@@ -72,6 +84,10 @@ JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones a
 # The change-log codes of the first four types, kept so that existing data directories keep their
 # states; every other type is logged under its own name.
 _LEGACY_LOG = {"Mailbox": "m", "Email": "e", "Thread": "t", "Identity": "i"}
+
+
+class MapFullError(StorageFull, lmdb.MapFullError):
+    """The LMDB map is full: a StorageFull that is still the lmdb error it was."""
 
 
 def _log_code(type_name: str) -> bytes:
@@ -139,7 +155,9 @@ class LmdbStore:
                              readahead=False, metasync=True, sync=True)
         self.db = {name: self.env.open_db(name.encode()) for name in _DBS}
         self._listeners: list = []
+        self.inline_max = int(os.environ.get("TIDINGS_BLOB_INLINE_MAX") or blobfiles.INLINE_MAX)
         self._index_addresses()
+        self._index_blob_accounts()
 
     def _index_addresses(self) -> None:
         """Data directories made before the addresses database: every user's address, once."""
@@ -153,8 +171,25 @@ class LmdbStore:
                         txn.put(addr.lower().encode(), user["name"].encode(), db=self.db["addresses"])
             self._index_domains(txn)
 
+    def _index_blob_accounts(self) -> None:
+        """Data directories made before the blobacct database: which accounts have each blob."""
+        with self.env.begin(write=True) as txn:
+            if txn.stat(self.db["blobacct"])["entries"] or not txn.stat(self.db["blobref"])["entries"]:
+                return
+            for key in txn.cursor(db=self.db["blobref"]).iternext(values=False):
+                account, _, blob_id = key.partition(SEP)
+                guid = ids.guid_of(blob_id.decode())
+                if guid:
+                    txn.put(guid.encode() + SEP + account, b"", db=self.db["blobacct"])
+
     def close(self) -> None:
         self.env.close()
+
+    # -- blobs
+    def blob_sink(self) -> blobfiles.BlobSink:
+        """A new blob's bytes, written piecewise (an upload streams into it); store it with
+        `Writer.put_blob(sink, type)`, and close it (a context manager) in any case."""
+        return blobfiles.BlobSink(self.path, self.inline_max)
 
     def release_memory(self) -> None:
         """Drops this process's mapping of the data file's pages (Linux madvise DONTNEED on the
@@ -184,6 +219,16 @@ class LmdbStore:
             yield w
             w.flush()
             txn.commit()
+        except lmdb.MapFullError as exc:
+            txn.abort()
+            if isinstance(exc, StorageFull):
+                raise
+            raise MapFullError(*exc.args) from exc
+        except OSError as exc:
+            txn.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"no space left for blob files: {exc}") from exc
+            raise
         except BaseException:
             txn.abort()
             raise
@@ -303,6 +348,122 @@ class LmdbStore:
                 return True
             # the domains of all addresses are kept in the same database as "%domain" keys
             return txn.get(b"%" + domain.encode(), db=self.db["addresses"]) is not None
+
+    # -- blob garbage collection (a background or CLI job: scanning is fine here)
+    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None) -> dict:
+        """Removes every account's access to blobs nothing references (no email of the account is
+        the message, no holder holds it) whose `created`/`released` time is older than `grace`
+        seconds, then the content of blobs no account has any more, and orphan files.  Returns
+        {"blobs": n, "bytes": n, "files": n, "pending": n, "pendingBytes": n}: what was (with
+        dry_run: would be) reclaimed, and what is unreferenced but still within its grace."""
+        now = time.time() if now is None else now
+        report = {"blobs": 0, "bytes": 0, "files": 0, "pending": 0, "pendingBytes": 0}
+        dead_guids: set[bytes] = set()
+        db = self.db
+        with self.env.begin(write=not dry_run) as txn:
+            gone: list[bytes] = []
+            for key, value in txn.cursor(db=db["blobref"]):
+                account, _, blob_id = key.partition(SEP)
+                guid = ids.guid_of(blob_id.decode())
+                if guid is None:
+                    continue
+                if txn.get(account + SEP + guid.encode(), db=db["guid"]) is not None:
+                    continue  # an email of the account is this message
+                cur = txn.cursor(db=db["blobhold"])
+                hold_prefix = key + SEP
+                if cur.set_range(hold_prefix) and cur.key().startswith(hold_prefix):
+                    continue  # held
+                info = orjson.loads(value)
+                since = max(info.get("created", 0), info.get("released", 0))
+                if since + grace > now:
+                    report["pending"] += 1
+                    report["pendingBytes"] += info.get("size", 0)
+                    continue
+                gone.append(key)
+                dead_guids.add(guid.encode())
+            removed_access = {}
+            for key in gone:
+                account, _, blob_id = key.partition(SEP)
+                guid = blob_id[1:]
+                removed_access.setdefault(guid, set()).add(account)
+                if not dry_run:
+                    txn.delete(key, db=db["blobref"])
+                    txn.delete(guid + SEP + account, db=db["blobacct"])
+            # accounts whose access entry is gone (a deleted user) no longer count
+            cur = txn.cursor(db=db["blobacct"])
+            stale = []
+            for key in cur.iternext(values=False):
+                guid, _, account = key.partition(SEP)
+                if txn.get(account + SEP + b"G" + guid, db=db["blobref"]) is None:
+                    stale.append(key)
+                    dead_guids.add(guid)
+            if not dry_run:
+                for key in stale:
+                    txn.delete(key, db=db["blobacct"])
+            # content no account has (a deleted user's, or left by an older version)
+            probe = txn.cursor(db=db["blobacct"])
+            for guid in txn.cursor(db=db["blobguid"]).iternext(values=False):
+                if guid not in dead_guids and not (probe.set_range(guid + SEP)
+                                                   and probe.key().startswith(guid + SEP)):
+                    dead_guids.add(guid)
+            files: list[str] = []
+            stale_set = set(stale)
+            for guid in dead_guids:
+                prefix = guid + SEP
+                cur = txn.cursor(db=db["blobacct"])
+                alive = False
+                if cur.set_range(prefix):
+                    for key in cur.iternext(values=False):
+                        if not key.startswith(prefix):
+                            break
+                        if dry_run and (key[len(prefix):] in removed_access.get(guid, ()) or key in stale_set):
+                            continue  # (a dry run removed nothing: skip what it would remove)
+                        alive = True
+                        break
+                if alive:
+                    continue
+                where = txn.get(guid, db=db["blobguid"])
+                if where is None:
+                    continue
+                report["blobs"] += 1
+                if where[:1] == _FILE:
+                    report["bytes"] += _N.unpack(where[1:])[0]
+                    files.append(guid.decode())
+                else:
+                    data = txn.get(where, db=db["blobs"])
+                    report["bytes"] += len(data or b"")
+                    if not dry_run:
+                        txn.delete(where, db=db["blobs"])
+                if not dry_run:
+                    txn.delete(guid, db=db["blobguid"])
+        if dry_run:
+            report["files"] = len(files)
+            return report
+        # files: unlinked after the commit, under the write lock (an upload renames its file into
+        # place inside a write transaction) and only if still not recorded
+        with self.env.begin(write=True) as txn:
+            for guid in files:
+                if txn.get(guid.encode(), db=db["blobguid"]) is None:
+                    try:
+                        os.unlink(blobfiles.path_of(self.path, guid))
+                        report["files"] += 1
+                    except FileNotFoundError:
+                        pass
+            # orphans: files no transaction recorded (a crash between rename and commit), and
+            # temp files of uploads that never finished
+            for guid, path, st in blobfiles.stored_files(self.path):
+                if now - st.st_mtime > grace and txn.get(guid.encode(), db=db["blobguid"]) is None:
+                    os.unlink(path)
+                    report["files"] += 1
+                    report["bytes"] += st.st_size
+            for path, size in blobfiles.stale_temp_files(self.path, max(grace, blobfiles.TMP_MAX_AGE)):
+                try:
+                    os.unlink(path)
+                    report["files"] += 1
+                    report["bytes"] += size
+                except FileNotFoundError:
+                    pass
+        return report
 
     def _index_domains(self, txn) -> None:
         """Rewrites the "%domain" keys from the addresses (on user and alias changes: admin
@@ -575,12 +736,49 @@ class LmdbReader:
     def blob_info(self, blob_id: str) -> dict | None:
         return self._json("blobref", blob_id.encode())
 
-    def blob(self, blob_id: str) -> bytes | None:
+    def _blob_where(self, blob_id: str) -> tuple[str, bytes] | None:
+        """(guid, blobguid value) of a whole blob this account has, else None."""
         guid = ids.guid_of(blob_id)
         if guid is None or self._get("blobref", blob_id.encode()) is None:
             return None
-        seq = self.txn.get(guid.encode(), db=self.db["blobguid"])
-        return self.txn.get(seq, db=self.db["blobs"]) if seq is not None else None
+        where = self.txn.get(guid.encode(), db=self.db["blobguid"])
+        return (guid, where) if where is not None else None
+
+    def blob(self, blob_id: str) -> bytes | None:
+        found = self._blob_where(blob_id)
+        if found is None:
+            return None
+        guid, where = found
+        if where[:1] == _FILE:
+            f = blobfiles.open_file(self.store.path, guid)
+            if f is None:
+                return None
+            with f:
+                return f.read()
+        return self.txn.get(where, db=self.db["blobs"])
+
+    def open_blob(self, blob_id: str):
+        """A readable, seekable binary file of the blob (the caller closes it), else None: the file
+        itself for a large blob (never read whole), a copy in memory for a small one."""
+        found = self._blob_where(blob_id)
+        if found is None:
+            return None
+        guid, where = found
+        if where[:1] == _FILE:
+            return blobfiles.open_file(self.store.path, guid)
+        data = self.txn.get(where, db=self.db["blobs"])
+        return io.BytesIO(data) if data is not None else None
+
+    def blob_holders(self, blob_id: str) -> list[str]:
+        prefix = self.prefix + blob_id.encode() + SEP
+        return [key[len(prefix):].decode() for key in self._prefix_keys("blobhold", prefix)]
+
+    def blob_referenced(self, blob_id: str) -> bool:
+        """Whether an email of this account is the blob's message or a holder holds it."""
+        guid = ids.guid_of(blob_id)
+        if guid is not None and self._get("guid", guid.encode()) is not None:
+            return True
+        return bool(self.blob_holders(blob_id))
 
 
     # -- generic collections (store/base.py Collection)
@@ -676,22 +874,89 @@ class LmdbWriter(LmdbReader):
                     pass
 
     # -- blobs
-    def put_blob(self, data: bytes, media_type: str) -> dict:
-        guid = ids.content_address(data)
+    def put_blob(self, data: bytes | blobfiles.BlobSink, media_type: str) -> dict:
+        """Stores a blob (bytes, or a `BlobSink` an upload streamed into) once by its content and
+        gives this account access to it; storing it again restarts its grace period."""
+        sink = data if isinstance(data, blobfiles.BlobSink) else None
+        if sink is not None:
+            guid, size = sink.finish(), sink.size
+        else:
+            guid, size = ids.content_address(data), len(data)
         blob_id = ids.blob_id(guid)
-        info = self.blob_info(blob_id)
         if self.txn.get(guid.encode(), db=self.db["blobguid"]) is None:
-            # stored under a sequence number: appending in key order keeps writes sequential
-            # (random sha256 keys scatter page splits over the whole tree)
-            raw = self.txn.get(_BLOB_SEQ, db=self.db["counters"])
-            seq = _n((_N.unpack(raw)[0] if raw else 0) + 1)
-            self.txn.put(_BLOB_SEQ, seq, db=self.db["counters"])
-            self.txn.put(seq, data, db=self.db["blobs"], append=True)
-            self.txn.put(guid.encode(), seq, db=self.db["blobguid"])
+            if size > self.store.inline_max:
+                if sink is None:
+                    blobfiles.install_bytes(self.store.path, guid, data)
+                elif sink.in_memory:  # a sink made with a larger threshold
+                    blobfiles.install_bytes(self.store.path, guid, sink.data())
+                else:
+                    blobfiles.install(sink)
+                self.txn.put(guid.encode(), _FILE + _n(size), db=self.db["blobguid"])
+            else:
+                if sink is not None:
+                    if sink.in_memory:
+                        data = sink.data()
+                    else:
+                        with open(sink.tmp_path, "rb") as f:
+                            data = f.read()
+                # stored under a sequence number: appending in key order keeps writes sequential
+                # (random sha256 keys scatter page splits over the whole tree)
+                raw = self.txn.get(_BLOB_SEQ, db=self.db["counters"])
+                seq = _n((_N.unpack(raw)[0] if raw else 0) + 1)
+                self.txn.put(_BLOB_SEQ, seq, db=self.db["counters"])
+                self.txn.put(seq, data, db=self.db["blobs"], append=True)
+                self.txn.put(guid.encode(), seq, db=self.db["blobguid"])
+        info = self.blob_info(blob_id)
+        now = int(time.time())
         if info is None:
-            info = {"blobId": blob_id, "size": len(data), "type": media_type, "created": int(time.time())}
-            self._put("blobref", blob_id.encode(), orjson.dumps(info))
+            info = {"blobId": blob_id, "size": size, "type": media_type, "created": now}
+            self.txn.put(guid.encode() + SEP + self.prefix[:-1], b"", db=self.db["blobacct"])
+        else:
+            info["created"] = now  # RFC 8620 §6: a re-upload resets the expiry
+            info.pop("released", None)
+        self._put("blobref", blob_id.encode(), orjson.dumps(info))
         return info
+
+    def grant_blob(self, blob_id: str, from_reader: LmdbReader) -> dict | None:
+        """Gives this account access to a whole blob `from_reader`'s account has (Blob/copy): no
+        bytes are copied.  Returns the blob's info here, None if the other account has no such blob."""
+        info = from_reader.blob_info(blob_id)
+        if info is None or from_reader._blob_where(blob_id) is None:
+            return None
+        mine = self.blob_info(blob_id)
+        now = int(time.time())
+        if mine is None:
+            mine = {"blobId": blob_id, "size": info["size"], "type": info.get("type"), "created": now}
+            self.txn.put(ids.guid_of(blob_id).encode() + SEP + self.prefix[:-1], b"", db=self.db["blobacct"])
+        else:
+            mine["created"] = now
+            mine.pop("released", None)
+        self._put("blobref", blob_id.encode(), orjson.dumps(mine))
+        return mine
+
+    def _released(self, blob_id: str) -> None:
+        """The blob lost a reference: its grace period starts now (GC removes it after that if
+        nothing references it any more)."""
+        info = self.blob_info(blob_id)
+        if info is not None:
+            info["released"] = int(time.time())
+            self._put("blobref", blob_id.encode(), orjson.dumps(info))
+
+    def hold_blob(self, blob_id: str, holder: str) -> None:
+        """Keeps a blob of this account alive while `holder` (e.g. "submission:S12") holds it.
+        NotFound if the account has no such blob."""
+        if self._blob_where(blob_id) is None:
+            raise NotFound(blob_id)
+        if SEP.decode() in holder:
+            raise StoreError("a holder name cannot contain NUL")
+        self._put("blobhold", blob_id.encode() + SEP + holder.encode(), orjson.dumps({"since": int(time.time())}))
+
+    def release_blob(self, blob_id: str, holder: str) -> None:
+        """Ends `holder`'s hold (no-op if it held nothing); the grace period starts again."""
+        key = blob_id.encode() + SEP + holder.encode()
+        if self._get("blobhold", key) is not None:
+            self._delete("blobhold", key)
+            self._released(blob_id)
 
     # -- mailboxes
     def create_mailbox(self, fields: dict) -> dict:
@@ -882,6 +1147,7 @@ class LmdbWriter(LmdbReader):
         self._delete("alldate", ts + SEP + eid)
         self._delete("emails", eid)
         self._delete("guid", ids.guid_of(record["blobId"]).encode())
+        self._released(record["blobId"])
         entries = [e for e in (self._json("threads", thread_id.encode()) or []) if e[1] != email_id]
         if entries:
             self._put("threads", thread_id.encode(), orjson.dumps(entries))

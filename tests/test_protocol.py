@@ -809,6 +809,8 @@ SPECIAL_ARGS = {
     "Email/parse": {"blobIds": []},
     "Email/copy": {"create": {}},
     "Blob/copy": {"blobIds": []},
+    "Blob/upload": {"create": {}},
+    "Blob/lookup": {"typeNames": [], "ids": []},
     "SearchSnippet/get": {"emailIds": [], "filter": None},
     "VacationResponse/get": {"ids": None},
     "Identity/get": {"ids": None},
@@ -861,6 +863,11 @@ def test_every_registered_method_answers_with_its_own_name(alice, name):
     assert method.capability in alice.session["accounts"][alice.account_id]["accountCapabilities"] \
         or method.capability == CORE, f"{name}: capability {method.capability} not offered by the account"
     res = responses(alice, _calls_for(name, alice.account_id), using=using)
+    if name == "Email/copy":
+        # RFC 8620 §5.4: fromAccountId MUST differ from accountId, and a user has one account
+        # until sharing lands: the only answer today is invalidArguments
+        assert [r[1]["type"] for r in res] == ["invalidArguments"], res
+        return
     errors = [r for r in res if r[0] == "error"]
     assert not errors, errors
     target = [r for r in res if r[2] == "target"]

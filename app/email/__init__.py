@@ -1,11 +1,13 @@
 """Email (RFC 8621 §4): /get, /changes and /set from the standard machinery, with what is Email's
 own in `get` (MIME rendering) and `set` (drafts built from JSON); Email/query and
+Email/copy (`copy`: the same message in another account),
 Email/queryChanges (`query`: a planner over the store's indexes and the full-text index, which
 streams rather than listing every match), Email/import and Email/parse are Email's own methods."""
 
 from app.protocol.registry import MAIL
 from app.protocol.types import DataType, Property, data_type
 
+from . import copy as email_copy
 from . import get, imports, query  # noqa: F401  (query and imports register their methods)
 from . import set as email_set
 from .model import BODY_ARGS, DEFAULT_PROPERTIES, PROPERTIES
@@ -16,7 +18,7 @@ _SERVER_SET = {"id", "blobId", "threadId", "size", "hasAttachment", "preview"}
 class Email(DataType):
     name = "Email"
     capability = MAIL
-    methods = ("get", "changes", "set")
+    methods = ("get", "changes", "set", "copy")
     properties = {p: Property("*", nullable=True, server_set=p in _SERVER_SET) for p in PROPERTIES}
     default_properties = tuple(DEFAULT_PROPERTIES)
     get_args = BODY_ARGS
@@ -24,7 +26,13 @@ class Email(DataType):
     fetch = get.fetch
     all_ids = get.all_ids
     render = get.render_email
-    prepare_create = email_set.prepare_create
+    copy_fields = email_copy.copy_fields
+
+    def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
+        if email_copy.is_copy(obj):  # Email/copy (§4.7): the source message, not a draft
+            return email_copy.prepare_copy(ctx, reader, obj)
+        return email_set.prepare_create(self, ctx, reader, obj)
+
     prepare_update = email_set.prepare_update
     create = email_set.create
     update = email_set.update

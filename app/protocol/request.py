@@ -58,10 +58,15 @@ class CallContext:
         account_id = args.get("accountId")
         if not isinstance(account_id, str):
             raise MethodError("invalidArguments", "accountId must be a string")
-        if account_id != self.user["accountId"]:
+        if not self.may_read_account(account_id):
             # RFC 8620 §3.6.2: an account the user cannot access is indistinguishable from none
             raise MethodError("accountNotFound", f"no account {account_id!r} for this user")
         return account_id
+
+    def may_read_account(self, account_id: str) -> bool:
+        """Whether the user may read the account: the one place that decides it (today a user
+        has only their own account; sharing extends this)."""
+        return account_id == self.user["accountId"]
 
     def resolve_id(self, value: str) -> str | None:
         """An id or a "#creationId" reference to an object created earlier in this request."""
