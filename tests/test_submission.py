@@ -44,10 +44,22 @@ def bob(server) -> Jmap:
 
 
 @pytest.fixture(autouse=True)
-def fresh_relay(relay):
+def fresh_relay(relay, server):
     relay.handler.received.clear()
     relay.handler.rcpt_replies.clear()
     relay.handler.data_failures.clear()
+    yield
+    # what a test sent must not arrive during the next one: wait until every submission that is
+    # due has its outcome (held ones and canceled ones aside)
+    client = Jmap(server, "alice", "alice-pw")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        subs = client.ok("EmailSubmission/get", ids=None)["list"]
+        due = [s for s in subs if s["undoStatus"] != "canceled"
+               and s["sendAt"] <= time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+        if all(settled(s) for s in due):
+            return
+        time.sleep(0.1)
 
 
 def identity_id(client: Jmap) -> str:

@@ -45,18 +45,14 @@ def enqueue(writer, *, mail_from: str, rcpt_to: list[str] | list[dict], raw: byt
         "submissionId": submission_id, "due": int(due if due is not None else now), "attempts": 0,
         "created": now, "status": {r["email"]: {"smtpReply": "250 2.0.0 queued", "delivered": QUEUED}
                                    for r in rcpts}})
-    hold = getattr(writer, "hold_blob", None)
-    if hold is not None:
-        hold(info["blobId"], "outbox:" + entry["id"])
+    writer.hold_blob(info["blobId"], "outbox:" + entry["id"])
     return entry["id"]
 
 
 def remove(writer, entry: dict) -> None:
     """Removes a finished or canceled entry and lets go of its message blob."""
     writer.destroy_record(OUTBOX, entry["id"])
-    release = getattr(writer, "release_blob", None)
-    if release is not None:
-        release(entry["blobId"], "outbox:" + entry["id"])
+    writer.release_blob(entry["blobId"], "outbox:" + entry["id"])
 
 
 def pending(entry: dict) -> list[dict]:
