@@ -152,9 +152,10 @@ class Reader(Protocol):
 class Writer(Reader, Protocol):
     # -- generic collections
     def create_record(self, collection: Collection, fields: dict, record_id: str | None = None) -> dict:
-        """Stores fields as a new record with a new id, or with `record_id` (an id the caller made
-        with `store.ids`, for a record whose id is derived, like an account's default Identity;
-        StoreError if it exists); returns it (with "id")."""
+        """Stores fields as a new record with a new id, logged as created; or with `record_id` (an
+        id the caller made with `store.ids`, for an object whose id is derived and that existed
+        before it was stored, like an account's default Identity: logged as updated; StoreError if
+        the record exists).  Returns it (with "id")."""
 
     def update_record(self, collection: Collection, record_id: str, record: dict) -> dict:
         """Replaces the record as a whole; NotFound if there is none."""

@@ -1171,17 +1171,20 @@ class LmdbWriter(LmdbReader):
                     self._delete("recidx", key)
 
     def create_record(self, collection: Collection, fields: dict, record_id: str | None = None) -> dict:
-        """Stores a new record under a new id (``ids.record_id``), or under `record_id`, indexed,
-        logged as created."""
+        """Stores a new record under a new id (``ids.record_id``), indexed, logged as created; or
+        under a derived `record_id`, logged as updated (see store.base)."""
+        kind = b"c"
         if record_id is None:
             record_id = ids.record_id(collection.id_prefix, self._next("rec:" + collection.name))
-        elif self.record(collection, record_id) is not None:
+        else:
+            kind = b"u"
+        if self.record(collection, record_id) is not None:
             raise StoreError(f"{collection.name} {record_id} exists")
         record = {**fields, "id": record_id}
         self._put("records", collection.name.encode() + SEP + record_id.encode(), orjson.dumps(record))
         self._index(collection, record_id, record, put=True)
         if collection.log:
-            self._changed(collection.log, record_id, b"c")
+            self._changed(collection.log, record_id, kind)
         return record
 
     def update_record(self, collection: Collection, record_id: str, record: dict) -> dict:
