@@ -87,6 +87,13 @@ class VacationResponse(DataType):
         return set_error("singleton", "the VacationResponse cannot be destroyed: update isEnabled to false")
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
+        # a new absence, or a new message, is news to everyone: the once-per-sender memory starts
+        # over (as Sieve vacation's :handle does for a changed reason, RFC 5230 §4.2)
+        turned_on = changes.get("isEnabled") is True and not current.get("isEnabled")
+        reworded = any(k in changes and changes[k] != current.get(k) for k in ("subject", "textBody", "htmlBody"))
+        if turned_on or reworded:
+            for reply_id in list(writer.record_ids(REPLIES)):
+                writer.destroy_record(REPLIES, reply_id)
         record_id = self._record_id(writer)
         if record_id is None:
             stored = {k: v for k, v in DISABLED.items() if k != "id"}

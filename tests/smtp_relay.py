@@ -24,6 +24,7 @@ class RelayHandler:
         self.rcpt_replies: dict[str, str] = {}  # address -> the reply to its RCPT (e.g. "550 5.1.1 no")
         self.data_failures: list[str] = []  # replies to the next DATA commands, in order
         self.lock = threading.Lock()
+        self.taken = 0  # how many `next` has returned
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.rcpt_replies.get(address)
@@ -39,6 +40,18 @@ class RelayHandler:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
                                           list(envelope.mail_options)))
         return "250 2.0.0 Ok: queued as 4711"
+
+    def next(self, timeout: float) -> Received | None:
+        """The next message not yet taken with `next`, waiting up to timeout seconds; else None."""
+        deadline = time.time() + timeout
+        while True:
+            with self.lock:
+                if self.taken < len(self.received):
+                    self.taken += 1
+                    return self.received[self.taken - 1]
+            if time.time() >= deadline:
+                return None
+            time.sleep(0.05)
 
     def wait_for(self, count: int, timeout: float = 15) -> list[Received]:
         deadline = time.time() + timeout

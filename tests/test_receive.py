@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.conftest import Jmap, Server, free_port, tidings, unique
+from tests.smtp_relay import Relay
 from tests.test_blob_thread_identity import EventStream
 
 LMTP_PORT = free_port()
@@ -366,44 +367,12 @@ def test_with_two_workers_exactly_one_process_owns_the_lmtp_port(tmp_path):
 
 
 # ------------------------------------------------------------------- automatic replies (RFC 3834)
-class SmtpSink:
-    """A real SMTP server on loopback (aiosmtpd) that keeps every envelope it is given."""
-
-    def __init__(self):
-        import queue
-
-        from aiosmtpd.controller import Controller
-
-        self.received: queue.Queue = queue.Queue()
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                sink.received.put((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
-                return "250 2.0.0 accepted"
-
-        self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def next(self, timeout: float):
-        import queue
-
-        try:
-            return self.received.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def stop(self):
-        self.controller.stop()
-
-
 @pytest.fixture(scope="module")
 def relayed(tmp_path_factory):
     """A server with LMTP and an SMTP relay (the sink), and a user on vacation."""
     data = tmp_path_factory.mktemp("vacation-live")
     tidings("user", "add", "vic", "--password", "pw", "--email", "vic@example.com", data=data)
-    sink = SmtpSink()
+    sink = Relay(free_port())
     port = free_port()
     srv = Server(data, extra=("--lmtp-port", str(port), "--smtp-relay", f"127.0.0.1:{sink.port}",
                               "--smtp-security", "none"))
@@ -412,7 +381,7 @@ def relayed(tmp_path_factory):
         "isEnabled": True, "textBody": "Back next week."}}}, "0"]],
         using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:vacationresponse"])["methodResponses"][0]
     assert res["updated"] == {"singleton": None}, res
-    yield srv, port, sink, vic
+    yield srv, port, sink.handler, vic
     srv.stop()
     sink.stop()
 
@@ -430,7 +399,7 @@ def test_a_vacation_reply_to_lmtp_mail_reaches_the_relay_with_the_null_sender(re
         client.close()
     got = sink.next(15)
     assert got is not None, "no automatic reply reached the relay"
-    mail_from, rcpt_tos, content = got
+    mail_from, rcpt_tos, content = got.mail_from, got.rcpt_tos, got.data
     # RFC 3834 §3.3: MAIL FROM:<> (aiosmtpd shows the null reverse-path as "<>"), to the Return-Path
     assert mail_from == "<>" and rcpt_tos == ["bob@remote.example"]
     reply = email.message_from_bytes(content, policy=email.policy.default)
@@ -452,6 +421,23 @@ def test_a_vacation_reply_to_lmtp_mail_reaches_the_relay_with_the_null_sender(re
         client.close()
     assert len(find_by_subject(vic, subject2)) == 1
     assert sink.next(3) is None
+    # a new vacation message is news to everyone: the same sender is answered again
+    res = vic.request([["VacationResponse/set", {"accountId": vic.account_id, "update": {"singleton": {
+        "textBody": "Back on Monday."}}}, "0"]],
+        using=["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:vacationresponse"])["methodResponses"][0][1]
+    assert res["updated"] == {"singleton": None}, res
+    raw3, _ = message(to="vic@example.com")
+    client = smtplib.LMTP("127.0.0.1", port, timeout=30)
+    try:
+        client.ehlo("mx.test.example")
+        client.mail("bob@remote.example")
+        client.rcpt("vic@example.com")
+        assert client.data(raw3)[0] == 250
+    finally:
+        client.close()
+    again = sink.next(15)
+    assert again is not None and again.rcpt_tos == ["bob@remote.example"]
+    assert b"Back on Monday." in again.data
 
 
 def test_a_vacation_reply_to_piped_mail_goes_out_through_the_running_server(relayed):
@@ -461,8 +447,8 @@ def test_a_vacation_reply_to_piped_mail_goes_out_through_the_running_server(rela
     assert code == 0 and "automatic reply queued" in err, err
     got = sink.next(15)
     assert got is not None, "no automatic reply reached the relay"
-    assert got[0] == "<>" and got[1] == ["carol@remote.example"]
-    assert b"Auto-Submitted: auto-replied" in got[2]
+    assert got.mail_from == "<>" and got.rcpt_tos == ["carol@remote.example"]
+    assert b"Auto-Submitted: auto-replied" in got.data
 
 
 def test_no_vacation_reply_to_list_mail(relayed):
