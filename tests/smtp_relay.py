@@ -25,6 +25,12 @@ class RelayHandler:
         self.data_failures: list[str] = []  # replies to the next DATA commands, in order
         self.lock = threading.Lock()
         self.taken = 0  # how many `next` has returned
+        self.greetings = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.greetings += 1  # one per connection from tidings
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.rcpt_replies.get(address)
@@ -81,7 +87,14 @@ class Relay:
                     self.logins.append(auth_data.login.decode())
                 return AuthResult(success=ok)
             kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=tls_context is not None)
+        self._kwargs = kwargs
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **kwargs)
+        self.controller.start()
+
+    def restart(self) -> None:
+        """Stops and starts again on the same port (connections to it are closed)."""
+        self.controller.stop()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **self._kwargs)
         self.controller.start()
 
     def stop(self) -> None:

@@ -342,6 +342,20 @@ def test_a_temporary_refusal_shows_in_delivery_status_while_it_is_retried(alice,
     assert relay.handler.wait_for(1)[0].rcpt_tos == ["slow@remote.test"]
 
 
+def test_messages_in_a_row_share_one_relay_connection_and_a_closed_one_is_replaced(alice, relay):
+    before = relay.handler.greetings
+    for i in range(3):
+        sid = submit(alice, draft(alice, unique(f"row{i} "), to=[{"email": "carol@remote.test"}]))["created"]["s"]["id"]
+        wait_status(alice, sid, settled)
+    assert len(relay.handler.wait_for(3)) == 3
+    assert relay.handler.greetings - before == 1
+    # the relay restarts: the idle connection is dead, the next message goes on a new one
+    relay.restart()
+    sid = submit(alice, draft(alice, unique("after restart "), to=[{"email": "carol@remote.test"}]))["created"]["s"]
+    assert wait_status(alice, sid["id"], settled)["deliveryStatus"]["carol@remote.test"]["delivered"] == "unknown"
+    assert len(relay.handler.wait_for(4)) == 4
+
+
 def test_the_queue_survives_a_kill_and_sends_each_message_exactly_once(tmp_path):
     port = free_port()
     tidings("user", "add", "alice", "--password", "pw", "--email", "alice@example.org", data=tmp_path)

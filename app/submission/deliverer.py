@@ -28,6 +28,7 @@ import time
 from app import delivery, ipc
 from app.protocol.types import TYPES
 from app.push.bus import RESYNC, BusClosed
+from store import CannotCalculateChanges
 
 from . import outbox, relay
 from .relay import RelayConfig, RelayUnavailable
@@ -53,7 +54,7 @@ class Deliverer:
     def __init__(self, store, data_dir: str, bus, relay_config: RelayConfig | None):
         self.store = store
         self.bus = bus
-        self.relay = relay_config
+        self.relay = relay.Relay(relay_config) if relay_config is not None else None
         self.directory = os.path.join(data_dir, "outbox")
         os.makedirs(self.directory, exist_ok=True)
         self._fd: int | None = None
@@ -61,6 +62,7 @@ class Deliverer:
         self._heap: list[tuple[float, str, str]] = []  # (due, account, entry id)
         self._heap_lock = threading.Lock()  # pushed to from worker threads
         self._busy: set[str] = set()
+        self._seen: dict[str, str] = {}  # account -> the "Outbox" state last read
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._tasks: set[asyncio.Task] = set()
         self._stopped = False
@@ -74,6 +76,8 @@ class Deliverer:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in [self._task, *self._tasks] if t is not None), return_exceptions=True)
+        if self.relay is not None:
+            await self.relay.close()
         if self._fd is not None:
             ipc.unlock(self._fd)
             self._fd = None
@@ -85,7 +89,7 @@ class Deliverer:
                 break
             await asyncio.sleep(LOCK_RETRY_SECONDS)
         log.info("submission: this process (pid %d) delivers the outgoing queue (relay: %s)", os.getpid(),
-                 f"{self.relay.host}:{self.relay.port}" if self.relay else "none, local delivery only")
+                 f"{self.relay.config.host}:{self.relay.config.port}" if self.relay else "none, local delivery only")
         sub = self.bus.subscribe_everywhere(["Outbox"])
         try:
             await asyncio.to_thread(self._sweep, True)
@@ -104,7 +108,7 @@ class Deliverer:
                     swept = time.monotonic()
                 elif changed:
                     for account_id in changed:
-                        await asyncio.to_thread(self._scan, account_id, False)
+                        await asyncio.to_thread(self._scan_changes, account_id)
         finally:
             sub.close()
 
@@ -114,10 +118,32 @@ class Deliverer:
             self._scan(user["accountId"], starting)
 
     def _scan(self, account_id: str, starting: bool) -> None:
-        """(in a thread) Puts the account's queue entries in the schedule; at start, releases the
-        leases a dead deliverer left (see the module docstring)."""
+        """(in a thread) Puts every queue entry of the account in the schedule; at start, releases
+        the leases a dead deliverer left (see the module docstring)."""
         with self.store.read(account_id) as reader:
+            self._seen[account_id] = reader.state("Outbox")
             entries = [reader.record(outbox.OUTBOX, i) for i in list(reader.record_ids(outbox.OUTBOX))]
+        self._schedule_entries(account_id, entries, starting)
+
+    def _scan_changes(self, account_id: str) -> None:
+        """(in a thread) Schedules the entries written since the account was last read, from the
+        change log: O(changes), however long the queue."""
+        since = self._seen.get(account_id)
+        if since is None:
+            return self._scan(account_id, False)
+        with self.store.read(account_id) as reader:
+            try:
+                changes = reader.changes("Outbox", since, None)
+            except CannotCalculateChanges:
+                changes = None
+            if changes is not None:
+                self._seen[account_id] = changes.new_state
+                entries = [reader.record(outbox.OUTBOX, i) for i in changes.created + changes.updated]
+        if changes is None:
+            return self._scan(account_id, False)
+        self._schedule_entries(account_id, entries, False)
+
+    def _schedule_entries(self, account_id: str, entries: list[dict | None], starting: bool) -> None:
         for entry in filter(None, entries):
             due = entry["due"]
             if starting and entry.get("leased"):
@@ -201,7 +227,7 @@ class Deliverer:
                 replies[rcpt["email"]] = (550, "550 5.7.1 this server has no SMTP relay for other domains", "no")
         elif remote:
             try:
-                sent = await relay.send(self.relay, entry["mailFrom"], entry.get("mailParameters"), remote, raw)
+                sent = await self.relay.send(entry["mailFrom"], entry.get("mailParameters"), remote, raw)
                 replies.update({email: (code, reply, "unknown") for email, (code, reply) in sent.items()})
             except RelayUnavailable as exc:
                 log.warning("submission: %s", exc.reply)

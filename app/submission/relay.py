@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -68,52 +69,115 @@ def _tls_context(config: RelayConfig) -> ssl.SSLContext:
     return context
 
 
-async def send(config: RelayConfig, mail_from: str, mail_params: dict | None, rcpts: list[dict],
-               raw: bytes) -> dict[str, tuple[int, str]]:
-    """Relays one message; returns {recipient: (reply code, smtpReply)} for every recipient.
-    Raises RelayUnavailable when the relay cannot be talked to (a temporary failure for all)."""
-    implicit = config.security == "tls" or (config.security == "auto" and config.port == 465)
-    start_tls = True if config.security == "starttls" else False if config.security in ("none", "tls") else None
-    client = aiosmtplib.SMTP(hostname=config.host, port=config.port, use_tls=implicit,
-                             start_tls=None if implicit else start_tls, tls_context=_tls_context(config),
-                             timeout=config.timeout)
-    try:
-        await client.connect()
-        if config.username:
-            await client.login(config.username, config.password or "")
-    except aiosmtplib.SMTPResponseException as exc:
-        raise RelayUnavailable(smtp_reply(exc.code, exc.message)) from exc
-    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        raise RelayUnavailable(f"451 4.4.1 cannot talk to the relay {config.host}:{config.port}: {exc}") from exc
-    results: dict[str, tuple[int, str]] = {}
-    try:
-        try:
-            await client.mail(mail_from, options=_options(mail_params))
-        except aiosmtplib.SMTPResponseException as exc:
-            return {r["email"]: (exc.code, smtp_reply(exc.code, exc.message)) for r in rcpts}
-        accepted = []
-        for rcpt in rcpts:
+IDLE_SECONDS = 20.0  # an idle connection is kept this long for the next message
+
+
+class Relay:
+    """Connections to the relay, kept open between messages (a relay is slow to greet, and TLS
+    is slower still): `send` takes an idle connection or opens one, and returns it afterwards."""
+
+    def __init__(self, config: RelayConfig):
+        self.config = config
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+
+    async def send(self, mail_from: str, mail_params: dict | None, rcpts: list[dict],
+                   raw: bytes) -> dict[str, tuple[int, str]]:
+        """Relays one message; returns {recipient: (reply code, smtpReply)} for every recipient.
+        Raises RelayUnavailable when the relay cannot be talked to (a temporary failure for all)."""
+        client = self._take_idle()
+        if client is not None:
             try:
-                await client.rcpt(rcpt["email"], options=_options(rcpt.get("parameters")))
-                accepted.append(rcpt["email"])
-            except aiosmtplib.SMTPResponseException as exc:
-                results[rcpt["email"]] = (exc.code, smtp_reply(exc.code, exc.message))
-        if not accepted:
-            await client.rset()
-            return results
+                return await self._transaction(client, mail_from, mail_params, rcpts, raw)
+            except _Broken:  # the relay closed it while it was idle: once more on a new one
+                client.close()
+        client = await self._connect()
         try:
-            response = await client.data(raw)
-            for email in accepted:
-                results[email] = (response.code, smtp_reply(response.code, response.message))
-        except aiosmtplib.SMTPResponseException as exc:
-            for email in accepted:
-                results[email] = (exc.code, smtp_reply(exc.code, exc.message))
-        return results
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        reply = f"451 4.4.2 the relay connection broke: {exc}"
-        return {**{r["email"]: (451, reply) for r in rcpts}, **results}
-    finally:
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
+            return await self._transaction(client, mail_from, mail_params, rcpts, raw)
+        except _Broken as exc:
             client.close()
+            return {r["email"]: (451, f"451 4.4.2 the relay connection broke: {exc}") for r in rcpts}
+
+    async def close(self) -> None:
+        while self._idle:
+            client, _ = self._idle.pop()
+            await _quit(client)
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self._idle:
+            client, since = self._idle.pop()
+            if now - since < IDLE_SECONDS and client.is_connected:
+                return client
+            client.close()
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        config = self.config
+        implicit = config.security == "tls" or (config.security == "auto" and config.port == 465)
+        start_tls = True if config.security == "starttls" else False if config.security in ("none", "tls") \
+            else None
+        client = aiosmtplib.SMTP(hostname=config.host, port=config.port, use_tls=implicit,
+                                 start_tls=None if implicit else start_tls, tls_context=_tls_context(config),
+                                 timeout=config.timeout)
+        try:
+            await client.connect()
+            if config.username:
+                await client.login(config.username, config.password or "")
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            raise RelayUnavailable(smtp_reply(exc.code, exc.message)) from exc
+        except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            client.close()
+            raise RelayUnavailable(
+                f"451 4.4.1 cannot talk to the relay {config.host}:{config.port}: {exc}") from exc
+        return client
+
+    async def _transaction(self, client: aiosmtplib.SMTP, mail_from: str, mail_params: dict | None,
+                           rcpts: list[dict], raw: bytes) -> dict[str, tuple[int, str]]:
+        """MAIL, one RCPT per recipient, DATA; the connection goes back to the idle ones when the
+        conversation ended in a known state.  Raises _Broken if the connection failed."""
+        results: dict[str, tuple[int, str]] = {}
+        try:
+            try:
+                await client.mail(mail_from, options=_options(mail_params))
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code == 421:  # closing: the connection is done
+                    raise _Broken(exc.message) from exc
+                await client.rset()
+                self._idle.append((client, time.monotonic()))
+                return {r["email"]: (exc.code, smtp_reply(exc.code, exc.message)) for r in rcpts}
+            accepted = []
+            for rcpt in rcpts:
+                try:
+                    await client.rcpt(rcpt["email"], options=_options(rcpt.get("parameters")))
+                    accepted.append(rcpt["email"])
+                except aiosmtplib.SMTPResponseException as exc:
+                    results[rcpt["email"]] = (exc.code, smtp_reply(exc.code, exc.message))
+            if not accepted:
+                await client.rset()
+            else:
+                try:
+                    response = await client.data(raw)
+                    reply = (response.code, smtp_reply(response.code, response.message))
+                except aiosmtplib.SMTPResponseException as exc:
+                    reply = (exc.code, smtp_reply(exc.code, exc.message))
+                results.update(dict.fromkeys(accepted, reply))
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            if results:  # replies already given stand; the rest is a broken connection
+                client.close()
+                broken = f"451 4.4.2 the relay connection broke: {exc}"
+                return {**{r["email"]: (451, broken) for r in rcpts}, **results}
+            raise _Broken(str(exc)) from exc
+        self._idle.append((client, time.monotonic()))
+        return results
+
+
+class _Broken(Exception):
+    """The connection failed before any reply of this message."""
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
