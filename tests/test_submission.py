@@ -310,11 +310,15 @@ def test_a_release_beyond_max_delayed_send_is_refused(alice):
 
 
 # ------------------------------------------------------------------------------ retries and failures
-def test_temporary_failures_are_retried_until_the_relay_accepts(alice, relay):
+def test_temporary_failures_are_retried_until_the_relay_accepts(alice, relay, server):
     relay.handler.data_failures[:] = ["451 4.3.0 try later", "421 4.3.2 busy"]
     email_id = draft(alice, unique("retry "), to=[{"email": "carol@remote.test"}])
     sid = submit(alice, email_id)["created"]["s"]["id"]
-    got = relay.handler.wait_for(1, timeout=20)
+    try:
+        got = relay.handler.wait_for(1, timeout=20)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {alice.ok('EmailSubmission/get', ids=[sid])}; server log:\n"
+                             + (server.data / f"server-{server.port}.log").read_text()[-3000:]) from None
     assert len(got) == 1 and relay.handler.data_failures == []
     sub = wait_status(alice, sid, settled)
     assert sub["deliveryStatus"]["carol@remote.test"]["delivered"] == "unknown"
@@ -348,7 +352,7 @@ def test_messages_in_a_row_share_one_relay_connection_and_a_closed_one_is_replac
         sid = submit(alice, draft(alice, unique(f"row{i} "), to=[{"email": "carol@remote.test"}]))["created"]["s"]["id"]
         wait_status(alice, sid, settled)
     assert len(relay.handler.wait_for(3)) == 3
-    assert relay.handler.greetings - before == 1
+    assert relay.handler.greetings - before <= 1  # 0 when a connection of an earlier test was still open
     # the relay restarts: the idle connection is dead, the next message goes on a new one
     relay.restart()
     sid = submit(alice, draft(alice, unique("after restart "), to=[{"email": "carol@remote.test"}]))["created"]["s"]

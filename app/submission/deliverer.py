@@ -188,6 +188,10 @@ class Deliverer:
             raise
         except Exception:  # noqa: BLE001 - one entry's trouble never stops the queue
             log.exception("submission: delivery of %s in %s failed; it is tried again", entry_id, account_id)
+            try:
+                await asyncio.to_thread(self._release, account_id, entry_id)
+            except Exception:  # noqa: BLE001 - the lease then ends by itself (LEASE_SECONDS)
+                log.exception("submission: cannot release %s in %s", entry_id, account_id)
         finally:
             self._busy.discard(key)
 
@@ -249,6 +253,15 @@ class Deliverer:
                 f"local delivery failed: {exc}", "no"
         return 250, "250 2.0.0 delivered", "yes"
 
+    def _release(self, account_id: str, entry_id: str) -> None:
+        """After an attempt that failed inside tidings: the entry is tried again after the backoff."""
+        with self.store.write(account_id) as w:
+            entry = w.record(outbox.OUTBOX, entry_id)
+            if entry is not None and entry.get("leased"):
+                entry.update(due=int(time.time() + backoff(entry["attempts"])), leased=False)
+                w.update_record(outbox.OUTBOX, entry_id, entry)
+                self._schedule(entry["due"], account_id, entry_id)
+
     def _record(self, account_id: str, entry_id: str, replies: dict[str, tuple[int, str, str]]) -> None:
         with self.store.write(account_id) as w:
             entry = w.record(outbox.OUTBOX, entry_id)
@@ -260,6 +273,8 @@ class Deliverer:
         for email, (code, reply, success) in replies.items():
             if email not in known:
                 continue
+            if code >= 400:
+                log.warning("submission: %s to %s: %s", entry["id"], email, reply)
             delivered = outbox.QUEUED if 400 <= code < 500 else "no" if code >= 500 else success
             entry["status"][email] = {"smtpReply": reply, "delivered": delivered}
         left = outbox.pending(entry)
