@@ -41,8 +41,9 @@ WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"
 capability(Capability(WEBPUSH_VAPID, account=None, primary=False, session=lambda server: (
     {"applicationServerKey": server.push.application_server_key} if getattr(server, "push", None) else {})))
 
-# RFC 9404 §4.1: Blob/upload, Blob/get, Blob/lookup
-MAX_DATA_SOURCES = 64  # the RFC's minimum
+# RFC 9404 §3.1: the session's value is {}; the account's says what Blob/upload (§4.1), Blob/get
+# (§4.2) and Blob/lookup (§4.3) accept.  maxSizeBlobSet counts the concatenated result.
+MAX_DATA_SOURCES = 64  # servers MUST allow at least 64
 BLOB_LOOKUP_TYPES = ("Email", "Mailbox", "Thread")
 capability(Capability(BLOB, account=lambda server, account: {
     "maxSizeBlobSet": server.config.limits.max_size_upload,

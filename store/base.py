@@ -213,11 +213,14 @@ class Store(Protocol):
     # -- blobs
     def blob_sink(self) -> BlobSink: ...
 
-    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None) -> dict:
+    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None,
+                        batch: int = 1000) -> dict:
         """Removes unreferenced blobs older than `grace` seconds (see "Blob lifetime") and files no
         commit recorded.  Returns {"blobs", "bytes", "files", "pending", "pendingBytes"}: blobs and
         octets reclaimed (dry_run: reclaimable), files unlinked, and the unreferenced blobs still
-        within their grace.  Safe while servers and commands write concurrently."""
+        within their grace.  Safe while servers and commands write concurrently: it works in
+        transactions of at most `batch` items, checking each again before removing it, so writers
+        never wait long for it; a file goes only after the removal of its blob committed."""
 
     # -- the journal (the change bus reads it)
     def on_commit(self, listener: Callable[[list[JournalEntry]], None]) -> None:

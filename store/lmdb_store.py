@@ -76,6 +76,7 @@ SEP = b"\x00"
 
 
 _MADV_DONTNEED = 4
+GC_BATCH = 1000  # keys per garbage-collection transaction: the writer lock is held briefly
 _FILE = b"F"  # a blobguid value for a blob kept as a file: b"F" + size
 _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
 _JOURNAL_SEQ = b"\x00journal"
@@ -350,120 +351,200 @@ class LmdbStore:
             return txn.get(b"%" + domain.encode(), db=self.db["addresses"]) is not None
 
     # -- blob garbage collection (a background or CLI job: scanning is fine here)
-    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None) -> dict:
+    def collect_garbage(self, grace: float, dry_run: bool = False, now: float | None = None,
+                        batch: int = GC_BATCH) -> dict:
         """Removes every account's access to blobs nothing references (no email of the account is
         the message, no holder holds it) whose `created`/`released` time is older than `grace`
         seconds, then the content of blobs no account has any more, and orphan files.  Returns
         {"blobs": n, "bytes": n, "files": n, "pending": n, "pendingBytes": n}: what was (with
-        dry_run: would be) reclaimed, and what is unreferenced but still within its grace."""
+        dry_run: would be) reclaimed, and what is unreferenced but still within its grace.
+
+        It works in batches of at most `batch` keys, so that the single LMDB writer lock is never
+        held for long (imports and Email/set wait for it): candidates are found in short read
+        transactions, then removed in write transactions that check each one again under the
+        lock, since an email, a hold or a new upload may have referenced it meanwhile."""
         now = time.time() if now is None else now
         report = {"blobs": 0, "bytes": 0, "files": 0, "pending": 0, "pendingBytes": 0}
-        dead_guids: set[bytes] = set()
         db = self.db
-        with self.env.begin(write=not dry_run) as txn:
-            gone: list[bytes] = []
-            for key, value in txn.cursor(db=db["blobref"]):
-                account, _, blob_id = key.partition(SEP)
-                guid = ids.guid_of(blob_id.decode())
-                if guid is None:
-                    continue
-                if txn.get(account + SEP + guid.encode(), db=db["guid"]) is not None:
-                    continue  # an email of the account is this message
-                cur = txn.cursor(db=db["blobhold"])
-                hold_prefix = key + SEP
-                if cur.set_range(hold_prefix) and cur.key().startswith(hold_prefix):
-                    continue  # held
-                info = orjson.loads(value)
-                since = max(info.get("created", 0), info.get("released", 0))
-                if since + grace > now:
-                    report["pending"] += 1
-                    report["pendingBytes"] += info.get("size", 0)
-                    continue
-                gone.append(key)
-                dead_guids.add(guid.encode())
-            removed_access = {}
-            for key in gone:
-                account, _, blob_id = key.partition(SEP)
-                guid = blob_id[1:]
-                removed_access.setdefault(guid, set()).add(account)
-                if not dry_run:
+        dead_guids: set[bytes] = set()
+        # (dry run only) what the run would remove, which must not keep a blob's content alive
+        would_remove: set[bytes] = set()
+
+        # 1. accounts' access to unreferenced blobs past their grace
+        def removable(txn, keys: list[bytes]) -> list[bytes]:
+            found = []
+            for key in keys:
+                value = txn.get(key, db=db["blobref"])
+                if value is not None and self._gc_verdict(txn, key, value, grace, now) == "dead":
+                    found.append(key)
+            return found
+
+        for chunk in self._gc_chunks("blobref", batch, lambda txn, key, value: self._gc_count(
+                txn, key, value, grace, now, report)):
+            if dry_run:
+                would_remove.update(self._acct_key(key) for key in chunk)
+                dead_guids.update(key.partition(SEP)[2][1:] for key in chunk)
+                continue
+            with self.env.begin(write=True) as txn:
+                for key in removable(txn, chunk):  # again, under the writer lock
                     txn.delete(key, db=db["blobref"])
-                    txn.delete(guid + SEP + account, db=db["blobacct"])
-            # accounts whose access entry is gone (a deleted user) no longer count
-            cur = txn.cursor(db=db["blobacct"])
-            stale = []
-            for key in cur.iternext(values=False):
-                guid, _, account = key.partition(SEP)
-                if txn.get(account + SEP + b"G" + guid, db=db["blobref"]) is None:
-                    stale.append(key)
-                    dead_guids.add(guid)
-            if not dry_run:
-                for key in stale:
-                    txn.delete(key, db=db["blobacct"])
-            # content no account has (a deleted user's, or left by an older version)
+                    txn.delete(self._acct_key(key), db=db["blobacct"])
+                    dead_guids.add(key.partition(SEP)[2][1:])
+
+        # 2. access entries of accounts whose blob record is gone (a deleted user) no longer count
+        def stale(txn, key: bytes, _value: bytes) -> bool:
+            guid, _, account = key.partition(SEP)
+            return txn.get(account + SEP + b"G" + guid, db=db["blobref"]) is None
+
+        for chunk in self._gc_chunks("blobacct", batch, stale):
+            if dry_run:
+                would_remove.update(chunk)
+                dead_guids.update(key.partition(SEP)[0] for key in chunk)
+                continue
+            with self.env.begin(write=True) as txn:
+                for key in chunk:
+                    if stale(txn, key, b""):
+                        txn.delete(key, db=db["blobacct"])
+                        dead_guids.add(key.partition(SEP)[0])
+
+        # 3. content no account has (a deleted user's, or left by an older version)
+        def unowned(txn, guid: bytes, _value: bytes) -> bool:
             probe = txn.cursor(db=db["blobacct"])
-            for guid in txn.cursor(db=db["blobguid"]).iternext(values=False):
-                if guid not in dead_guids and not (probe.set_range(guid + SEP)
-                                                   and probe.key().startswith(guid + SEP)):
-                    dead_guids.add(guid)
+            return not (probe.set_range(guid + SEP) and probe.key().startswith(guid + SEP))
+
+        for chunk in self._gc_chunks("blobguid", batch, unowned):
+            dead_guids.update(chunk)
+
+        # 4. the content of dead guids, if no account has it now; files go after the commit
+        ordered = sorted(dead_guids)
+        for i in range(0, len(ordered), batch):
+            chunk = ordered[i:i + batch]
             files: list[str] = []
-            stale_set = set(stale)
-            for guid in dead_guids:
-                prefix = guid + SEP
-                cur = txn.cursor(db=db["blobacct"])
-                alive = False
-                if cur.set_range(prefix):
-                    for key in cur.iternext(values=False):
-                        if not key.startswith(prefix):
-                            break
-                        if dry_run and (key[len(prefix):] in removed_access.get(guid, ()) or key in stale_set):
-                            continue  # (a dry run removed nothing: skip what it would remove)
-                        alive = True
-                        break
-                if alive:
-                    continue
-                where = txn.get(guid, db=db["blobguid"])
-                if where is None:
-                    continue
-                report["blobs"] += 1
-                if where[:1] == _FILE:
-                    report["bytes"] += _N.unpack(where[1:])[0]
-                    files.append(guid.decode())
-                else:
-                    data = txn.get(where, db=db["blobs"])
-                    report["bytes"] += len(data or b"")
+            with self.env.begin(write=not dry_run) as txn:
+                for guid in chunk:
+                    if self._gc_owned(txn, guid, would_remove):
+                        continue
+                    where = txn.get(guid, db=db["blobguid"])
+                    if where is None:
+                        continue
+                    report["blobs"] += 1
+                    if where[:1] == _FILE:
+                        report["bytes"] += _N.unpack(where[1:])[0]
+                        files.append(guid.decode())
+                    else:
+                        report["bytes"] += len(txn.get(where, db=db["blobs"]) or b"")
+                        if not dry_run:
+                            txn.delete(where, db=db["blobs"])
                     if not dry_run:
-                        txn.delete(where, db=db["blobs"])
-                if not dry_run:
-                    txn.delete(guid, db=db["blobguid"])
+                        txn.delete(guid, db=db["blobguid"])
+            if dry_run:
+                report["files"] += len(files)
+            elif files:
+                self._gc_unlink(files, report)
         if dry_run:
-            report["files"] = len(files)
             return report
-        # files: unlinked after the commit, under the write lock (an upload renames its file into
-        # place inside a write transaction) and only if still not recorded
+
+        # 5. orphans: files no transaction recorded (a crash between rename and commit), checked
+        # again under the writer lock; and temp files of uploads that never finished
+        orphans = []
+        with self.env.begin() as txn:
+            for guid, path, st in blobfiles.stored_files(self.path):
+                if now - st.st_mtime > grace and txn.get(guid.encode(), db=db["blobguid"]) is None:
+                    orphans.append((guid, path))
+        for i in range(0, len(orphans), batch):
+            with self.env.begin(write=True) as txn:
+                for guid, path in orphans[i:i + batch]:
+                    try:
+                        st = os.stat(path)
+                    except FileNotFoundError:
+                        continue
+                    if now - st.st_mtime > grace and txn.get(guid.encode(), db=db["blobguid"]) is None:
+                        os.unlink(path)
+                        report["files"] += 1
+                        report["bytes"] += st.st_size
+        for path, size in blobfiles.stale_temp_files(self.path, max(grace, blobfiles.TMP_MAX_AGE)):
+            try:
+                os.unlink(path)
+                report["files"] += 1
+                report["bytes"] += size
+            except FileNotFoundError:
+                pass
+        return report
+
+    @staticmethod
+    def _acct_key(ref_key: bytes) -> bytes:
+        """The blobacct key (guid NUL account) of a blobref key (account NUL "G" guid)."""
+        account, _, blob_id = ref_key.partition(SEP)
+        return blob_id[1:] + SEP + account
+
+    def _gc_verdict(self, txn, key: bytes, value: bytes, grace: float, now: float) -> str | None:
+        """Of a blobref entry: None while referenced (an email of the account is the message, or a
+        holder holds it), "pending" within its grace period, else "dead"."""
+        account, _, blob_id = key.partition(SEP)
+        guid = ids.guid_of(blob_id.decode())
+        if guid is None or txn.get(account + SEP + guid.encode(), db=self.db["guid"]) is not None:
+            return None
+        cur = txn.cursor(db=self.db["blobhold"])
+        if cur.set_range(key + SEP) and cur.key().startswith(key + SEP):
+            return None
+        info = orjson.loads(value)
+        return "pending" if max(info.get("created", 0), info.get("released", 0)) + grace > now else "dead"
+
+    def _gc_count(self, txn, key: bytes, value: bytes, grace: float, now: float, report: dict) -> bool:
+        verdict = self._gc_verdict(txn, key, value, grace, now)
+        if verdict == "pending":
+            report["pending"] += 1
+            report["pendingBytes"] += orjson.loads(value).get("size", 0)
+        return verdict == "dead"
+
+    def _gc_owned(self, txn, guid: bytes, ignored: set[bytes]) -> bool:
+        """Whether an account still has the blob (access entries in `ignored` do not count)."""
+        prefix = guid + SEP
+        cur = txn.cursor(db=self.db["blobacct"])
+        if cur.set_range(prefix):
+            for key in cur.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                if key not in ignored:
+                    return True
+        return False
+
+    def _gc_unlink(self, files: list[str], report: dict) -> None:
+        """Unlinks the files of removed blobs: under the writer lock (an upload renames its file
+        into place inside a write transaction) and only if still not recorded."""
         with self.env.begin(write=True) as txn:
             for guid in files:
-                if txn.get(guid.encode(), db=db["blobguid"]) is None:
+                if txn.get(guid.encode(), db=self.db["blobguid"]) is None:
                     try:
                         os.unlink(blobfiles.path_of(self.path, guid))
                         report["files"] += 1
                     except FileNotFoundError:
                         pass
-            # orphans: files no transaction recorded (a crash between rename and commit), and
-            # temp files of uploads that never finished
-            for guid, path, st in blobfiles.stored_files(self.path):
-                if now - st.st_mtime > grace and txn.get(guid.encode(), db=db["blobguid"]) is None:
-                    os.unlink(path)
-                    report["files"] += 1
-                    report["bytes"] += st.st_size
-            for path, size in blobfiles.stale_temp_files(self.path, max(grace, blobfiles.TMP_MAX_AGE)):
-                try:
-                    os.unlink(path)
-                    report["files"] += 1
-                    report["bytes"] += size
-                except FileNotFoundError:
-                    pass
-        return report
+
+    def _gc_chunks(self, db_name: str, batch: int, wanted) -> Iterator[list[bytes]]:
+        """The keys of a database for which wanted(txn, key, value) is true, in lists read from at
+        most `batch` entries each, every list in a read transaction of its own (a long scan pins
+        no snapshot and takes no lock); resumes after the last key read."""
+        start = b""
+        while True:
+            found, last = [], None
+            with self.env.begin() as txn:
+                cur = txn.cursor(db=self.db[db_name])
+                if not cur.set_range(start):
+                    return
+                for n, (key, value) in enumerate(cur, 1):
+                    last = key
+                    if wanted(txn, key, value):
+                        found.append(key)
+                    if n >= batch:
+                        break
+                else:
+                    last = None
+            if found:
+                yield found
+            if last is None:
+                return
+            start = last + b"\0"  # the smallest key after `last`
 
     def _index_domains(self, txn) -> None:
         """Rewrites the "%domain" keys from the addresses (on user and alias changes: admin

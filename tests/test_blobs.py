@@ -257,17 +257,33 @@ def test_blob_upload_refuses_bad_sources_each_with_its_set_error(alice):
         "two": {"data": [{"data:asText": "x", "data:asBase64": "eA=="}]},
         "b64": {"data": [{"data:asBase64": "not base64!"}]},
         "many": {"data": [{"data:asText": "x"}] * 65},
+        "past": {"data": [{"blobId": base, "offset": 11}]},
+        "big": {"data": [{"data:asText": "x" * 1000}] * 64},
         "extra": {"data": [], "name": "x"},
         "empty": {"data": []},
+        "nulls": {"data": [{"data:asText": "n", "offset": None, "length": None}]},
     })
     nc = res["notCreated"]
     assert nc["notfound"]["type"] == "blobNotFound" and nc["notfound"]["notFound"] == [missing]
     assert nc["range"]["type"] == "invalidProperties" and nc["range"]["properties"] == ["data/0"]
     assert nc["two"]["type"] == "invalidProperties" and nc["two"]["properties"] == ["data/0"]
     assert nc["b64"]["type"] == "invalidProperties" and nc["b64"]["properties"] == ["data/0"]
-    assert nc["many"]["type"] == "tooLarge"
+    # RFC 9404 §3.1 maxDataSources bounds the sources, not the size: the UploadObject is invalid
+    assert nc["many"]["type"] == "invalidProperties" and nc["many"]["properties"] == ["data"]
+    assert nc["past"]["type"] == "invalidProperties" and nc["past"]["properties"] == ["data/0"]
     assert nc["extra"]["type"] == "invalidProperties" and nc["extra"]["properties"] == ["name"]
-    assert list(res["created"]) == ["empty"] and res["created"]["empty"]["size"] == 0
+    assert sorted(res["created"]) == ["big", "empty", "nulls"] and res["created"]["empty"]["size"] == 0
+    assert res["created"]["nulls"]["size"] == 1
+    assert res["created"]["big"]["size"] == 64_000  # 64 sources are allowed (§3.1: at least 64)
+
+
+def test_blob_upload_over_max_size_blob_set_is_too_large(alice):
+    limit = alice.session["accounts"][alice.account_id]["accountCapabilities"][BLOB]["maxSizeBlobSet"]
+    big = alice.upload(BIG, "application/octet-stream")["blobId"]
+    n = limit // len(BIG) + 1  # the concatenation, not any one source, exceeds the limit
+    res = ok(alice, "Blob/upload", create={"over": {"data": [{"blobId": big}] * n}})
+    assert res["created"] is None
+    assert res["notCreated"]["over"]["type"] == "tooLarge"
 
 
 def test_blob_methods_need_the_blob_capability(alice):
@@ -294,6 +310,11 @@ def test_blob_get_gives_text_base64_digests_and_size_of_a_range(alice):
                       "digest:sha-256": base64.b64encode(hashlib.sha256(b"world").digest()).decode()}
     [past] = ok(alice, "Blob/get", ids=[blob], properties=["data:asText"], offset=9, length=50)["list"]
     assert past["data:asText"] == "world" and past["isTruncated"] is True
+    # RFC 9404 §4.2: a null length is the rest of the blob, truncated only if the offset is past its end
+    [rest] = ok(alice, "Blob/get", ids=[blob], properties=["data:asText"], offset=len(data))["list"]
+    assert rest["data:asText"] == "" and rest["isTruncated"] is False
+    [beyond] = ok(alice, "Blob/get", ids=[blob], properties=["data:asBase64", "size"], offset=len(data) + 1)["list"]
+    assert beyond == {"id": blob, "data:asBase64": "", "size": len(data), "isTruncated": True}
 
 
 def test_blob_get_reports_an_encoding_problem_and_falls_back_to_base64(alice):
@@ -318,12 +339,18 @@ def test_blob_lookup_maps_a_message_and_its_parts_to_the_email_its_mailboxes_and
     [got] = alice.ok("Email/get", ids=[email["id"]], properties=["threadId", "mailboxIds", "textBody"])["list"]
     part = got["textBody"][0]["blobId"]
     unused = alice.upload(f"unused {unique()}".encode(), "text/plain")["blobId"]
+    no_part = part.rpartition(".")[0] + ".9"  # a partId the message does not have
     res = ok(alice, "Blob/lookup", typeNames=["Email", "Mailbox", "Thread"],
-             ids=[email["blobId"], part, unused, "G" + "2" * 64])
+             ids=[email["blobId"], part, unused, "G" + "2" * 64, no_part, "not-a-blob"])
     matched = {"Email": [email["id"]], "Mailbox": sorted(got["mailboxIds"]), "Thread": [got["threadId"]]}
+    nothing = {"Email": [], "Mailbox": [], "Thread": []}
+    # RFC 9404 §4.3: a blob that is not visible or does not exist still gets an empty array per type
     assert res["list"] == [{"id": email["blobId"], "matchedIds": matched}, {"id": part, "matchedIds": matched},
-                           {"id": unused, "matchedIds": {"Email": [], "Mailbox": [], "Thread": []}}]
-    assert res["notFound"] == ["G" + "2" * 64]
+                           {"id": unused, "matchedIds": nothing}, {"id": "G" + "2" * 64, "matchedIds": nothing},
+                           {"id": no_part, "matchedIds": nothing}, {"id": "not-a-blob", "matchedIds": nothing}]
+    assert res["notFound"] == []
+    only = ok(alice, "Blob/lookup", typeNames=["Thread"], ids=[part])["list"]
+    assert only == [{"id": part, "matchedIds": {"Thread": [got["threadId"]]}}]
 
 
 def test_blob_lookup_of_an_unknown_type_is_unknown_data_type(alice):

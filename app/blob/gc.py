@@ -5,7 +5,8 @@ holder released it) is removed once it has been unreferenced for the grace perio
 ``TIDINGS_BLOB_GRACE_SECONDS``, default 3600 (RFC 8620 §6: an upload is kept at least an hour).
 `tidings serve` runs the collector every ``TIDINGS_BLOB_GC_INTERVAL`` seconds (default 600; 0
 turns it off), one process at a time (a flock on ``<data>/blob-gc.lock``, which `tidings gc` takes
-too); `tidings gc` runs it at once and `tidings check` reports what it would reclaim."""
+too); `tidings gc` runs it at once and `tidings check` reports what it would reclaim.  The store
+collects in short batches (`Store.collect_garbage`), so imports and Email/set are not held up."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Blob methods: Blob/copy (RFC 8620 §6.3) and RFC 9404's Blob/upload, Blob/get and Blob/lookup.
+"""The Blob methods: Blob/copy (RFC 8620 §6.3) and RFC 9404's Blob/upload (§4.1), Blob/get (§4.2)
+and Blob/lookup (§4.3); the capability's limits are declared in `app.capabilities` (§3.1).
 
 Blob/upload builds each blob in a store blob sink from its data sources in order (inline text,
 inline base64, or a range of a blob the account has, including one created earlier in the same
@@ -18,6 +19,7 @@ from app.protocol.registry import BLOB, CORE, MAIL, method
 from app.protocol.standard import check_known_args, id_list_arg, uint_arg
 from store import ids
 
+from ..mail import mime
 from . import blob_exists, open_blob_in
 
 CHUNK = 1 << 20
@@ -73,7 +75,7 @@ def blob_copy(ctx, args: dict) -> dict:
             "notCopied": not_copied or None}
 
 
-# ----------------------------------------------------------------------- Blob/upload (RFC 9404 §4.2)
+# ----------------------------------------------------------------------- Blob/upload (RFC 9404 §4.1)
 class _Refused(Exception):
     def __init__(self, error: dict):
         super().__init__(error["type"])
@@ -123,7 +125,9 @@ def _check_upload(upload: dict) -> str | None:
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise _invalid("data", "must be an array of DataSourceObjects")
     if len(data) > MAX_DATA_SOURCES:
-        raise _Refused(set_error("tooLarge", f"more than maxDataSources ({MAX_DATA_SOURCES}) data sources"))
+        # §3.1 limits the sources of one creation, not the blob's size (that is tooLarge): the
+        # UploadObject itself is invalid
+        raise _invalid("data", f"more than maxDataSources ({MAX_DATA_SOURCES}) data sources")
     return media_type
 
 
@@ -132,9 +136,12 @@ def _fill(ctx, reader, sink, sources: list[dict], limit: int) -> None:
     missing = []
     for i, source in enumerate(sources):
         prop = f"data/{i}"
+        # §4.1: exactly one of data:asText, data:asBase64 or blobId (offset and length go with
+        # blobId); invalid data is refused, never guessed at
         kinds = [k for k in ("data:asText", "data:asBase64", "blobId") if source.get(k) is not None]
         extra = set(source) - {"data:asText", "data:asBase64", "blobId", "offset", "length"}
-        if len(kinds) != 1 or extra or (kinds[0] != "blobId" and ("offset" in source or "length" in source)):
+        ranged = source.get("offset") is not None or source.get("length") is not None
+        if len(kinds) != 1 or extra or (kinds[0] != "blobId" and ranged):
             raise _invalid(prop, "must have exactly one of data:asText, data:asBase64 or blobId "
                                  "(offset and length only with blobId)")
         kind = kinds[0]
@@ -165,6 +172,7 @@ def _fill(ctx, reader, sink, sources: list[dict], limit: int) -> None:
             f, size, _ = found
             with f:
                 end = size if length is None else offset + length
+                # §4.1: a range that begins or extends past the end of the blob is invalid
                 if offset > size or end > size:
                     raise _invalid(prop, f"the range {offset}+{end - offset} is outside the blob ({size} octets)")
                 if sink.size + end - offset > limit:
@@ -185,7 +193,7 @@ def _fill(ctx, reader, sink, sources: list[dict], limit: int) -> None:
         raise _Refused(set_error("blobNotFound", "blob(s) not found: " + ", ".join(missing), notFound=missing))
 
 
-# -------------------------------------------------------------------------- Blob/get (RFC 9404 §4.3)
+# -------------------------------------------------------------------------- Blob/get (RFC 9404 §4.2)
 @method("Blob/get", BLOB)
 def blob_get(ctx, args: dict) -> dict:
     check_known_args(args, {"accountId", "ids", "properties", "offset", "length"})
@@ -219,6 +227,8 @@ def blob_get(ctx, args: dict) -> dict:
                     end = size if length is None else min(size, offset + length)
                     f.seek(start)
                     data = f.read(max(0, end - start))
+                    # §4.2: a range the blob cannot fully satisfy gives what there is and
+                    # isTruncated; a null length is "the rest", truncated only past the end
                     out["isTruncated"] = offset > size or (length is not None and offset + length > size)
             _render(out, props, data, size)
             found_list.append(out)
@@ -249,7 +259,7 @@ def _render(out: dict, props: list[str], data: bytes, size: int) -> None:
             out[prop] = base64.b64encode(DIGESTS[prop[7:]](data).digest()).decode()
 
 
-# ----------------------------------------------------------------------- Blob/lookup (RFC 9404 §4.4)
+# ----------------------------------------------------------------------- Blob/lookup (RFC 9404 §4.3)
 @method("Blob/lookup", BLOB)
 def blob_lookup(ctx, args: dict) -> dict:
     check_known_args(args, {"accountId", "typeNames", "ids"})
@@ -262,20 +272,32 @@ def blob_lookup(ctx, args: dict) -> dict:
         raise MethodError("unknownDataType", "Blob/lookup cannot look up " + (
             ", ".join(unsupported) if unsupported else f"mail types without {MAIL} in 'using'"))
     wanted = _ids_arg(ctx, args, "ids")
-    found_list, not_found = [], []
+    found_list = []
     with ctx.store.read(account_id) as reader:
         for raw_id in dict.fromkeys(wanted):
-            blob_id = ctx.resolve_id(raw_id) or raw_id
-            if not blob_exists(reader, blob_id):
-                not_found.append(raw_id)
-                continue
-            part = ids.parse_part_blob_id(blob_id)
-            guid = ids.guid_of(part[0] if part else blob_id)
-            email = reader.email_by_guid(guid) if guid else None
-            matched = {t: [] for t in type_names}
+            email = _email_of_blob(reader, ctx.resolve_id(raw_id) or raw_id)
+            matched: dict[str, list[str]] = {t: [] for t in type_names}
             if email is not None:
                 for t in type_names:
                     matched[t] = ([email["id"]] if t == "Email" else [email["threadId"]] if t == "Thread"
                                   else sorted(email["mailboxIds"]))
+            # §4.3: a blob the user cannot see, or that does not exist at all, MUST still get an
+            # empty array for each type (not notFound), so existence elsewhere never leaks
             found_list.append({"id": raw_id, "matchedIds": matched})
-    return {"accountId": account_id, "list": found_list, "notFound": not_found}
+    # notFound is not among §4.3's response arguments, but its example shows one: kept, always empty
+    return {"accountId": account_id, "list": found_list, "notFound": []}
+
+
+def _email_of_blob(reader, blob_id: str) -> dict | None:
+    """The email of the account whose message is the blob, or has it as a body part; found by the
+    message's guid, never by scanning emails.  A part's partId is checked against the message's
+    structure (parsed, not decoded)."""
+    part = ids.parse_part_blob_id(blob_id)
+    guid = ids.guid_of(part[0] if part else blob_id)
+    if guid is None or not blob_exists(reader, blob_id):
+        return None
+    email = reader.email_by_guid(guid)
+    if email is None or part is None:
+        return email
+    raw = reader.blob(part[0])
+    return email if raw is not None and mime.has_part(raw, part[1]) else None

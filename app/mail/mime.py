@@ -870,6 +870,15 @@ def _find_part(root: _Part, part_id: str) -> _Part | None:
     return None
 
 
+def has_part(raw: bytes, part_id: str) -> bool:
+    """Whether the message has a leaf with that partId (its structure is parsed, nothing decoded)."""
+    try:
+        return bool(part_id) and len(part_id) <= 200 and _find_part(_parse(raw)[0], part_id) is not None
+    except Exception:  # noqa: BLE001
+        log.exception("has_part failed")
+        return False
+
+
 def extract_part(raw: bytes, part_id: str) -> tuple[bytes, str, str | None] | None:
     """(decoded content, type, name) of the leaf with that partId, or None."""
     try:
