@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from ..mail import mime
 
 CHUNK = 1 << 20  # encoded octets read and decoded at a time
-WINDOW = 8 << 20  # octets of the map a find scans before releasing them
+WINDOW = 2 << 20  # octets of the map a find scans before releasing them
 _SIZES_MAX = 4096
 
 
