@@ -340,7 +340,7 @@ def create_app(config: Config) -> FastAPI:
         media_type = request.query_params.get("accept")
         if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
             return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
-        found = await run_in_threadpool(open_blob, tidings.store, p["account_id"], p["blob_id"])
+        found = await run_in_threadpool(open_blob, tidings.store, p["account_id"], p["blob_id"], True)
         if found is None:
             return problem(ProblemError("about:blank", 404, "blob not found"))
         f, size, stored_type = found
@@ -353,8 +353,8 @@ def create_app(config: Config) -> FastAPI:
         # RFC 8620 §6.2: the Content-Type is exactly the type the URL names. Given as a header, not
         # as media_type, which Starlette would extend with "; charset=utf-8" for text/* types,
         # a false statement about bytes in any other charset.
-        return blob_response(request, p["blob_id"], f, size,
-                             {"Content-Type": media_type, "Content-Disposition": disposition})
+        return await blob_response(request, p["blob_id"], f, size,
+                                   {"Content-Type": media_type, "Content-Disposition": disposition})
 
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)

@@ -151,6 +151,72 @@ def test_a_large_upload_and_download_stream_without_holding_the_blob_in_memory(t
         srv.stop()
 
 
+def test_a_large_attachment_downloads_as_a_stream_without_holding_its_message_in_memory(tmp_path):
+    size = 40 << 20
+    attachment = os.urandom(size)
+    digest = hashlib.sha256(attachment).hexdigest()
+    raw = MIXED.format(subject="big attachment", msgid=unique("big"),
+                       b64=base64.encodebytes(attachment).decode().replace("\n", "\r\n").strip()).encode()
+    data = tmp_path / "data"
+    tidings("user", "add", "carol", "--password", "carol-pw", "--email", "carol@example.com", data=data)
+    (tmp_path / "big.eml").write_bytes(raw)  # above maxSizeUpload: imported as an administrator would
+    tidings("import", "--user", "carol", str(tmp_path / "big.eml"), data=data)
+    del raw
+    srv = Server(data)
+    try:
+        carol = Jmap(srv, "carol", "carol-pw")
+        [email_id] = carol.ok("Email/query")["ids"]
+        [got] = carol.ok("Email/get", ids=[email_id], properties=["attachments"],
+                         bodyProperties=["blobId", "name"])["list"]
+        blob_id = next(a for a in got["attachments"] if a["name"] == "data.bin")["blobId"]
+        url = download_url(carol, blob_id, "data.bin")
+        carol.http.get(url, headers={"If-None-Match": f'"{blob_id}"'})  # warm up the route
+        before = status_of(srv.proc.pid, "VmRSS")
+        Path(f"/proc/{srv.proc.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS (Linux)
+        h = hashlib.sha256()
+        with carol.http.stream("GET", url) as resp:
+            # not measured yet: sent whole, chunked, without Content-Length
+            assert resp.status_code == 200 and "content-length" not in resp.headers
+            assert resp.headers["etag"] == f'"{blob_id}"' and "immutable" in resp.headers["cache-control"]
+            for piece in resp.iter_bytes():
+                h.update(piece)
+        assert h.hexdigest() == digest
+        grown = status_of(srv.proc.pid, "VmHWM") - before  # kB
+        assert grown < (size >> 10) // 4, f"the server's peak RSS grew by {grown} kB for a {size >> 20} MB attachment"
+        # a range of it (the size is known now), then the whole with its length
+        r = carol.http.get(url, headers={"Range": f"bytes={size - 1000}-"})
+        assert r.status_code == 206 and r.content == attachment[-1000:]
+        assert r.headers["content-range"] == f"bytes {size - 1000}-{size - 1}/{size}"
+        with carol.http.stream("GET", url) as resp:
+            assert resp.status_code == 200 and resp.headers["content-length"] == str(size)
+            assert hashlib.sha256(resp.read()).hexdigest() == digest
+        assert carol.http.get(url, headers={"If-None-Match": f'"{blob_id}"'}).status_code == 304
+    finally:
+        srv.stop()
+
+
+def test_a_range_of_a_large_attachment_not_yet_measured(tmp_path):
+    attachment = os.urandom(3 << 20)
+    raw = MIXED.format(subject="att", msgid=unique("att"),
+                       b64=base64.encodebytes(attachment).decode().replace("\n", "\r\n").strip()).encode()
+    srv, carol = new_server(tmp_path)
+    try:
+        email = carol.import_message(raw)
+        [got] = carol.ok("Email/get", ids=[email["id"]], properties=["attachments"])["list"]
+        blob_id = next(a for a in got["attachments"] if a["name"] == "data.bin")["blobId"]
+        r = carol.http.get(download_url(carol, blob_id), headers={"Range": "bytes=1000000-1000009"})
+        assert r.status_code == 206 and r.content == attachment[1000000:1000010]
+        assert r.headers["content-range"] == f"bytes 1000000-1000009/{len(attachment)}"
+        r = carol.http.get(download_url(carol, blob_id), headers={"Range": f"bytes={len(attachment)}-"})
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(attachment)}"
+        # Blob/get reads it too (its size measured by a decoding pass)
+        res = ok(carol, "Blob/get", ids=[blob_id], properties=["size", "digest:sha-256"])
+        assert res["list"][0]["size"] == len(attachment)
+        assert res["list"][0]["digest:sha-256"] == base64.b64encode(hashlib.sha256(attachment).digest()).decode()
+    finally:
+        srv.stop()
+
+
 def test_an_acknowledged_upload_survives_kill_9(tmp_path):
     srv, carol = new_server(tmp_path)
     small = f"small {unique()}".encode()

@@ -3,9 +3,10 @@
 
 Blob id formats are owned by ``store.ids``: a whole blob is ``G<sha256>``; every body part of every
 email is downloadable as ``P<sha256>.<partId>`` without being stored twice.  A whole blob is
-streamed from the store (`open_blob`: a large one is a file, never read whole); a body part is
-decoded in memory from its message (``mime.extract_part``), which holds the message and the decoded
-part at once (see the README's "Blobs")."""
+streamed from the store (`open_blob`: a large one is a file, never read whole).  A body part of a
+message the store holds in memory is decoded whole (``mime.extract_part``); one of a message kept
+as a file is located over a map of the file and decoded as it is read (`app.blob.parts`), so its
+memory stays bounded whatever its size (see the README's "Blobs")."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import BinaryIO
 from store import ids
 
 from ..mail import mime
+from . import parts
 
 
 def blob_in(reader, blob_id: str) -> tuple[bytes, str | None] | None:
@@ -36,20 +38,42 @@ def read_blob(store, account_id: str, blob_id: str) -> tuple[bytes, str | None] 
         return blob_in(reader, blob_id)
 
 
-def open_blob_in(reader, blob_id: str) -> tuple[BinaryIO, int, str | None] | None:
+def _has_descriptor(f: BinaryIO) -> bool:
+    try:
+        f.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation: a copy in memory
+        return False
+    return True
+
+
+def open_blob_in(reader, blob_id: str, lazy_size: bool = False) -> tuple[BinaryIO, int | None, str | None] | None:
     """(a seekable binary file the caller closes, size, stored media type) of a blob the reader's
-    account may read, else None.  Whole blobs stream from the store; a body part is decoded."""
-    if ids.parse_part_blob_id(blob_id) is not None:
-        found = blob_in(reader, blob_id)
-        return (io.BytesIO(found[0]), len(found[0]), found[1]) if found else None
+    account may read, else None.  Whole blobs stream from the store; a body part is decoded (as it
+    is read when its message is a file).  With ``lazy_size`` the size of such a part is None unless
+    already known (measuring it costs a decoding pass): the file's ``size()`` then measures it."""
+    part = ids.parse_part_blob_id(blob_id)
+    if part is not None:
+        f = reader.open_blob(part[0])
+        if f is None:
+            return None
+        if not _has_descriptor(f):
+            with f:
+                found = mime.extract_part(f.read(), part[1])
+            return (io.BytesIO(found[0]), len(found[0]), found[1]) if found else None
+        opened = parts.open_part(f, blob_id, part[1])
+        if opened is None:
+            return None
+        pf, media_type, _ = opened
+        return pf, (parts.known_size(blob_id) if lazy_size else pf.size()), media_type
     info = reader.blob_info(blob_id)
     f = reader.open_blob(blob_id) if info else None
     return (f, info["size"], info.get("type")) if f is not None else None
 
 
-def open_blob(store, account_id: str, blob_id: str) -> tuple[BinaryIO, int, str | None] | None:
+def open_blob(store, account_id: str, blob_id: str,
+              lazy_size: bool = False) -> tuple[BinaryIO, int | None, str | None] | None:
     with store.read(account_id) as reader:
-        return open_blob_in(reader, blob_id)
+        return open_blob_in(reader, blob_id, lazy_size)
 
 
 def blob_exists(reader, blob_id: str) -> bool:

@@ -179,15 +179,179 @@ def _uudecode(body: bytes) -> bytes:
             continue
         if line.strip() in (b"end", b"`"):
             break
-        try:
-            out.append(binascii.a2b_uu(line))
-        except binascii.Error:
-            try:  # lines padded wrongly by old encoders
-                n = (((line[0] - 32) & 63) * 4 + 5) // 3 if line else 0
-                out.append(binascii.a2b_uu(line[:n]))
-            except (binascii.Error, IndexError):
-                continue
+        out.append(_uu_line(line))
     return b"".join(out)
+
+
+def _uu_line(line: bytes) -> bytes:
+    try:
+        return binascii.a2b_uu(line)
+    except binascii.Error:
+        try:  # lines padded wrongly by old encoders
+            n = (((line[0] - 32) & 63) * 4 + 5) // 3 if line else 0
+            return binascii.a2b_uu(line[:n])
+        except (binascii.Error, IndexError):
+            return b""
+
+
+# -- the same decodings, piecewise: a part decoded in chunks (`transfer_decoder`) gives exactly the
+# octets of `_transfer_decode` over its whole body, wherever the chunks are cut (tests/unit/test_part_stream.py).
+
+
+class _Identity:
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+_B64_JUNK = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")))
+
+
+def _b64_run(run: bytes) -> bytes:
+    # one run of base64 between '=' runs, repaired as b64decode_lenient repairs it
+    rem = len(run) % 4
+    if rem == 1:
+        run = run[:-1]
+    elif rem:
+        run += b"=" * (4 - rem)
+    try:
+        return binascii.a2b_base64(run) if run else b""
+    except (binascii.Error, ValueError):
+        return b""
+
+
+class _Base64Decoder:
+    """b64decode_lenient in pieces.  That function's result is always its fallback's: junk dropped,
+    the rest split at runs of '=', each run repaired (a run of 4n+1 loses its last character) and
+    decoded (its fast path, taken only when '=' is nothing but trailing padding, gives the same
+    octets).  Whole quads of the current run are decoded as they come; at most 3 characters carry."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = data.translate(None, _B64_JUNK)
+        if self.carry:
+            data = self.carry + data
+        if b"=" not in data:
+            n = len(data) - len(data) % 4
+            self.carry = data[n:]
+            return binascii.a2b_base64(memoryview(data)[:n]) if n else b""
+        *done, last = data.split(b"=")
+        n = len(last) - len(last) % 4
+        self.carry = last[n:]
+        out = b"".join(_b64_run(run) for run in done if run)
+        return out + binascii.a2b_base64(last[:n]) if n else out
+
+    def finish(self) -> bytes:
+        run, self.carry = self.carry, b""
+        return _b64_run(run)
+
+
+_QP_LONG = 64 * 1024  # a line without LF longer than this is decoded in pieces
+
+
+class _QPDecoder:
+    """binascii.a2b_qp in pieces.  a2b_qp reads left to right and never consumes a LF inside an
+    escape, so right after any LF it is in its plain state: input is cut after the last LF.  A longer
+    line is cut before a position whose two preceding octets are not '=' (no escape spans it), unless
+    a '=' CR started a soft line break, which a2b_qp ends only at the next LF (all skipped)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.skipping = False  # inside a soft line break "=\r...": dropped up to and including LF
+
+    def feed(self, data: bytes) -> bytes:
+        if self.skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return b""
+            self.skipping = False
+            data = data[nl + 1 :]
+        buf = self.buf + data
+        out = b""
+        nl = buf.rfind(b"\n")
+        if nl >= 0:
+            out = binascii.a2b_qp(buf[: nl + 1])
+            buf = buf[nl + 1 :]
+        self.buf = buf
+        if len(buf) > _QP_LONG:
+            out += self._cut_long()
+        return out
+
+    def _cut_long(self) -> bytes:
+        buf = self.buf  # no LF in it; a2b_qp is in its plain state at its start
+        i = buf.find(b"=\r")
+        while i >= 0:
+            j = i
+            while j and buf[j - 1] == 61:
+                j -= 1
+            run = i - j + 1  # this '=' and those right before it
+            if run % 2:  # '=' pairs decode to '='; an odd one starts the soft break
+                self.buf, self.skipping = b"", True
+                return binascii.a2b_qp(buf[:i])
+            i = buf.find(b"=\r", i + 1)
+        k = len(buf)
+        while k > 1 and (buf[k - 1] == 61 or buf[k - 2] == 61):
+            k -= 1
+        if k < len(buf) // 2:
+            return b""  # a long run of '=': wait for more (pathological)
+        self.buf = buf[k:]
+        return binascii.a2b_qp(buf[:k])
+
+    def finish(self) -> bytes:
+        buf, self.buf = self.buf, b""
+        return b"" if self.skipping else binascii.a2b_qp(buf)
+
+
+class _UUDecoder:
+    """_uudecode in pieces: whole lines (split as bytes.splitlines does, a CR at the end of a piece
+    waiting for a possible LF) go through the same per-line steps.  A line is held whole."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.inside = False
+        self.done = False
+
+    def _lines(self, lines: list[bytes]) -> bytes:
+        out = []
+        for line in lines:
+            if self.done:
+                break
+            if not self.inside:
+                self.inside = line.startswith(b"begin ")
+                continue
+            if line.strip() in (b"end", b"`"):
+                self.done = True
+                break
+            out.append(_uu_line(line))
+        return b"".join(out)
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return b""
+        buf = self.buf + data
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r", 0, len(buf) - 1)) + 1
+        self.buf = buf[cut:]
+        return self._lines(buf[:cut].splitlines()) if cut else b""
+
+    def finish(self) -> bytes:
+        buf, self.buf = self.buf, b""
+        return b"" if self.done else self._lines(buf.splitlines())
+
+
+def transfer_decoder(cte: str) -> _Identity | _Base64Decoder | _QPDecoder | _UUDecoder:
+    """A decoder with ``feed(piece) -> bytes`` and ``finish() -> bytes`` whose output, concatenated,
+    is `_transfer_decode` of the concatenated pieces (unknown encodings pass the octets through)."""
+    if cte == "base64":
+        return _Base64Decoder()
+    if cte == "quoted-printable":
+        return _QPDecoder()
+    if cte in _UU_CTE:
+        return _UUDecoder()
+    return _Identity()
 
 
 _MEDIA_TYPE_RE = re.compile(r"^[a-z0-9!#$%&'*+^_`{|}~.-]+/[a-z0-9!#$%&'*+^_`{|}~.-]+$")
@@ -891,6 +1055,23 @@ def extract_part(raw: bytes, part_id: str) -> tuple[bytes, str, str | None] | No
         return p.decoded()[0], p.type, p.name
     except Exception:  # noqa: BLE001
         log.exception("extract_part failed")
+        return None
+
+
+def locate_part(raw, part_id: str) -> tuple[int, int, str, str, str | None] | None:
+    """(start, end, transfer encoding, type, name) of the leaf with that partId: its encoded octets
+    are raw[start:end]; `transfer_decoder` of the encoding decodes them as `extract_part` does.
+    ``raw`` may be any buffer with bytes' indexing, find and startswith (an mmap: app.blob.parts)."""
+    try:
+        if not part_id or len(part_id) > 200:
+            return None
+        root, _ = _parse(raw)
+        p = _find_part(root, part_id)
+        if p is None:
+            return None
+        return p.start, p.end, p.cte(), p.type, p.name
+    except Exception:  # noqa: BLE001
+        log.exception("locate_part failed")
         return None
 
 
