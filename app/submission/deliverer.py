@@ -38,6 +38,7 @@ log = logging.getLogger("tidings.submission")
 LOCK_RETRY_SECONDS = 5.0
 SWEEP_SECONDS = 60.0
 LEASE_SECONDS = 15 * 60
+BUSY_RECHECK_SECONDS = 0.5
 CONCURRENCY = 4
 RETRY_BASE = float(os.environ.get("TIDINGS_SMTP_RETRY_BASE", "60"))  # first retry after, seconds
 RETRY_MAX = 4 * 3600.0
@@ -165,7 +166,13 @@ class Deliverer:
                     break
                 _, account_id, entry_id = heapq.heappop(self._heap)
             key = account_id + "/" + entry_id
-            if key in self._busy or key in seen:
+            if key in seen:
+                continue
+            if key in self._busy:
+                # its attempt is still finishing (a loaded machine can take longer than a short
+                # backoff): look again shortly rather than drop it until the next sweep
+                seen.add(key)
+                self._schedule(now + BUSY_RECHECK_SECONDS, account_id, entry_id)
                 continue
             seen.add(key)
             self._busy.add(key)
