@@ -194,6 +194,25 @@ def test_on_success_destroy_email_destroys_it_and_the_send_goes_on(alice, relay)
     assert len(relay.handler.wait_for(1)) == 1
 
 
+def test_on_success_arguments_apply_to_updated_and_destroyed_submissions_by_id(alice):
+    kept, gone = draft(alice, unique("kept ")), draft(alice, unique("gone "))
+    hold = {"mailFrom": {"email": "alice@example.org", "parameters": {"HOLDFOR": "600"}},
+            "rcptTo": [{"email": "carol@remote.test"}]}
+    s1 = submit(alice, kept, envelope=hold)["created"]["s"]["id"]
+    s2 = submit(alice, gone, envelope=hold)["created"]["s"]["id"]
+    resp = alice.request([["EmailSubmission/set", {
+        "accountId": alice.account_id, "update": {s1: {"undoStatus": "canceled"}}, "destroy": [s2],
+        "onSuccessUpdateEmail": {s1: {"keywords/$canceled": True}}, "onSuccessDestroyEmail": [s2, "Unope"]},
+        "0"]])["methodResponses"]
+    assert resp[0][1]["updated"] == {s1: {"deliveryStatus": {"carol@remote.test": {
+        "smtpReply": "250 2.0.0 canceled before delivery", "delivered": "no", "displayed": "unknown"}}}}
+    assert resp[0][1]["destroyed"] == [s2]
+    assert resp[1][0] == "Email/set"
+    assert resp[1][1]["updated"] == {kept: None} and resp[1][1]["destroyed"] == [gone]
+    assert alice.ok("Email/get", ids=[kept], properties=["keywords"])["list"][0]["keywords"] == {
+        "$draft": True, "$canceled": True}
+
+
 def test_nothing_is_done_to_the_email_when_the_submission_fails(alice):
     email_id = draft(alice, unique("kept "), **{"from": [{"email": "mallory@evil.test"}]},
                      to=[{"email": "carol@remote.test"}])

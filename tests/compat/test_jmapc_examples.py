@@ -48,14 +48,22 @@ from jmapc.methods import (
     EmailQueryResponse,
     EmailSet,
     EmailSetResponse,
+    EmailSubmissionChanges,
+    EmailSubmissionChangesResponse,
     EmailSubmissionGet,
     EmailSubmissionGetResponse,
     EmailSubmissionQuery,
+    EmailSubmissionQueryChanges,
+    EmailSubmissionQueryChangesResponse,
     EmailSubmissionQueryResponse,
     EmailSubmissionSet,
     EmailSubmissionSetResponse,
+    IdentityChanges,
+    IdentityChangesResponse,
     IdentityGet,
     IdentityGetResponse,
+    IdentitySet,
+    IdentitySetResponse,
     Invocation,
     MailboxChanges,
     MailboxChangesResponse,
@@ -638,3 +646,32 @@ def test_event_source_example_reads_new_emails_from_state_changes(client, http, 
         reader.join(5)
         if not reader.is_alive() and listener._events is not None:
             listener._events.resp.close()  # only once nobody reads it: close() waits for a reader
+
+
+def test_identity_set_and_changes_and_submission_changes_through_jmapc(client):
+    identity = client.request(IdentityGet()).data[0]
+    state = client.request(IdentityGet(ids=[])).state
+    res = client.request(IdentitySet(update={identity.id: {"textSignature": "-- \ncarol"}}))
+    assert isinstance(res, IdentitySetResponse) and identity.id in res.updated, res
+    changes = client.request(IdentityChanges(since_state=state))
+    assert isinstance(changes, IdentityChangesResponse), changes
+    assert (changes.created, changes.updated, changes.destroyed) == ([], [identity.id], [])
+    assert client.request(IdentityGet(ids=[identity.id])).data[0].text_signature == "-- \ncarol"
+
+    sub_state = client.request(EmailSubmissionGet(ids=[])).state
+    query_state = client.request(EmailSubmissionQuery()).query_state
+    drafts = mailbox_with_role(client, "drafts")
+    results = client.request([
+        EmailSet(create={"d": Email(mail_from=[EmailAddress(email=identity.email)],
+                                    to=[EmailAddress(email=identity.email)], subject=unique("changes "),
+                                    mailbox_ids={drafts: True},
+                                    body_values={"b": EmailBodyValue(value="hi")},
+                                    text_body=[EmailBodyPart(part_id="b", type="text/plain")])}),
+        EmailSubmissionSet(create={"s": EmailSubmission(email_id="#d", identity_id=identity.id)})])
+    created = results[1].response.created["s"].id
+    changes = client.request(EmailSubmissionChanges(since_state=sub_state))
+    assert isinstance(changes, EmailSubmissionChangesResponse), changes
+    assert created in changes.created
+    moved = client.request(EmailSubmissionQueryChanges(since_query_state=query_state))
+    assert isinstance(moved, EmailSubmissionQueryChangesResponse), moved
+    assert created in [item.id for item in moved.added]
