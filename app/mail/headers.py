@@ -599,6 +599,25 @@ def parse_grouped_addresses(value: str) -> list[dict]:
     return groups
 
 
+# RFC 5322 §3.4.1 addr-spec (with RFC 6532 UTF-8): a dot-atom or quoted-string local part, "@", a
+# dot-atom domain or a domain literal; nothing else (no spaces, commas, angle brackets, line breaks)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_ADDR_SPEC = re.compile(
+    rf'(?:{_ATEXT}+(?:\.{_ATEXT}+)*|"(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*")'
+    rf"@(?:{_ATEXT}+(?:\.{_ATEXT}+)*|\[[^\[\]\\\s]*\])")
+
+
+def is_addr_spec(value: str) -> bool:
+    """Whether value is exactly one RFC 5322 addr-spec (``local@domain``), at most 254 characters:
+    what an EmailAddress's email written into a header, or an SMTP path, may be."""
+    return len(value) <= 254 and _ADDR_SPEC.fullmatch(value) is not None
+
+
+def has_line_break(value: str) -> bool:
+    """CR, LF or NUL: never allowed in a header value a client gives (no header injection)."""
+    return "\r" in value or "\n" in value or "\x00" in value
+
+
 def parse_addresses(value: str) -> list[EmailAddress]:
     """§4.1.2.3 Addresses form: every mailbox, group information discarded."""
     return [box for g in parse_grouped_addresses(value) for box in g["addresses"]]
@@ -781,7 +800,7 @@ def _encode_phrase(name: str, used: int = 0) -> str:
 
 def format_mailbox(addr: EmailAddress, used: int = 0) -> str:
     name = addr.get("name")
-    email = _WS_RE.sub("", addr.get("email") or "")
+    email = (addr.get("email") or "").strip()  # a space can only be in a quoted local part (is_addr_spec)
     if name:
         phrase = _encode_phrase(name, used)
         last = phrase.rsplit("\r\n", 1)[-1]

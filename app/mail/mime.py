@@ -44,7 +44,9 @@ from app.mail.headers import (
     format_grouped,
     format_message_ids,
     format_urls,
+    has_line_break,
     header_value,
+    is_addr_spec,
     is_valid_header_form,
     message_problem,
     parse_addresses,
@@ -1176,10 +1178,13 @@ class _Problems:
 
 
 def _valid_address(a: object) -> bool:
+    """An EmailAddress to write: one addr-spec (RFC 5322 §3.4.1, so that "a@b.c>, <evil@x.y" cannot
+    become a second recipient) and a name without line breaks."""
     return (
         isinstance(a, dict)
         and isinstance(a.get("email"), str)
-        and (a.get("name") is None or isinstance(a.get("name"), str))
+        and is_addr_spec(a["email"])
+        and (a.get("name") is None or (isinstance(a.get("name"), str) and not has_line_break(a["name"])))
         and set(a) <= {"name", "email"}
     )
 
@@ -1200,7 +1205,7 @@ def _encode_header(name: str, form: str, value: object) -> str | None:
             return None
         return text.replace("\n", "\r\n")
     if form == "Text":
-        return " " + encode_text(value, name) if isinstance(value, str) else None
+        return " " + encode_text(value, name) if isinstance(value, str) and not has_line_break(value) else None
     if form == "Addresses":
         if not isinstance(value, list) or not all(_valid_address(a) for a in value):
             return None
@@ -1226,6 +1231,14 @@ def _encode_header(name: str, form: str, value: object) -> str | None:
             return None
         return " " + format_urls(value, used)
     return None
+
+
+_FORM_RULES = {
+    "Addresses": ": each email must be one address (RFC 5322 addr-spec), each name without line breaks",
+    "GroupedAddresses": ": each email must be one address (RFC 5322 addr-spec), each name without line breaks",
+    "Text": ": a string without line breaks",
+    "Raw": ": a string whose line breaks are only folds (followed by a space or tab)",
+}
 
 
 def _too_long(field: str) -> bool:
@@ -1264,7 +1277,7 @@ class _Header:
         for v in value if all_ else [value]:
             encoded = _encode_header(name, form, v)
             if encoded is None:
-                self.problems.add(self.path + prop, f"invalid value for the {form} form")
+                self.problems.add(self.path + prop, f"invalid value for the {form} form" + _FORM_RULES.get(form, ""))
                 return
             if _too_long(f"{name}:{encoded}"):
                 self.problems.add(self.path + prop, "a line of this header field would pass 998 octets "

@@ -6,19 +6,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from app.mail.headers import convert_value, split_header_block
+from app.mail.headers import convert_value, is_addr_spec, split_header_block
 
 MAX_RECIPIENTS = 100  # tooManyRecipients beyond this (§7.5 maxRecipients)
 MAX_DELAYED_SEND = 30 * 86400  # seconds a FUTURERELEASE (RFC 4865) may hold a message
 
-# RFC 5321 §4.1.2 Mailbox, as far as a relay needs it: a local part without spaces or angle
-# brackets, "@", a domain of dot-separated labels (or an address literal)
-_MAILBOX = re.compile(r'^(?:[^\s<>()\[\]\\,;:@"]+|"(?:[^"\\\r\n]|\\.)*")@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?'
-                      r'(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[^\]\s]+\])$')
-
-
 def valid_mailbox(address: str) -> bool:
-    return len(address) <= 254 and bool(_MAILBOX.match(address))
+    """An SMTP path (RFC 5321 §4.1.2 Mailbox): one addr-spec, as in a header."""
+    return is_addr_spec(address)
 
 
 def headers_of(raw: bytes) -> list[tuple[str, str]]:
