@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 
 from aiosmtpd.lmtp import LMTP
 
@@ -37,6 +38,14 @@ class _Lmtp(LMTP):
 
     line_length_limit = 1 << 16  # RFC 5321 says 1000, but longer lines are stored rather than refused
     _in_data = False
+    _in_lhlo = False
+
+    async def smtp_LHLO(self, arg: str) -> None:
+        self._in_lhlo = True
+        try:
+            await super().smtp_LHLO(arg)
+        finally:
+            self._in_lhlo = False
 
     async def smtp_DATA(self, arg: str) -> None:
         try:
@@ -54,7 +63,19 @@ class _Lmtp(LMTP):
                 elif status.startswith("500"):
                     status = "554 5.6.0 " + status[4:]
                 status = "\r\n".join([status] * max(1, len(self.envelope.rcpt_tos)))
+            elif not self._in_lhlo:
+                status = _enhanced(status)
         await super().push(status)
+
+
+_PLAIN_REPLY = re.compile(r"^([245])(\d\d)([ -])(?![245]\.\d{1,3}\.\d{1,3}\b)")
+
+
+def _enhanced(status: str) -> str:
+    """A reply of the engine's own (RSET, NOOP, QUIT, syntax errors) with the class's enhanced
+    status code (RFC 2034: once ENHANCEDSTATUSCODES is advertised every reply carries one; RFC
+    2033 §5 requires it of LMTP servers).  LHLO's reply and 3xx replies have none."""
+    return _PLAIN_REPLY.sub(lambda m: f"{m[1]}{m[2]}{m[3]}{m[1]}.0.0 ", status, count=1)
 
 
 class LmtpHandler:
@@ -68,6 +89,17 @@ class LmtpHandler:
         self.closing = False
         self.idle = asyncio.Event()
         self.idle.set()
+
+    async def handle_EHLO(self, server, session, envelope, hostname: str, responses: list[str]) -> list[str]:
+        """LHLO: the engine's extensions, and the two RFC 2033 §5 requires of every LMTP server
+        (the engine already answers pipelined commands in order)."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(self, server, session, envelope, address: str, mail_options: list[str]) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 sender ok"
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         try:

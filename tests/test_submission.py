@@ -205,7 +205,8 @@ def test_on_success_arguments_apply_to_updated_and_destroyed_submissions_by_id(a
         "onSuccessUpdateEmail": {s1: {"keywords/$canceled": True}}, "onSuccessDestroyEmail": [s2, "Unope"]},
         "0"]])["methodResponses"]
     assert resp[0][1]["updated"] == {s1: {"deliveryStatus": {"carol@remote.test": {
-        "smtpReply": "250 2.0.0 canceled before delivery", "delivered": "no", "displayed": "unknown"}}}}
+        "smtpReply": "554 5.0.0 canceled by the sender before delivery", "delivered": "no",
+        "displayed": "unknown"}}}}
     assert resp[0][1]["destroyed"] == [s2]
     assert resp[1][0] == "Email/set"
     assert resp[1][1]["updated"] == {kept: None} and resp[1][1]["destroyed"] == [gone]
@@ -309,6 +310,54 @@ def test_a_pending_submission_can_be_canceled_and_is_never_sent(alice, relay):
     assert sub["undoStatus"] == "canceled" and sub["deliveryStatus"]["carol@remote.test"]["delivered"] == "no"
     time.sleep(2.0)
     assert relay.handler.received == []
+
+
+def test_a_submission_waiting_for_a_retry_is_still_pending_and_can_be_canceled(alice, relay):
+    relay.handler.rcpt_replies["later@remote.test"] = "450 4.2.0 try later"
+    email_id = draft(alice, unique("retry cancel "), to=[{"email": "later@remote.test"}])
+    sid = submit(alice, email_id)["created"]["s"]["id"]
+    sub = wait_status(alice, sid, lambda s: s["deliveryStatus"]["later@remote.test"]["smtpReply"].startswith("450"))
+    assert sub["undoStatus"] == "pending"  # nobody has the message yet (§7 final)
+    deadline = time.time() + 10
+    while True:  # an attempt may be under way at this very moment: then cannotUnsend, and again
+        res = alice.ok("EmailSubmission/set", update={sid: {"undoStatus": "canceled"}})
+        if res["updated"]:
+            break
+        assert res["notUpdated"][sid]["type"] == "cannotUnsend" and time.time() < deadline
+        time.sleep(0.05)
+    del relay.handler.rcpt_replies["later@remote.test"]
+    time.sleep(1.5)
+    assert relay.handler.received == []
+    sub = alice.ok("EmailSubmission/get", ids=[sid])["list"][0]
+    assert sub["undoStatus"] == "canceled"
+    assert sub["deliveryStatus"]["later@remote.test"]["smtpReply"].startswith("554 5.0.0 ")
+
+
+def test_a_foreign_sender_field_is_forbidden_like_a_foreign_from(alice, relay):
+    email_id = draft(alice, unique("sender "), to=[{"email": "carol@remote.test"}],
+                     sender=[{"email": "bob@example.org"}])
+    err = submit(alice, email_id)["notCreated"]["s"]
+    assert err["type"] == "forbiddenFrom" and "bob@example.org" in err["description"]
+    email_id = draft(alice, unique("own sender "), to=[{"email": "carol@remote.test"}],
+                     sender=[{"email": "alice@example.net"}])
+    created = submit(alice, email_id)["created"]["s"]
+    # §7: the Sender address, unless the identity does not allow it: then the identity's
+    assert created["envelope"]["mailFrom"]["email"] == "alice@example.org"
+    assert relay.handler.wait_for(1)[0].mail_from == "alice@example.org"
+
+
+def test_an_envelope_names_each_recipient_once(alice, relay):
+    email_id = draft(alice, unique("dups "), to=[{"email": "dup@remote.test"}])
+    created = submit(alice, email_id, envelope={"mailFrom": {"email": "alice@example.org"}, "rcptTo": [
+        {"email": "dup@remote.test"}, {"email": "DUP@remote.test"}, {"email": "other@remote.test"},
+        {"email": "dup@remote.test"}]})["created"]["s"]
+    assert [r["email"] for r in created["envelope"]["rcptTo"]] == ["dup@remote.test", "other@remote.test"]
+    assert relay.handler.wait_for(1)[0].rcpt_tos == ["dup@remote.test", "other@remote.test"]
+
+
+def test_an_unknown_undo_status_in_a_filter_is_invalid_arguments(alice):
+    name, res = alice.call("EmailSubmission/query", filter={"undoStatus": "bogus"})
+    assert name == "error" and res["type"] == "invalidArguments"
 
 
 def test_a_sent_submission_cannot_be_unsent(alice, relay):

@@ -9,8 +9,9 @@ sends it and keeps ``undoStatus`` and ``deliveryStatus`` current.
 Decisions (§7 leaves them to the server):
 * Delayed send is FUTURERELEASE (RFC 4865): ``HOLDFOR``/``HOLDUNTIL`` on the envelope's mailFrom,
   up to ``maxDelayedSend``; the server holds the message itself and does not pass the parameter on.
-* ``undoStatus`` is ``pending`` until the first delivery attempt begins (a held message can be
-  canceled until its release), then ``final``.
+* ``undoStatus`` is ``pending`` until a recipient has the message (delivered here or accepted by
+  the relay), then ``final``; a pending submission can be canceled unless an attempt is under way
+  at that moment (``cannotUnsend``), also while it waits for a retry.
 * Mail to this server's own domains is delivered locally; mail to other domains needs a relay
   (``tidings serve --smtp-relay``): without one, such recipients are ``invalidRecipients``.
 * The envelope sender and every From address must be the user's (`app.addresses.may_send_as`):
@@ -95,6 +96,8 @@ class EmailSubmission(DataType):
         senders = [a for group in env.addresses_in(headers, "from") for a in group]
         if not senders:
             return fields, set_error("invalidEmail", "the message has no From address", properties=["from"])
+        # RFC 5322 §3.6.2: Sender names who submitted the message, so it is checked like From
+        senders += [a for group in env.addresses_in(headers, "sender") for a in group]
         foreign = [a for a in senders if not may_send_as(ctx.user, a)]
         if foreign:
             return fields, set_error("forbiddenFrom", f"{ctx.user['name']} may not send as {', '.join(foreign)}")
@@ -107,7 +110,10 @@ class EmailSubmission(DataType):
         if not mail_from or not may_send_as(ctx.user, mail_from):
             return fields, set_error("forbiddenMailFrom", f"{ctx.user['name']} may not use {mail_from!r} "
                                      "as the envelope sender")
-        rcpts = envelope["rcptTo"]
+        # one RCPT per address (compared case-insensitively, as deliveryStatus keys them), the first spelling
+        seen: set[str] = set()
+        rcpts = [r for r in envelope["rcptTo"] if not (r["email"].lower() in seen or seen.add(r["email"].lower()))]
+        envelope = {**envelope, "rcptTo": rcpts}
         if not rcpts:
             return fields, set_error("noRecipients", "the envelope has no recipients")
         if len(rcpts) > env.MAX_RECIPIENTS:
@@ -142,9 +148,14 @@ class EmailSubmission(DataType):
     # -- update: only canceling (§7.5 cannotUnsend)
     def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
         fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
-        if error is None and fields.get("undoStatus") == "canceled" and current["undoStatus"] != "pending":
-            return fields, set_error("cannotUnsend", f"the submission is {current['undoStatus']}: delivery has "
-                                     "begun and cannot be recalled")
+        if error is None and fields.get("undoStatus") == "canceled":
+            if current["undoStatus"] != "pending":
+                return fields, set_error("cannotUnsend", f"the submission is {current['undoStatus']}: a "
+                                         "recipient has the message")
+            if any((reader.record(outbox.OUTBOX, q) or {}).get("leased")
+                   for q in reader.record_ids(outbox.OUTBOX, "submissionId", equals=current["id"])):
+                return fields, set_error("cannotUnsend", "a delivery attempt is under way; try again when "
+                                         "it has ended")
         return fields, error
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
@@ -154,17 +165,12 @@ class EmailSubmission(DataType):
             entry = writer.record(outbox.OUTBOX, entry_id)
             if entry is not None:
                 outbox.remove(writer, entry)
-        status = {rcpt: {**s, "smtpReply": "250 2.0.0 canceled before delivery", "delivered": "no"}
+        status = {rcpt: {**s, "smtpReply": "554 5.0.0 canceled by the sender before delivery", "delivered": "no"}
                   for rcpt, s in (current.get("deliveryStatus") or {}).items()}
         writer.update_record(self.collection, obj_id, {**current, "undoStatus": "canceled", "deliveryStatus": status})
         return {"deliveryStatus": status}
 
     # -- what the deliverer reports (inside its transactions on the account)
-    def on_attempt(self, writer, submission_id: str) -> None:
-        record = writer.record(self.collection, submission_id)
-        if record is not None and record["undoStatus"] == "pending":
-            writer.update_record(self.collection, submission_id, {**record, "undoStatus": "final"})
-
     def on_status(self, writer, submission_id: str, status: dict) -> None:
         record = writer.record(self.collection, submission_id)
         if record is None:  # destroyed: §7 "MUST NOT affect the deliveries it represents"
@@ -172,9 +178,17 @@ class EmailSubmission(DataType):
         shown = {rcpt: {"smtpReply": s["smtpReply"], "delivered": s["delivered"],
                         "displayed": (record.get("deliveryStatus") or {}).get(rcpt, {}).get("displayed", "unknown")}
                  for rcpt, s in status.items()}
-        writer.update_record(self.collection, submission_id, {**record, "deliveryStatus": shown})
+        # §7 final: "relayed to at least one recipient in a manner that cannot be recalled"
+        final = record["undoStatus"] == "pending" and any(s["delivered"] in ("yes", "unknown") for s in shown.values())
+        writer.update_record(self.collection, submission_id, {
+            **record, "deliveryStatus": shown, "undoStatus": "final" if final else record["undoStatus"]})
 
     # -- query (§7.3)
+    def check_condition(self, ctx, cond: dict) -> None:
+        super().check_condition(ctx, cond)
+        if "undoStatus" in cond and cond["undoStatus"] not in ("pending", "final", "canceled"):
+            raise invalid_arguments("filter undoStatus must be pending, final or canceled")
+
     def match(self, ctx, cond: dict, obj: dict) -> bool:
         for key, value in cond.items():
             if key in ("identityIds", "emailIds", "threadIds") and obj.get(key[:-1]) not in value:

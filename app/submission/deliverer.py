@@ -6,11 +6,11 @@ One process delivers: the serving process that holds the flock ``<data>/outbox/d
 entries from the change bus (their writes are logged as "Outbox"), whichever process or CLI
 command wrote them, and sweeps every account's queue at start and every `SWEEP_SECONDS`.
 
-An attempt first takes the entry: in one transaction its ``due`` becomes now + `LEASE_SECONDS`,
-``attempts`` grows and the EmailSubmission's undoStatus becomes ``final`` (from then on it cannot
-be canceled); then it sends; then, in one transaction, it records each recipient's reply (2xx:
-done, 5xx: failed for good, 4xx: tried again after a backoff) and removes the entry once every
-recipient is done or `GIVE_UP_SECONDS` have passed.  A deliverer that dies mid-attempt leaves
+An attempt first takes the entry: in one transaction its ``due`` becomes now + `LEASE_SECONDS`
+and ``attempts`` grows (while it is leased, the EmailSubmission cannot be canceled); then it
+sends; then, in one transaction, it records each recipient's reply (2xx: done, 5xx: failed for
+good, 4xx: tried again after a backoff; the submission is ``final`` once a recipient has the
+message) and removes the entry once every recipient is done or `GIVE_UP_SECONDS` have passed.  A deliverer that dies mid-attempt leaves
 the lease, which the next one (at start) or the lease's end releases: the message is sent again,
 to the recipients whose outcome was not recorded (at-least-once; the window is the time between
 the relay's reply to DATA and the commit after it).
@@ -216,9 +216,6 @@ class Deliverer:
                 return None
             entry.update(due=int(now + LEASE_SECONDS), leased=True, attempts=entry["attempts"] + 1)
             w.update_record(outbox.OUTBOX, entry_id, entry)
-            submissions = TYPES["EmailSubmission"]
-            if entry.get("submissionId"):
-                submissions.on_attempt(w, entry["submissionId"])
         return entry, raw
 
     async def _send(self, entry: dict, raw: bytes) -> dict[str, tuple[int, str, str]]:
