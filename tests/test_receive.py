@@ -102,7 +102,12 @@ def test_lhlo_advertises_the_size_limit_and_helo_is_not_lmtp(rserver):
         code, text = client.ehlo("mx.test.example")  # smtplib's LMTP sends LHLO
         assert code == 250
         assert client.has_extn("size") and int(client.esmtp_features["size"]) == 50_000_000
-        assert client.docmd("HELO", "mx.test.example")[0] == 500
+        # RFC 2033 §5: an LMTP server MUST offer PIPELINING and ENHANCEDSTATUSCODES
+        assert client.has_extn("pipelining") and client.has_extn("enhancedstatuscodes")
+        assert client.docmd("HELO", "mx.test.example") == (500, b'5.0.0 Error: command "HELO" not recognized')
+        assert client.mail("bob@remote.example") == (250, b"2.1.0 sender ok")
+        assert client.docmd("NOOP") == (250, b"2.0.0 OK")
+        assert client.rset() == (250, b"2.0.0 OK")
     finally:
         client.close()
 
