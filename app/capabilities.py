@@ -24,7 +24,7 @@ capability(Capability(MAIL, account=lambda server, account: {
     "maxSizeMailboxName": 255,
     "maxSizeAttachmentsPerEmail": server.config.limits.max_size_upload,
     "emailQuerySortOptions": list(EMAIL_SORTS),
-    "mayCreateTopLevelMailbox": True,
+    "mayCreateTopLevelMailbox": account.get("owner", True),  # a grantee creates only under a shared one
 }))
 
 # RFC 8621 §1.3.2: delayed send is FUTURERELEASE (RFC 4865), held by tidings itself

@@ -229,6 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--remove", metavar="ADDR", action="append", default=[], help="remove this alias")
     q.set_defaults(func=cmd_user_alias)
 
+    # share
+    p = sub.add_parser(
+        "share", parents=[common], formatter_class=_Formatter, help="share a user's mailbox with another user",
+        description=textwrap.dedent("""
+            Gives another user rights on one of OWNER's mailboxes, as a mail client does with
+            Mailbox/set shareWith (RFC 9670, RFC 8621 §2 MailboxRights). The other user then sees
+            OWNER's account in their session with only the shared mailboxes and their mail. RIGHTS
+            is a comma-separated list of: read (mayReadItems), add (mayAddItems), remove
+            (mayRemoveItems), seen (maySetSeen), keywords (maySetKeywords), create (mayCreateChild),
+            rename (mayRename), delete (mayDelete), submit (maySubmit), or all. Rights not named
+            are taken away. --revoke takes every right away. Without MAILBOX, lists what OWNER
+            shares. Takes effect at once, also in a running server."""),
+        epilog=_examples("""
+            tidings share alice Projects --with bob --rights read,seen
+            tidings share alice Projects --with bob --rights all
+            tidings share alice Projects --with bob --revoke
+            tidings share alice
+        """))
+    p.add_argument("owner", metavar="OWNER", help="the user whose mailbox is shared")
+    p.add_argument("mailbox", metavar="MAILBOX", nargs="?", help="its name, or its role (inbox, sent, ...)")
+    p.add_argument("--with", dest="grantee", metavar="USER", help="the user who gets the rights")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--rights", default="read", help="what USER may do (default: read)")
+    g.add_argument("--revoke", action="store_true", help="take every right of USER away")
+    p.set_defaults(func=cmd_share)
+
     # import
     p = sub.add_parser(
         "import", parents=[common], formatter_class=_Formatter,
@@ -530,6 +556,65 @@ def cmd_user_alias(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{user['name']} <{user.get('email')}>" + "".join(f"\n  alias {a}" for a in user.get("aliases", ())))
+    return 0
+
+
+SHARE_RIGHTS = {"read": "mayReadItems", "add": "mayAddItems", "remove": "mayRemoveItems", "seen": "maySetSeen",
+                "keywords": "maySetKeywords", "create": "mayCreateChild", "rename": "mayRename",
+                "delete": "mayDelete", "submit": "maySubmit"}
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    from app.mailimport import find_mailbox
+
+    store = _open(_data_dir(args))
+    try:
+        owner = _user(store, args.owner)
+        account = owner["accountId"]
+        if args.mailbox is None:
+            with store.read(account) as r:
+                shared = [mb for mb in r.mailboxes() if mb.get("shareWith")]
+            names = {u["accountId"]: u["name"] for u in store.users()}
+            if not shared:
+                print(f"{args.owner} shares no mailbox")
+            for mb in shared:
+                for grantee, rights in mb["shareWith"].items():
+                    granted = [short for short, right in SHARE_RIGHTS.items() if rights.get(right)]
+                    print(f"{mb['name']}\t{names.get(grantee, grantee)}\t{','.join(granted)}")
+            return 0
+        if not args.grantee:
+            raise CliError("--with USER is required to share a mailbox")
+        grantee = _user(store, args.grantee)
+        if grantee["accountId"] == account:
+            raise CliError("the owner has every right already")
+        try:
+            mailbox, _ = find_mailbox(store, account, args.mailbox)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+        if mailbox is None:
+            raise CliError(f"{args.owner} has no mailbox {args.mailbox!r}")
+        if args.revoke:
+            granted = set()
+        else:
+            words = {w.strip().lower() for w in args.rights.split(",") if w.strip()}
+            unknown = words - set(SHARE_RIGHTS) - {"all"}
+            if unknown or not words:
+                raise CliError(f"unknown right(s) {', '.join(sorted(unknown)) or '(none)'}: use "
+                               f"{', '.join(SHARE_RIGHTS)} or all")
+            granted = set(SHARE_RIGHTS) if "all" in words else words
+        rights = {right: short in granted for short, right in SHARE_RIGHTS.items()}
+        with store.write(account) as w:
+            current = w.mailbox(mailbox["id"])
+            share_with = dict(current.get("shareWith") or {})
+            if any(rights.values()):
+                share_with[grantee["accountId"]] = rights
+            else:
+                share_with.pop(grantee["accountId"], None)
+            w.update_mailbox(mailbox["id"], {"shareWith": share_with or None})
+    finally:
+        store.close()
+    shown = ",".join(sorted(granted)) if granted else "nothing (revoked)"
+    print(f"{args.owner}'s mailbox {mailbox['name']!r}: {args.grantee} may {shown}")
     return 0
 
 

@@ -32,7 +32,7 @@ def search_snippet_get(ctx, args: dict) -> dict:
     with ctx.store.read(account_id) as reader:
         for email_id in dict.fromkeys(email_ids):
             record = reader.email(email_id)
-            if record is None:
+            if record is None or not ctx.access(account_id).may_read_email(record):
                 not_found.append(email_id)
             elif query is not None:
                 raw = reader.blob(record["blobId"]) or b""

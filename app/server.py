@@ -26,13 +26,14 @@ from starlette.websockets import WebSocket
 
 from store import StorageFull, open_store
 
+from .access import accounts_for
 from .auth import Authenticator
 from .blob import gc as blob_gc
 from .blob import open_blob
 from .blob.http import blob_response
 from .protocol.errors import ProblemError
 from .protocol.registry import load_methods
-from .protocol.request import CallContext, Limits, check_request, parse_request, process
+from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, parse_request, process
 from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_response
 from .push.bus import LocalBus
@@ -150,9 +151,9 @@ class Tidings:
         self.store.close()
 
     def push_accounts(self, user: dict) -> list[str]:
-        """The accounts whose changes the user's push connections report (every account the user
-        can see: today their own)."""
-        return [user["accountId"]]
+        """The accounts whose changes the user's push connections report: every account the user
+        may use (their own and those shared with them, app.access)."""
+        return list(accounts_for(self.store, user))
 
     # -- helpers
     async def user_for(self, request: HTTPConnection) -> dict | None:
@@ -183,13 +184,9 @@ class Tidings:
         address the client used, since clients such as jmapc use them as they are."""
         account_id = user["accountId"]
         base = (self.config.public_url or base_url).rstrip("/")
-        account = {"id": account_id, "name": user.get("email") or user["name"]}
         session = {
-            "capabilities": {urn: cap.session(self) for urn, cap in CAPABILITIES.items()},
-            "accounts": {account_id: {"name": account["name"], "isPersonal": True, "isReadOnly": False,
-                                      "accountCapabilities": {urn: cap.account(self, account)
-                                                              for urn, cap in CAPABILITIES.items()
-                                                              if cap.account is not None}}},
+            "capabilities": {urn: cap.session(self) for urn, cap in CAPABILITIES.items() if cap.session is not None},
+            "accounts": self.session_accounts(user),
             "primaryAccounts": {urn: account_id for urn, cap in CAPABILITIES.items()
                                 if cap.account is not None and cap.primary},
             "username": user["name"],
@@ -208,10 +205,29 @@ class Tidings:
         session["state"] = self.session_state(user)
         return session
 
+    def session_accounts(self, user: dict) -> dict:
+        """The session's accounts (RFC 8620 §2): the user's own, and each account sharing a
+        mailbox with them (RFC 9670: isPersonal false, isReadOnly when no right writes), whose
+        capabilities are those a grantee may use there (`SHARED_CAPABILITIES`)."""
+        out = {}
+        for account_id, access in accounts_for(self.store, user).items():
+            owner = user if access.owner else self.store.user(self.store.account(account_id)["user"])
+            if owner is None:
+                continue
+            account = {"id": account_id, "name": owner.get("email") or owner["name"], "user": user,
+                       "owner": access.owner}
+            out[account_id] = {
+                "name": account["name"], "isPersonal": access.owner, "isReadOnly": access.read_only,
+                "accountCapabilities": {urn: cap.account(self, account) for urn, cap in CAPABILITIES.items()
+                                        if cap.account is not None
+                                        and (access.owner or urn in SHARED_CAPABILITIES or cap.shared)}}
+        return out
+
     def session_state(self, user: dict) -> str:
+        shared = sorted((a, x.read_only) for a, x in accounts_for(self.store, user).items() if not x.owner)
         return hashlib.sha256(orjson.dumps(
             [user["name"], user["accountId"], user.get("email"), sorted(self.capabilities),
-             self.config.limits.capability(), self.config.public_url],
+             self.config.limits.capability(), self.config.public_url, shared],
             option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
     async def execute(self, user: dict, request: bytes | dict) -> bytes:
@@ -287,7 +303,8 @@ def create_app(config: Config) -> FastAPI:
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         account_id = request.path_params["account_id"]
-        if account_id != user["accountId"]:
+        access = (await run_in_threadpool(accounts_for, tidings.store, user)).get(account_id)
+        if access is None or access.read_only:  # a grantee uploads where they may add something
             return problem(ProblemError("about:blank", 404, f"no account {account_id!r}"))
         limits = config.limits
         length = request.headers.get("content-length")
@@ -335,12 +352,13 @@ def create_app(config: Config) -> FastAPI:
         if user is None:
             return problem(UNAUTHORIZED, WWW_AUTH)
         p = request.path_params
-        if p["account_id"] != user["accountId"]:
+        access = (await run_in_threadpool(accounts_for, tidings.store, user)).get(p["account_id"])
+        if access is None:
             return problem(ProblemError("about:blank", 404, "blob not found"))
         media_type = request.query_params.get("accept")
         if media_type is not None and not _MEDIA_TYPE.fullmatch(media_type):
             return problem(ProblemError("about:blank", 400, "the type in the download URL is not a media type"))
-        found = await run_in_threadpool(open_blob, tidings.store, p["account_id"], p["blob_id"], True)
+        found = await run_in_threadpool(open_blob, tidings.store, p["account_id"], p["blob_id"], True, access)
         if found is None:
             return problem(ProblemError("about:blank", 404, "blob not found"))
         f, size, stored_type = found
@@ -362,7 +380,8 @@ def create_app(config: Config) -> FastAPI:
             return problem(UNAUTHORIZED, WWW_AUTH)
         try:
             return eventsource_response(request, store=tidings.store, bus=tidings.bus,
-                                        accounts=tidings.push_accounts(user), known_types=tidings.push_types)
+                                        accounts=tidings.push_accounts(user), known_types=tidings.push_types,
+                                        accounts_now=lambda: tidings.push_accounts(user))
         except BadParameter as exc:
             return problem(ProblemError("about:blank", 400, str(exc)))
 

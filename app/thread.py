@@ -14,11 +14,16 @@ class Thread(DataType):
 
     def fetch(self, ctx, reader, thread_id: str) -> dict | None:
         email_ids = reader.thread(thread_id)  # sorted by receivedAt, as §3 asks
+        access = ctx.access(reader.account_id)
+        if email_ids and not access.owner:  # a grantee sees the emails they may read
+            email_ids = [i for i in email_ids if access.may_read_email(reader.email(i) or {})]
         return {"id": thread_id, "emailIds": email_ids} if email_ids else None
 
     def all_ids(self, ctx, reader):
         # ids: null lists every thread, up to maxObjectsInGet (beyond it /get refuses)
-        return reader.thread_ids(ctx.limits.max_objects_in_get + 1)
+        if ctx.access(reader.account_id).owner:
+            return reader.thread_ids(ctx.limits.max_objects_in_get + 1)
+        return [t for t in reader.thread_ids(10**9) if self.fetch(ctx, reader, t) is not None]
 
 
 THREAD = data_type(Thread())

@@ -190,6 +190,11 @@ class Writer(Reader, Protocol):
     def release_blob(self, blob_id: str, holder: str) -> None:
         """Ends the hold (a no-op if there is none); the blob's grace period starts now."""
 
+    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool) -> None:
+        """A grantee's own isSubscribed of a mailbox shared with them (RFC 8621 §2: "stored
+        separately per user"); NotFound if it is not shared with them.  A create, update or destroy
+        of a mailbox with ``shareWith`` keeps `Store.grants_to` in step in the same transaction."""
+
     def flush(self) -> None:
         """Records this transaction's changes so far under a new state (done again at commit)."""
 
@@ -251,6 +256,11 @@ class Store(Protocol):
         """Whether mail to the domain is this server's to deliver (some user has an address in it)."""
 
     def account(self, account_id: str) -> dict | None: ...
+
+    # -- sharing (a mailbox's ``shareWith``, {grantee account id: rights}, is indexed by grantee)
+    def grants_to(self, grantee: str) -> dict[str, dict[str, dict]]:
+        """{owner account id: {mailbox id: {"rights": {right: bool}, "subscribed": bool}}} for every
+        mailbox shared with `grantee`, as committed; O(grants of that grantee)."""
 
     # -- the durable indexing queue (drained by the background indexer)
     def index_queue(self, account_id: str, limit: int) -> list[tuple[bytes, dict]]: ...

@@ -31,6 +31,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | recidx    | A\\0collection\\0prop\\0value\\0id | -                                  | declared indexes: =, range   |
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
 | addresses | address or @domain (lower)   | username                                | RCPT TO, local delivery      |
+| grants    | G\\0A\\0mailboxId (G: grantee) | JSON {"rights": {...}, "subscribed": b}  | shared mailboxes of a user   |
 
 Blobs larger than 1 MiB are files at ``<data>/blobs/ab/<sha256>`` (`store.blobfiles`): written to
 a temp file while hashed, fsync'd, and renamed to their content address inside the write
@@ -69,7 +70,7 @@ log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal", "addresses", "blobacct", "blobhold")
+        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -571,6 +572,15 @@ class LmdbStore:
                 if addr and txn.get(addr.lower().encode(), db=self.db["addresses"]) == name.encode():
                     txn.delete(addr.lower().encode(), db=self.db["addresses"])
             self._index_domains(txn)
+            # what this account shared (grants to it go with the prefix scan below)
+            prefix = account_id.encode() + SEP
+            cur = txn.cursor(db=self.db["mailboxes"])
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    for grantee in orjson.loads(value).get("shareWith") or {}:
+                        txn.delete(grantee.encode() + SEP + key, db=self.db["grants"])
             txn.delete(name.encode(), db=self.db["users"])
             txn.delete(account_id.encode(), db=self.db["accounts"])
             prefix = account_id.encode() + SEP
@@ -582,6 +592,21 @@ class LmdbStore:
                     while cur.key().startswith(prefix):
                         if not cur.delete():
                             break
+
+    def grants_to(self, grantee: str) -> dict[str, dict[str, dict]]:
+        """The mailboxes shared with an account: {owner account: {mailbox id: {"rights": {...},
+        "subscribed": bool}}} (one prefix scan over the grantee's own grants)."""
+        out: dict[str, dict[str, dict]] = {}
+        prefix = grantee.encode() + SEP
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["grants"])
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    owner, _, mailbox_id = key[len(prefix):].partition(SEP)
+                    out.setdefault(owner.decode(), {})[mailbox_id.decode()] = orjson.loads(value)
+        return out
 
     def account(self, account_id: str) -> dict | None:
         with self.env.begin() as txn:
@@ -1045,8 +1070,10 @@ class LmdbWriter(LmdbReader):
         record = {"id": mailbox_id, "name": fields["name"], "parentId": fields.get("parentId"),
                   "role": fields.get("role"), "sortOrder": fields.get("sortOrder", 0),
                   "isSubscribed": fields.get("isSubscribed", True), "totalEmails": 0,
-                  "unreadEmails": 0, "totalThreads": 0, "unreadThreads": 0}
+                  "unreadEmails": 0, "totalThreads": 0, "unreadThreads": 0,
+                  "shareWith": fields.get("shareWith")}
         self._put("mailboxes", mailbox_id.encode(), orjson.dumps(record))
+        self._grant(mailbox_id, None, record["shareWith"])
         self._changed("Mailbox", mailbox_id, b"c")
         return record
 
@@ -1054,8 +1081,11 @@ class LmdbWriter(LmdbReader):
         record = self.mailbox(mailbox_id)
         if record is None:
             raise NotFound(mailbox_id)
+        before = record.get("shareWith")
         record.update(fields)
         self._put("mailboxes", mailbox_id.encode(), orjson.dumps(record))
+        if "shareWith" in fields:
+            self._grant(mailbox_id, before, record["shareWith"])
         self._changed("Mailbox", mailbox_id, b"u")
         return record
 
@@ -1066,7 +1096,32 @@ class LmdbWriter(LmdbReader):
         if record["totalEmails"]:
             raise StoreError("mailbox has emails")
         self._delete("mailboxes", mailbox_id.encode())
+        self._grant(mailbox_id, record.get("shareWith"), None)
         self._changed("Mailbox", mailbox_id, b"d")
+
+    # -- sharing: the grants index mirrors every mailbox's shareWith, keyed by grantee
+    def _grant(self, mailbox_id: str, before: dict | None, after: dict | None) -> None:
+        db = self.store.db["grants"]
+        owner = self.account_id.encode()
+        for grantee in set(before or {}) | set(after or {}):
+            key = grantee.encode() + SEP + owner + SEP + mailbox_id.encode()
+            rights = (after or {}).get(grantee)
+            if not rights:
+                self.txn.delete(key, db=db)
+                continue
+            old = self.txn.get(key, db=db)
+            subscribed = orjson.loads(old)["subscribed"] if old else False
+            self.txn.put(key, orjson.dumps({"rights": rights, "subscribed": subscribed}), db=db)
+
+    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool) -> None:
+        key = grantee.encode() + SEP + self.account_id.encode() + SEP + mailbox_id.encode()
+        old = self.txn.get(key, db=self.store.db["grants"])
+        if old is None:
+            raise NotFound(mailbox_id)
+        grant = orjson.loads(old)
+        grant["subscribed"] = subscribed
+        self.txn.put(key, orjson.dumps(grant), db=self.store.db["grants"])
+        self._changed("Mailbox", mailbox_id, b"u")
 
     def _mailbox_counts(self, mailbox_id: str, thread_id: str, d_total: int, d_unread: int) -> None:
         """Applies an email's arrival/departure/flag change to a mailbox's four counts, using the

@@ -97,7 +97,7 @@ def test_new_account_has_the_default_role_mailboxes(server):
 
 def test_mailbox_get_returns_every_property(alice):
     mb = get_mailbox(alice, alice.mailbox("inbox"))
-    assert set(mb) == {"id", "name", "parentId", "role", "sortOrder", "myRights", "isSubscribed"} | COUNTS
+    assert set(mb) == {"id", "name", "parentId", "role", "sortOrder", "myRights", "isSubscribed", "shareWith"} | COUNTS
 
 
 # ------------------------------------------------------------------------------------- Mailbox/set

@@ -92,8 +92,12 @@ def test_session_advertises_core_limits_capabilities_and_accounts(alice):
     assert account["isPersonal"] is True
     assert account["isReadOnly"] is False
     assert MAIL in account["accountCapabilities"]
-    # every capability an account offers is a server capability
-    assert set(account["accountCapabilities"]) <= set(s["capabilities"])
+    # every capability an account offers is a server capability, but principals:owner, which
+    # RFC 9670 §2 puts only in accountCapabilities
+    owner = "urn:ietf:params:jmap:principals:owner"
+    assert set(account["accountCapabilities"]) - {owner} <= set(s["capabilities"])
+    assert owner not in s["capabilities"]
+    assert account["accountCapabilities"][owner] == {"accountIdForPrincipal": account_id, "principalId": account_id}
     assert s["username"] == "alice"
     assert isinstance(s["state"], str) and s["state"]
 

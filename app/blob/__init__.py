@@ -19,8 +19,23 @@ from ..mail import mime
 from . import parts
 
 
-def blob_in(reader, blob_id: str) -> tuple[bytes, str | None] | None:
-    """(bytes, media type) of a blob the reader's account may read, else None."""
+def visible_to(access, reader, blob_id: str) -> bool:
+    """Whether the user (app.access.Access; None: the owner) may read a blob of this account: in an
+    account shared with them, the message (or a part) of an email they may read, or an upload no
+    email holds (named only by the sha256 of content they already have)."""
+    if access is None or access.owner:
+        return True
+    part = ids.parse_part_blob_id(blob_id)
+    guid = ids.guid_of(part[0] if part else blob_id)
+    email = reader.email_by_guid(guid) if guid else None
+    return email is None or access.may_read_email(email)
+
+
+def blob_in(reader, blob_id: str, access=None) -> tuple[bytes, str | None] | None:
+    """(bytes, media type) of a blob the reader's account may read (and the user, see
+    `visible_to`), else None."""
+    if not visible_to(access, reader, blob_id):
+        return None
     part = ids.parse_part_blob_id(blob_id)
     if part is not None:
         raw = reader.blob(part[0])
@@ -33,9 +48,9 @@ def blob_in(reader, blob_id: str) -> tuple[bytes, str | None] | None:
     return (data, info["type"]) if data is not None else None
 
 
-def read_blob(store, account_id: str, blob_id: str) -> tuple[bytes, str | None] | None:
+def read_blob(store, account_id: str, blob_id: str, access=None) -> tuple[bytes, str | None] | None:
     with store.read(account_id) as reader:
-        return blob_in(reader, blob_id)
+        return blob_in(reader, blob_id, access)
 
 
 def _has_descriptor(f: BinaryIO) -> bool:
@@ -46,11 +61,15 @@ def _has_descriptor(f: BinaryIO) -> bool:
     return True
 
 
-def open_blob_in(reader, blob_id: str, lazy_size: bool = False) -> tuple[BinaryIO, int | None, str | None] | None:
+def open_blob_in(reader, blob_id: str, lazy_size: bool = False,
+                 access=None) -> tuple[BinaryIO, int | None, str | None] | None:
     """(a seekable binary file the caller closes, size, stored media type) of a blob the reader's
     account may read, else None.  Whole blobs stream from the store; a body part is decoded (as it
     is read when its message is a file).  With ``lazy_size`` the size of such a part is None unless
-    already known (measuring it costs a decoding pass): the file's ``size()`` then measures it."""
+    already known (measuring it costs a decoding pass): the file's ``size()`` then measures it.
+    ``access``: the user's, when it may not be the account's owner (`visible_to`)."""
+    if not visible_to(access, reader, blob_id):
+        return None
     part = ids.parse_part_blob_id(blob_id)
     if part is not None:
         f = reader.open_blob(part[0])
@@ -70,10 +89,10 @@ def open_blob_in(reader, blob_id: str, lazy_size: bool = False) -> tuple[BinaryI
     return (f, info["size"], info.get("type")) if f is not None else None
 
 
-def open_blob(store, account_id: str, blob_id: str,
-              lazy_size: bool = False) -> tuple[BinaryIO, int | None, str | None] | None:
+def open_blob(store, account_id: str, blob_id: str, lazy_size: bool = False,
+              access=None) -> tuple[BinaryIO, int | None, str | None] | None:
     with store.read(account_id) as reader:
-        return open_blob_in(reader, blob_id, lazy_size)
+        return open_blob_in(reader, blob_id, lazy_size, access)
 
 
 def blob_exists(reader, blob_id: str) -> bool:

@@ -20,7 +20,7 @@ from app.protocol.standard import check_known_args, id_list_arg, uint_arg
 from store import ids
 
 from ..mail import mime
-from . import blob_exists, open_blob_in
+from . import blob_exists, open_blob_in, visible_to
 
 CHUNK = 1 << 20
 DIGESTS = {"sha": hashlib.sha1, "sha-256": hashlib.sha256}
@@ -57,11 +57,13 @@ def blob_copy(ctx, args: dict) -> dict:
         with ctx.store.read(from_id) as r:
             for raw_id in dict.fromkeys(blob_ids):
                 blob_id = ctx.resolve_id(raw_id) or raw_id
-                if ids.parse_part_blob_id(blob_id) is None:
+                if not visible_to(ctx.access(from_id), r, blob_id):
+                    info = None
+                elif ids.parse_part_blob_id(blob_id) is None:
                     info = w.grant_blob(blob_id, r)
                     new_id = info["blobId"] if info else None
                 else:  # a body part: decoded, stored as a blob of its own
-                    found = open_blob_in(r, blob_id)
+                    found = open_blob_in(r, blob_id, access=ctx.access(from_id))
                     new_id = None
                     if found is not None:
                         f, _, media_type = found
@@ -165,7 +167,7 @@ def _fill(ctx, reader, sink, sources: list[dict], limit: int) -> None:
             if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0 or (
                     length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 0)):
                 raise _invalid(prop, "offset and length must be unsigned integers or null")
-            found = open_blob_in(reader, ctx.resolve_id(raw_id) or raw_id)
+            found = open_blob_in(reader, ctx.resolve_id(raw_id) or raw_id, access=ctx.access(reader.account_id))
             if found is None:
                 missing.append(raw_id)
                 continue
@@ -214,7 +216,7 @@ def blob_get(ctx, args: dict) -> dict:
     with ctx.store.read(account_id) as reader:
         for raw_id in dict.fromkeys(wanted):
             blob_id = ctx.resolve_id(raw_id) or raw_id
-            found = open_blob_in(reader, blob_id)
+            found = open_blob_in(reader, blob_id, access=ctx.access(account_id))
             if found is None:
                 not_found.append(raw_id)
                 continue
@@ -276,8 +278,10 @@ def blob_lookup(ctx, args: dict) -> dict:
     with ctx.store.read(account_id) as reader:
         for raw_id in dict.fromkeys(wanted):
             email = _email_of_blob(reader, ctx.resolve_id(raw_id) or raw_id)
+            access = ctx.access(account_id)
             matched: dict[str, list[str]] = {t: [] for t in type_names}
-            if email is not None:
+            if email is not None and access.may_read_email(email):
+                email = {**email, "mailboxIds": access.shown_mailbox_ids(email["mailboxIds"])}
                 for t in type_names:
                     matched[t] = ([email["id"]] if t == "Email" else [email["threadId"]] if t == "Thread"
                                   else sorted(email["mailboxIds"]))

@@ -36,6 +36,7 @@ class Email(DataType):
     prepare_update = email_set.prepare_update
     create = email_set.create
     update = email_set.update
+    check_destroy = email_set.check_destroy
     destroy = email_set.destroy
 
 

@@ -12,7 +12,7 @@ from app.protocol.errors import invalid_properties, set_error
 from store import ids
 
 from .model import utc_date
-from .validate import check_keywords, check_mailbox_ids, check_received_at
+from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
 COPYABLE = ("mailboxIds", "keywords", "receivedAt")
 SOURCE = "\x00source"  # the key of the source message in a copy's create object (never a JSON key)
@@ -46,6 +46,9 @@ def prepare_copy(ctx, reader, obj: dict) -> tuple[dict, dict | None]:
     received_at = check_received_at(obj.get("receivedAt"), problems)
     if problems:
         return {}, invalid_properties(problems)
+    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids})
+    if why:
+        return {}, set_error("forbidden", why)
     if source.raw is None:
         return {}, set_error("notFound", f"the message {source.blob_id} is gone from the source account")
     existing = reader.email_by_guid(ids.content_address(source.raw))

@@ -119,11 +119,22 @@ def parse_get_args(self, ctx, args: dict) -> tuple[list[str], Render]:
 
 
 def fetch(self, ctx, reader, email_id: str) -> dict | None:
-    return reader.email(email_id)
+    """The email as this user sees it: in a shared account only one in a mailbox they may read,
+    with only the mailboxes they can see in mailboxIds (RFC 8621 §2 mayReadItems)."""
+    record = reader.email(email_id)
+    access = ctx.access(reader.account_id)
+    if record is None or access.owner:
+        return record
+    if not access.may_read_email(record):
+        return None
+    return {**record, "mailboxIds": access.shown_mailbox_ids(record["mailboxIds"])}
 
 
 def all_ids(self, ctx, reader):
-    return reader.email_ids_by_date(None)
+    access = ctx.access(reader.account_id)
+    if access.owner:
+        return reader.email_ids_by_date(None)
+    return (i for i in reader.email_ids_by_date(None) if access.may_read_email(reader.email(i) or {}))
 
 
 def render_email(self, ctx, reader, record: dict, props: list[str], how: Render) -> dict:

@@ -10,7 +10,7 @@ from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
 from store import ids
 
-from .validate import check_keywords, check_mailbox_ids, check_received_at
+from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
 IMPORT_PROPERTIES = {"blobId", "mailboxIds", "keywords", "receivedAt"}
 
@@ -35,7 +35,7 @@ def email_import(ctx, args: dict) -> dict:
             blob_id = spec.get("blobId")
             blob_id = ctx.resolve_id(blob_id) if isinstance(blob_id, str) else blob_id
             # a whole upload (G...) or a part of a stored message (P..., e.g. an attached email)
-            found = blob_in(w, blob_id) if isinstance(blob_id, str) else None
+            found = blob_in(w, blob_id, ctx.access(account_id)) if isinstance(blob_id, str) else None
             raw = found[0] if found else None
             if not isinstance(blob_id, str):
                 problems["blobId"] = "must be a blob id"
@@ -44,6 +44,10 @@ def email_import(ctx, args: dict) -> dict:
             received_at = check_received_at(spec.get("receivedAt"), problems)
             if problems:
                 not_created[cid] = invalid_properties(problems)
+                continue
+            why = rights_problem(ctx, w, None, {"mailboxIds": mailbox_ids})
+            if why:
+                not_created[cid] = set_error("forbidden", why)
                 continue
             if raw is None:
                 not_created[cid] = set_error("blobNotFound", f"no blob {blob_id!r} in this account",

@@ -268,7 +268,7 @@ def _top_from_index(ctx, reader, query: Query, position: int, limit: int) -> tup
     flt = query.filter
     descending = query.date_order()
     if (ctx.search is None or not flt or "operator" in flt or not set(flt) <= TEXT_CONDITIONS
-            or descending is None or query.collapse or position < 0):
+            or descending is None or query.collapse or position < 0 or not ctx.access(reader.account_id).owner):
         return None
     with _engine_errors():
         total, ids = ctx.search.index.search_top(reader.account_id, condition_query(flt), position, limit,
@@ -340,6 +340,7 @@ class Run:
     def __init__(self, ctx, reader, query: Query):
         self.reader = reader
         self.query = query
+        self.access = ctx.access(reader.account_id)  # a shared account: only readable emails
         text = query.text_conditions()
         self.hits = text_hits(ctx, reader, text) if text else {}
         self._threads: dict[str, list] = {}
@@ -422,7 +423,7 @@ class Run:
     def matches(self, descending: bool = True) -> Iterator[dict]:
         flt = self.query.filter
         for record in self._source(_plan(flt, self.hits), descending):
-            if evaluate_filter(flt, record, self.match):
+            if self.access.may_read_email(record) and evaluate_filter(flt, record, self.match):
                 yield record
 
     # -- ordering
@@ -473,6 +474,8 @@ class Run:
     def counted_total(self) -> int | None:
         """The number of results from the stored counters, when the filter allows (RFC 8621 §4.4)."""
         flt = self.query.filter
+        if not self.access.owner:
+            return None  # the counters count emails a grantee may not see
         if not flt:
             return None if self.query.collapse else self.reader.email_count()
         if "operator" not in flt and set(flt) <= TEXT_CONDITIONS and not self.query.collapse:

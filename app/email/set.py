@@ -12,7 +12,7 @@ from app.protocol.standard import apply_patch, patch_set_error
 from store import ids
 
 from .model import PROPERTIES, parse_header_property
-from .validate import check_keywords, check_mailbox_ids, check_received_at
+from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
 MUTABLE = ("keywords", "mailboxIds")
 # properties a client may give when creating; the rest of PROPERTIES are server-set
@@ -37,7 +37,7 @@ def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
     content = {k: v for k, v in obj.items() if k not in ("mailboxIds", "keywords", "receivedAt")}
 
     def get_blob(blob_id: str) -> bytes | None:
-        found = blob_in(reader, ctx.resolve_id(blob_id) or blob_id)
+        found = blob_in(reader, ctx.resolve_id(blob_id) or blob_id, ctx.access(reader.account_id))
         return found[0] if found else None
 
     raw, error = mime.build_message(content, get_blob)
@@ -50,6 +50,9 @@ def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
                                  **{k: v for k, v in error.items() if k not in ("type", "description")})
     if problems:
         return {}, invalid_properties(problems)
+    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids})
+    if why:
+        return {}, set_error("forbidden", why)
     existing = reader.email_by_guid(ids.content_address(raw))
     if existing is not None:
         # the same bytes are already an Email here; like Email/import, say so (RFC 8621 §4.6, §4.8)
@@ -83,11 +86,33 @@ def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tu
         fields["keywords"] = check_keywords(patched["keywords"], problems)
     if patched.get("mailboxIds") != current["mailboxIds"]:
         fields["mailboxIds"] = check_mailbox_ids(ctx, reader, patched.get("mailboxIds"), problems)
-    return fields, patch_set_error(problems, patch_errors)
+    error = patch_set_error(problems, patch_errors)
+    if error is None and fields:
+        stored = reader.email(current["id"])
+        after = {**fields, "mailboxIds": _with_hidden(ctx, reader, stored, fields["mailboxIds"])} \
+            if "mailboxIds" in fields else fields
+        why = rights_problem(ctx, reader, stored, after)
+        if why:
+            error = set_error("forbidden", why)
+    return fields, error
+
+
+def _with_hidden(ctx, reader, stored: dict, mailbox_ids: dict) -> dict:
+    """New mailboxIds from a grantee, plus the email's mailboxes they cannot see (kept as they are)."""
+    access = ctx.access(reader.account_id)
+    return {**{m: True for m in stored["mailboxIds"] if not access.sees_mailbox(m)}, **mailbox_ids}
+
+
+def check_destroy(self, ctx, reader, current: dict, args: dict) -> dict | None:
+    why = rights_problem(ctx, reader, reader.email(current["id"]), None)
+    return set_error("forbidden", why) if why else None
 
 
 def update(self, ctx, writer, email_id: str, current: dict, changes: dict) -> None:
-    writer.update_email(email_id, keywords=changes.get("keywords"), mailbox_ids=changes.get("mailboxIds"))
+    mailbox_ids = changes.get("mailboxIds")
+    if mailbox_ids is not None:
+        mailbox_ids = _with_hidden(ctx, writer, writer.email(email_id), mailbox_ids)
+    writer.update_email(email_id, keywords=changes.get("keywords"), mailbox_ids=mailbox_ids)
 
 
 def destroy(self, ctx, writer, email_id: str, current: dict, args: dict) -> None:

@@ -21,7 +21,8 @@ def check_mailbox_ids(ctx, reader, value: object, problems: dict[str, str]) -> d
             problems["mailboxIds"] = "every value must be true"
             return None
         mailbox_id = ctx.resolve_id(raw_id)
-        if mailbox_id is None or reader.mailbox(mailbox_id) is None:
+        if (mailbox_id is None or reader.mailbox(mailbox_id) is None
+                or not ctx.access(reader.account_id).sees_mailbox(mailbox_id)):
             problems["mailboxIds"] = f"no mailbox {raw_id!r}"
             return None
         out[mailbox_id] = True
@@ -29,6 +30,32 @@ def check_mailbox_ids(ctx, reader, value: object, problems: dict[str, str]) -> d
         problems["mailboxIds"] = f"an email may be in at most {MAX_MAILBOXES} mailboxes"
         return None
     return out
+
+
+def rights_problem(ctx, reader, before: dict | None, after: dict | None) -> str | None:
+    """Why a grantee may not make this change to an email (RFC 8621 §2 MailboxRights), or None.
+    before/after: {"mailboxIds", "keywords"} (before None: a new email; after None: destroyed),
+    with every mailbox of the email, seen or not."""
+    access = ctx.access(reader.account_id)
+    if access.owner:
+        return None
+    old_boxes = set((before or {}).get("mailboxIds") or ())
+    new_boxes = set((after or {}).get("mailboxIds") or ()) if after is not None else set()
+    if after is not None and "mailboxIds" not in after:
+        new_boxes = old_boxes
+    for mailbox_id in new_boxes - old_boxes:
+        if not access.may(mailbox_id, "mayAddItems"):
+            return f"adding to mailbox {mailbox_id} needs mayAddItems"
+    for mailbox_id in old_boxes - new_boxes:
+        if not access.may(mailbox_id, "mayRemoveItems"):
+            return f"removing from mailbox {mailbox_id} needs mayRemoveItems"
+    if before is not None and after is not None and "keywords" in after:
+        changed = set(before["keywords"]) ^ set(after["keywords"])
+        for right, keywords in (("maySetSeen", changed & {"$seen"}), ("maySetKeywords", changed - {"$seen"})):
+            # §2: "only ... if they have this permission for all of the Mailboxes"
+            if keywords and not all(access.may(m, right) for m in old_boxes):
+                return f"changing {', '.join(sorted(keywords))} needs {right} on every mailbox of the email"
+    return None
 
 
 def check_keywords(value: object, problems: dict[str, str]) -> dict | None:

@@ -10,6 +10,8 @@ from .model import MailboxBase
 
 class Mailbox(MailboxBase):
     validate = rules.validate
+    prepare_create = rules.prepare_create
+    prepare_update = rules.prepare_update
     judge = rules.judge
     check_destroy = rules.check_destroy
     destroy = rules.destroy

@@ -13,15 +13,20 @@ COUNT_PROPERTIES = ["totalEmails", "unreadEmails", "totalThreads", "unreadThread
 ROLES = {"all", "archive", "drafts", "flagged", "important", "inbox", "junk", "sent", "subscribed",
          "trash", "snoozed", "scheduled", "memos"}
 
-# The owner of an account has every right on its mailboxes.
-OWNER_RIGHTS = {"mayReadItems": True, "mayAddItems": True, "mayRemoveItems": True, "maySetSeen": True,
-                "maySetKeywords": True, "mayCreateChild": True, "mayRename": True, "mayDelete": True,
-                "maySubmit": True}
 
 
-def to_jmap(record: dict) -> dict:
+def to_jmap(record: dict, access) -> dict:
+    """A stored mailbox as this user sees it (app.access.Access): their rights; the owner sees whom
+    it is shared with, a grantee sees their own isSubscribed, and no parent they cannot see."""
     out = dict(record)
-    out["myRights"] = dict(OWNER_RIGHTS)
+    out["myRights"] = access.rights(record["id"])
+    if access.owner:
+        out["shareWith"] = record.get("shareWith") or None
+    else:
+        out["shareWith"] = None
+        out["isSubscribed"] = access.grants[record["id"]]["subscribed"]
+        if out.get("parentId") is not None and not access.sees_mailbox(out["parentId"]):
+            out["parentId"] = None
     return out
 
 
@@ -51,21 +56,33 @@ class MailboxBase(DataType):
         "unreadThreads": Property("UnsignedInt", server_set=True),
         "myRights": Property("Object", server_set=True),
         "isSubscribed": Property("Boolean", default=True),
+        # RFC 9670 §4 / the mail-sharing draft: {principal id: MailboxRights}, set by the owner
+        "shareWith": Property("Id[Object]", nullable=True, default=None),
     }
     set_args = ("onDestroyRemoveEmails",)
 
     def fetch(self, ctx, reader, mailbox_id: str) -> dict | None:
-        record = reader.mailbox(mailbox_id)
-        return to_jmap(record) if record else None
+        access = ctx.access(reader.account_id)
+        record = reader.mailbox(mailbox_id) if access.sees_mailbox(mailbox_id) else None
+        return to_jmap(record, access) if record else None
 
     def all_ids(self, ctx, reader):
-        return [m["id"] for m in reader.mailboxes()]
+        access = ctx.access(reader.account_id)
+        return [m["id"] for m in reader.mailboxes() if access.sees_mailbox(m["id"])]
+
+    def seen_by(self, ctx, reader) -> list[dict]:
+        """Every mailbox this user can see, as they see it."""
+        access = ctx.access(reader.account_id)
+        return [to_jmap(m, access) for m in reader.mailboxes() if access.sees_mailbox(m["id"])]
 
     def create(self, ctx, writer, fields: dict) -> dict:
-        return to_jmap(writer.create_mailbox(fields))
+        return to_jmap(writer.create_mailbox(fields), ctx.access(writer.account_id))
 
     def update(self, ctx, writer, mailbox_id: str, current: dict, changes: dict) -> None:
         changed = {k: v for k, v in changes.items() if current.get(k) != v}
+        access = ctx.access(writer.account_id)
+        if not access.owner and "isSubscribed" in changed:  # §2: kept per user
+            writer.set_subscribed_for(ctx.user["accountId"], mailbox_id, changed.pop("isSubscribed"))
         if changed:
             writer.update_mailbox(mailbox_id, changed)
 

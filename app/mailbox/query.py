@@ -83,7 +83,8 @@ def run_query(mailboxes: list[dict], flt: dict | None, sort: list[dict], as_tree
 
 
 def query_ids(self, ctx, reader, flt: dict | None, sort: list[dict], args: dict) -> list[str]:
-    return run_query(reader.mailboxes(), flt, sort, bool_arg(args, "sortAsTree"), bool_arg(args, "filterAsTree"))
+    return run_query(self.seen_by(ctx, reader), flt, sort, bool_arg(args, "sortAsTree"),
+                     bool_arg(args, "filterAsTree"))
 
 
 def match(self, ctx, cond: dict, mb: dict) -> bool:

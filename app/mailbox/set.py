@@ -12,7 +12,9 @@ roles, or moving a tree in several steps all work whatever order the client list
 
 from __future__ import annotations
 
+from app.access import RIGHTS
 from app.capabilities import MAX_MAILBOX_DEPTH
+from app.protocol import machinery
 from app.protocol.errors import invalid_properties, set_error
 from app.protocol.standard import bool_arg
 
@@ -41,10 +43,64 @@ def validate(self, ctx, reader, fields: dict, current: dict | None, problems: di
         fields["role"] = fields["role"].lower()
     if fields.get("sortOrder", 0) >= 2**31:
         problems["sortOrder"] = "must be less than 2^31"
+    if fields.get("shareWith") is not None:
+        why = _share_problem(ctx, reader, fields["shareWith"])
+        if why:
+            problems["shareWith"] = why
+        else:  # rights not given are false; a principal given no right at all is not a sharee
+            fields["shareWith"] = {p: {r: bool(rights.get(r)) for r in RIGHTS}
+                                   for p, rights in fields["shareWith"].items() if any(rights.values())} or None
     return fields
 
 
+def _share_problem(ctx, reader, share_with: dict) -> str | None:
+    for principal, rights in share_with.items():
+        if principal == reader.account_id:
+            return "the owner's rights are implicit: the owner cannot be a sharee (RFC 9670 §4)"
+        if ctx.store.account(principal) is None:
+            return f"no principal {principal!r}"
+        if not isinstance(rights, dict):
+            return f"the rights of {principal!r} must be a MailboxRights object"
+        for right, value in rights.items():
+            if right not in RIGHTS:
+                return f"{right!r} is not a MailboxRights property"
+            if not isinstance(value, bool):
+                return f"{right} must be true or false"
+    return None
+
+
+# -- what a grantee may do in a shared account (RFC 8621 §2 MailboxRights)
+def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
+    fields, error = machinery.prepare_create(self, ctx, reader, obj)
+    access = ctx.access(reader.account_id)
+    if error is None and not access.owner:
+        parent = fields.get("parentId")
+        if fields.get("shareWith") is not None:
+            error = set_error("forbidden", "only the owner shares a mailbox")
+        elif parent is None or parent.startswith("#") or not access.may(parent, "mayCreateChild"):
+            error = set_error("forbidden", "creating a mailbox here needs mayCreateChild on its parent")
+    return fields, error
+
+
+def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
+    fields, error = machinery.prepare_update(self, ctx, reader, current, patch, resolve)
+    access = ctx.access(reader.account_id)
+    if error is None and not access.owner:
+        if "shareWith" in fields:
+            error = set_error("forbidden", "only the owner shares a mailbox")
+        elif set(fields) - {"isSubscribed"} and not access.may(current["id"], "mayRename"):
+            error = set_error("forbidden", "changing this mailbox needs mayRename")
+        elif fields.get("parentId") is not None and not access.may(fields["parentId"], "mayCreateChild"):
+            error = set_error("forbidden", "moving a mailbox needs mayCreateChild on its new parent")
+    return fields, error
+
+
 def check_destroy(self, ctx, reader, mailbox: dict, args: dict) -> dict | None:
+    access = ctx.access(reader.account_id)
+    if not access.may(mailbox["id"], "mayDelete"):
+        return set_error("forbidden", "destroying this mailbox needs mayDelete")
+    if mailbox.get("totalEmails") and not access.may(mailbox["id"], "mayRemoveItems"):
+        return set_error("forbidden", "destroying a mailbox with emails needs mayRemoveItems")
     if mailbox.get("totalEmails") and not bool_arg(args, "onDestroyRemoveEmails"):
         return set_error("mailboxHasEmail", "the mailbox has emails; pass onDestroyRemoveEmails to remove them")
     return None

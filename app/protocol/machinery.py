@@ -65,7 +65,7 @@ def get(dt, ctx, args: dict) -> dict:
     found, missing = [], []
     with ctx.store.read(account_id) as reader:
         if dt.has_state:
-            head["state"] = reader.state(dt.name)
+            head["state"] = dt.current_state(ctx, reader)
         if ids is None:
             ids = []
             for obj_id in dt.all_ids(ctx, reader):
@@ -99,6 +99,8 @@ def changes(dt, ctx, args: dict) -> dict:
         except CannotCalculateChanges as exc:
             raise MethodError("cannotCalculateChanges", f"cannot calculate changes from {since!r}: {exc}") \
                 from None
+        if not ctx.access(account_id).owner:
+            ch = dt.shared_changes(ctx, reader, ch)
     resp = {**head, "oldState": since, "newState": ch.new_state, "hasMoreChanges": ch.has_more,
             "created": ch.created, "updated": ch.updated, "destroyed": ch.destroyed}
     dt.changes_extra(resp, ch)
@@ -393,7 +395,7 @@ def query(dt, ctx, args: dict) -> dict:
     position, anchor, anchor_offset, limit = query_window(args)
     calculate_total = bool_arg(args, "calculateTotal")
     with ctx.store.read(account_id) as reader:
-        state = reader.state(dt.name)
+        state = dt.current_state(ctx, reader)
         ids = dt.query_ids(ctx, reader, flt, sort, args)
     page, start, capped = slice_results(ids, position, anchor, anchor_offset, limit, dt.max_query_results)
     out = {**head, "queryState": state, "canCalculateChanges": True, "position": start, "ids": page}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+PRINCIPALS = "urn:ietf:params:jmap:principals"  # RFC 9670
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
 
@@ -46,7 +47,8 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 # the modules that declare tidings' data types and methods
 BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
-            "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods")
+            "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods",
+            "app.principal")
 
 
 def load_methods() -> dict[str, Method]:

@@ -37,6 +37,10 @@ class Limits:
                 "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"]}
 
 
+# what a shared account offers its grantees (RFC 9670: data types sharing defines for them)
+SHARED_CAPABILITIES = {"urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:blob"}
+
+
 @dataclass
 class CallContext:
     """What a method handler may use: the store, the caller, and this request's shared state."""
@@ -52,21 +56,38 @@ class CallContext:
     push_allow_http: bool = False  # `tidings serve --push-allow-http`: http:// push URLs accepted
     credential: str | None = None  # what a PushSubscription is tied to (the user's name for Basic)
     relay: object = None  # `tidings serve --smtp-relay` (app.submission.relay.RelayConfig), or None
+    method_capability: str = ""  # the capability of the method being called
+    _accounts: dict | None = None  # account id -> app.access.Access, read once per request
+
+    def accounts(self) -> dict:
+        """The accounts this user may use (app.access), read from the store once per request."""
+        if self._accounts is None:
+            from app.access import accounts_for
+
+            self._accounts = accounts_for(self.store, self.user)
+        return self._accounts
 
     def account_id(self, args: dict) -> str:
-        """The accountId argument, checked against the accounts this user may access."""
+        """The accountId argument, checked against the accounts this user may access and what the
+        method may do in a shared one."""
         account_id = args.get("accountId")
         if not isinstance(account_id, str):
             raise MethodError("invalidArguments", "accountId must be a string")
         if not self.may_read_account(account_id):
             # RFC 8620 §3.6.2: an account the user cannot access is indistinguishable from none
             raise MethodError("accountNotFound", f"no account {account_id!r} for this user")
+        if account_id != self.user["accountId"] and self.method_capability not in SHARED_CAPABILITIES:
+            raise MethodError("accountNotSupportedByMethod",
+                              f"{account_id!r} is shared with this user for mail only")
         return account_id
 
     def may_read_account(self, account_id: str) -> bool:
-        """Whether the user may read the account: the one place that decides it (today a user
-        has only their own account; sharing extends this)."""
-        return account_id == self.user["accountId"]
+        """Whether the user may use the account at all: their own, or one sharing with them."""
+        return account_id == self.user["accountId"] or account_id in self.accounts()
+
+    def access(self, account_id: str):
+        """The user's rights in an account they may use (app.access.Access)."""
+        return self.accounts()[account_id]
 
     def resolve_id(self, value: str) -> str | None:
         """An id or a "#creationId" reference to an object created earlier in this request."""
@@ -133,6 +154,7 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
     responses: list = []
     for name, args, call_id in request["methodCalls"]:
         ctx.call_id = call_id
+        ctx.method_capability = ""
         try:
             args = resolve_references(args, responses)
             entry = METHODS.get(name)
@@ -142,6 +164,7 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
             if CORE not in using:
                 # RFC 8620 §3.3: core must be in `using`; answer per call rather than failing all
                 raise MethodError("unknownMethod", f"{CORE} must be in 'using'")
+            ctx.method_capability = entry.capability
             result = entry.handler(ctx, args)
             if isinstance(result, list):
                 responses.extend([n, a, call_id] for n, a in result)

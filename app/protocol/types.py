@@ -135,9 +135,10 @@ class Capability:
     ``accountCapabilities`` (None: the capability is not an account capability)."""
 
     urn: str
-    session: Callable[[object], dict] = field(default=lambda server: {})
+    session: Callable[[object], dict] | None = field(default=lambda server: {})  # None: not in the session
     account: Callable[[object, dict], dict] | None = field(default=lambda server, account: {})
     primary: bool = True  # the account is the user's primary account for it
+    shared: bool = False  # also in the capabilities of accounts shared with the user (RFC 9670)
 
 
 CAPABILITIES: dict[str, Capability] = {}
@@ -186,6 +187,10 @@ class DataType:
         """The object as JMAP shows it (all visible properties), or None."""
         record = reader.record(self.collection, obj_id)
         return self.to_jmap(ctx, record) if record is not None else None
+
+    def current_state(self, ctx, reader) -> str:
+        """The type's state in the reader's account (RFC 8620 §5.1)."""
+        return reader.state(self.name)
 
     def to_jmap(self, ctx, record: dict) -> dict:
         return record
@@ -249,6 +254,16 @@ class DataType:
 
     def after_commit(self, ctx, created: dict[str, dict], updated: list[str], destroyed: list[str]) -> None:
         """Called once the /set is durable (PushSubscription sends its PushVerification here)."""
+
+    def shared_changes(self, ctx, reader, changes):
+        """A /changes result as a grantee of a shared account may see it (RFC 9670): objects they
+        cannot see are left out, and those they no longer see are destroyed for them.  By default
+        every id whose object `fetch` does not give this user."""
+        hidden = {i for i in changes.created + changes.updated if self.fetch(ctx, reader, i) is None}
+        changes.created = [i for i in changes.created if i not in hidden]
+        changes.destroyed = changes.destroyed + [i for i in changes.updated if i in hidden]
+        changes.updated = [i for i in changes.updated if i not in hidden]
+        return changes
 
     def changes_extra(self, resp: dict, changes) -> None:
         """Adds type-specific arguments to a /changes response (Mailbox: updatedProperties)."""

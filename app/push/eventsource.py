@@ -77,8 +77,18 @@ def unsent(changed: dict, sent: dict[tuple[str, str], str]) -> dict:
     return out
 
 
+async def still_allowed(changed: dict, own: str, accounts_now) -> dict:
+    """changed without the accounts no longer shared with the user (a revocation reaches open push
+    connections at their next event); accounts_now() reads them from the store, only when a change
+    of another account than the user's own is to be sent."""
+    if all(account_id == own for account_id in changed):
+        return changed
+    allowed = set(await run_in_threadpool(accounts_now))
+    return {a: states for a, states in changed.items() if a in allowed}
+
+
 def eventsource_response(request: Request, *, store, bus, accounts: list[str],
-                         known_types: tuple[str, ...]) -> StreamingResponse:
+                         known_types: tuple[str, ...], accounts_now=None) -> StreamingResponse:
     """The event stream for an authenticated request. Raises BadParameter for a bad query."""
     q = request.query_params
     types = wanted_types(q.get("types"), known_types)
@@ -118,6 +128,8 @@ def eventsource_response(request: Request, *, store, bus, accounts: list[str],
                     continue
                 if changed is RESYNC:
                     seq, changed = await run_in_threadpool(state.current, store, accounts, types)
+                if accounts_now is not None:
+                    changed = await still_allowed(changed, accounts[0], accounts_now)
                 changed = unsent(changed, sent)
                 if not changed:
                     continue

@@ -35,7 +35,7 @@ from ..protocol.errors import ProblemError
 from ..protocol.request import decode_request
 from . import state
 from .bus import RESYNC, BusClosed, Subscription
-from .eventsource import unsent
+from .eventsource import still_allowed, unsent
 
 log = logging.getLogger("tidings.push")
 
@@ -173,6 +173,8 @@ class JmapSocket:
                 changed = await sub.next()
                 if changed is RESYNC:
                     seq, changed = await run_in_threadpool(state.current, store, self.accounts, types)
+                changed = await still_allowed(changed, self.user["accountId"],
+                                              lambda: self.tidings.push_accounts(self.user))
                 changed = unsent(changed, sent)
                 if changed:
                     seq = max(seq, bus.seq)

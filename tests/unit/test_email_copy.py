@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.access import Access
 from app.mail.ingest import ingest
 from app.protocol.registry import BLOB, CORE, MAIL, load_methods
 from app.protocol.request import CallContext, Limits
@@ -14,8 +15,10 @@ RAW = b"From: a@example.com\r\nSubject: shared\r\nMessage-ID: <shared@x>\r\n\r\n
 
 
 class SharingContext(CallContext):
-    def may_read_account(self, account_id: str) -> bool:
-        return account_id in self.user["readable"]
+    """A user with every right in two accounts (real sharing grants per mailbox: tests/test_sharing.py)."""
+
+    def accounts(self) -> dict:
+        return {account: Access(account, owner=True) for account in self.user["readable"]}
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def setup(tmp_path):
     with store.read(b) as r:
         archive_b = next(m["id"] for m in r.mailboxes() if m["role"] == "archive")
     ctx = SharingContext(store=store, user={"name": "a", "accountId": a, "readable": {a, b}}, limits=Limits(),
-                         using={CORE, MAIL, BLOB})
+                         using={CORE, MAIL, BLOB}, method_capability=MAIL)
     yield store, ctx, a, b, email, archive_b
     store.close()
 

@@ -392,6 +392,12 @@ class CountingStore:
         with self.store.read(account_id) as reader:
             yield CountingReader(reader, self.counts)
 
+    def grants_to(self, grantee: str) -> dict:
+        return self.store.grants_to(grantee)
+
+    def account(self, account_id: str) -> dict | None:
+        return self.store.account(account_id)
+
 
 def counted(mail, **args) -> tuple[dict, dict]:
     counting = CountingStore(mail.store)

@@ -9,6 +9,7 @@ import base64
 import pytest
 
 import tests.tiny_type  # noqa: F401  (registers Note)
+from app.access import Access
 from app.protocol.errors import MethodError
 from app.protocol.registry import CORE, load_methods
 from app.protocol.request import CallContext, Limits, process
@@ -29,6 +30,9 @@ class Ctx(CallContext):
         if account_id not in self.accounts:
             raise MethodError("accountNotFound", f"no account {account_id!r}")
         return account_id
+
+    def access(self, account_id: str) -> Access:
+        return Access(account_id, owner=True)
 
 
 @pytest.fixture
