@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import pytest
 
-from tests.conftest import unique
+from tests.conftest import CORE, MAIL, SUBMISSION, Jmap, Server, tidings, unique
 
 
 @pytest.mark.parametrize("prop, value", [
@@ -38,3 +44,305 @@ def test_valid_unusual_addresses_are_still_written(alice):
     raw = alice.ok("Email/get", ids=[email_id], properties=["header:To"])["list"][0]["header:To"]
     assert raw == ' Quoted <"a b"@example.org>, jörg@bücher.example, x@[192.0.2.1]'
 
+
+
+# ------------------------------------------------------------------------------------- helpers
+STATE_TYPES = ("Mailbox", "Email", "Thread", "Identity", "EmailSubmission", "VacationResponse")
+
+
+def states(client) -> dict[str, str]:
+    """Every type's state, in one request: equal before and after means nothing stored changed."""
+    calls = [[f"{t}/get", {"accountId": client.account_id, "ids": []}, t] for t in STATE_TYPES]
+    using = [CORE, MAIL, SUBMISSION, "urn:ietf:params:jmap:vacationresponse"]
+    return {r[2]: r[1]["state"] for r in client.request(calls, using=using)["methodResponses"]}
+
+
+def assert_alive(client) -> None:
+    assert client.request([["Core/echo", {"alive": True}, "c"]])["methodResponses"] == [
+        ["Core/echo", {"alive": True}, "c"]]
+
+
+def log_since(server, offset: int) -> str:
+    return (server.data / f"server-{server.port}.log").read_text()[offset:]
+
+
+def log_size(server) -> int:
+    return len((server.data / f"server-{server.port}.log").read_text())
+
+
+def nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def with_deep(obj: object, **deep: str) -> str:
+    """obj as JSON with each string "@name" replaced by the JSON text deep[name] (the encoders of
+    the client refuse to write what this test must send)."""
+    text = json.dumps(obj)
+    for name, value in deep.items():
+        text = text.replace(f'"@{name}"', value)
+    return text
+
+
+def deep_list(depth: int, leaf: str = "1") -> str:
+    return "[" * depth + leaf + "]" * depth
+
+
+def post_raw(client, body: str) -> dict:
+    r = client.http.post(client.api_url, content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+    return r.json()
+
+
+# ------------------------------------------------------------------ o06: deep values, the class
+@pytest.mark.parametrize("depth", [101, 900])
+@pytest.mark.parametrize("prop, make", [
+    ("header:X-A:asAddresses", lambda d: nested(d, {"email": "a@b.c"})),  # the case as reported
+    ("bodyStructure", lambda d: nested(d // 2, {"type": "text/plain", "partId": "1"})),
+    ("textBody", lambda d: nested(d, {"partId": "1", "type": "text/plain"})),
+    ("keywords", lambda d: {"$seen": nested(d, True)}),
+    ("header:X-B:asText", lambda d: nested(d, "x")),
+])
+def test_a_deep_value_in_email_set_create_names_the_property_and_logs_no_traceback(server, alice, prop, make, depth):
+    """o06: a value nested deeper than any JMAP value needs is refused before recursive code sees it."""
+    before, offset = states(alice), log_size(server)
+    value = make(depth)
+    if prop == "bodyStructure":  # {"subParts": [{"subParts": [...]}]}: two JSON levels a MIME level
+        value = {"type": "text/plain", "partId": "1"}
+        for _ in range(depth // 2):
+            value = {"type": "multipart/mixed", "subParts": [value]}
+    res = alice.ok("Email/set", create={"x": {"mailboxIds": {alice.mailbox("drafts"): True}, prop: value}})
+    err = res["notCreated"]["x"]
+    assert err == {"type": "invalidProperties", "properties": [prop],
+                   "description": f"{prop}: nested more than 100 levels deep"}
+    assert states(alice) == before
+    assert_alive(alice)
+    assert "Traceback" not in log_since(server, offset)
+
+
+def test_a_value_at_the_depth_limit_reaches_the_type_checks(alice):
+    """The guard is at 100 levels: a 100-level value gets the type's own answer, not the guard's."""
+    res = alice.ok("Email/set", create={"x": {"mailboxIds": {alice.mailbox("drafts"): True},
+                                              "header:X-A:asAddresses": nested(99, {"email": "a@b.c"})}})
+    err = res["notCreated"]["x"]
+    assert err["properties"] == ["header:X-A:asAddresses"] and "nested" not in err["description"], err
+
+
+@pytest.mark.parametrize("type_name, make_patch", [
+    ("Mailbox", lambda d: {"name": nested(d, "x")}),
+    ("Mailbox", lambda d: {"myRights/mayRename": nested(d, True)}),
+    ("Email", lambda d: {"keywords/$x": nested(d, True)}),
+    ("Email", lambda d: {"mailboxIds": nested(d, {})}),
+])
+def test_a_deep_value_in_a_patch_names_the_path_and_changes_nothing(server, alice, type_name, make_patch):
+    if type_name == "Mailbox":
+        obj_id = alice.ok("Mailbox/set", create={"m": {"name": unique("deep")}})["created"]["m"]["id"]
+    else:
+        obj_id = alice.import_message(f"Subject: {unique('deep')}\r\n\r\nx\r\n".encode())["id"]
+    before, offset = states(alice), log_size(server)
+    patch = make_patch(900)
+    res = alice.ok(f"{type_name}/set", update={obj_id: patch})
+    [path] = patch
+    assert res["notUpdated"][obj_id] == {"type": "invalidProperties", "properties": [path],
+                                         "description": f"{path}: nested more than 100 levels deep"}
+    assert states(alice) == before
+    assert_alive(alice)
+    assert "Traceback" not in log_since(server, offset)
+
+
+def test_a_deeply_nested_filter_is_unsupported_filter_in_every_query(server, alice):
+    offset = log_size(server)
+    # 450 operators: 900 JSON levels, under the parser's 1024
+    flt = '{"operator": "NOT", "conditions": [' * 450 + '{"text": "x"}' + "]}" * 450
+    calls = [[m, {"accountId": alice.account_id, "filter": "@flt", **extra}, m] for m, extra in (
+        ("Email/query", {}), ("Mailbox/query", {}), ("EmailSubmission/query", {}),
+        ("SearchSnippet/get", {"emailIds": []}),
+        ("Email/queryChanges", {"sinceQueryState": "0"}), ("Mailbox/queryChanges", {"sinceQueryState": "0"}))]
+    body = with_deep({"using": [CORE, MAIL, SUBMISSION], "methodCalls": calls}, flt=flt)
+    for name, result, call_id in post_raw(alice, body)["methodResponses"]:
+        assert (name, result) == ("error", {"type": "unsupportedFilter",
+                                            "description": "filter is nested too deeply"}), call_id
+    assert_alive(alice)
+    assert "Traceback" not in log_since(server, offset)
+
+
+def test_deep_values_elsewhere_answer_a_clear_error_and_the_server_goes_on(server, alice):
+    """Result references, Core/echo, /get and /changes arguments: each deep value gets a method
+    error (or, for echo, its value back), never serverFail, never a traceback."""
+    offset = log_size(server)
+    acct = alice.account_id
+    calls = [
+        ["Core/echo", {"x": "@d200"}, "echo-ok"],  # within the encoder's 255 levels
+        ["Core/echo", {"x": "@d900"}, "echo"],
+        ["Mailbox/get", {"accountId": acct, "ids": "@d900"}, "get"],
+        ["Mailbox/get", {"accountId": acct, "#ids": {"resultOf": "echo-ok", "name": "Core/echo",
+                                                     "path": "/x" + "/0" * 200}}, "ref"],
+        ["Mailbox/get", {"accountId": acct, "#ids": {"resultOf": "echo-ok", "name": "Core/echo",
+                                                     "path": "/x" + "/*" * 300}}, "ref-star"],
+        ["Mailbox/changes", {"accountId": acct, "sinceState": "@d900"}, "changes"],
+        ["Email/import", {"accountId": acct, "emails": {"e": {"blobId": "@d900"}}}, "import"],
+    ]
+    body = with_deep({"using": [CORE, MAIL], "methodCalls": calls}, d200=deep_list(200), d900=deep_list(900))
+    out = {c: (n, r) for n, r, c in post_raw(alice, body)["methodResponses"]}
+    assert out["echo-ok"] == ("Core/echo", {"x": json.loads(deep_list(200))})
+    assert out["echo"] == ("error", {"type": "invalidArguments", "description":
+                                     "the response would be nested deeper than JSON allows here (255 levels)"})
+    ids_error = ("error", {"type": "invalidArguments", "description": "ids must be an array of ids or null"})
+    assert out["get"] == ids_error
+    assert out["ref"] == ids_error  # resolves to the innermost 1
+    assert out["ref-star"][0] == "error" and out["ref-star"][1]["type"] == "invalidResultReference", out["ref-star"]
+    assert out["changes"] == ("error", {"type": "invalidArguments", "description": "sinceState must be a string"})
+    assert out["import"][0] == "Email/import" and out["import"][1]["notCreated"]["e"]["type"] == "invalidProperties"
+    assert_alive(alice)
+    assert "Traceback" not in log_since(server, offset)
+
+
+# ---------------------------------------------------- o09: client values compared as JSON, the class
+def test_sort_order_true_on_a_mailbox_whose_sort_order_is_1_is_invalid_properties(alice):
+    """o09 as reported."""
+    mailbox_id = alice.ok("Mailbox/set", create={"m": {"name": unique("o09"), "sortOrder": 1}})["created"]["m"]["id"]
+    before = states(alice)
+    res = alice.ok("Mailbox/set", update={mailbox_id: {"sortOrder": True}})
+    assert res["notUpdated"][mailbox_id] == {"type": "invalidProperties", "properties": ["sortOrder"],
+                                             "description": "sortOrder: must be an integer"}
+    assert states(alice) == before
+
+
+@pytest.mark.parametrize("patch, prop", [
+    ({"totalEmails": False}, "totalEmails"),  # server-set, stored 0
+    ({"unreadThreads": 0.0}, "unreadThreads"),
+    ({"myRights": {k: 1 for k in ("mayReadItems", "mayAddItems", "mayRemoveItems", "maySetSeen", "maySetKeywords",
+                                  "mayCreateChild", "mayRename", "mayDelete", "maySubmit")}}, "myRights"),
+    ({"isSubscribed": 1}, "isSubscribed"),
+])
+def test_a_mailbox_value_equal_only_in_python_is_refused_not_a_no_op(alice, patch, prop):
+    mailbox_id = alice.ok("Mailbox/set", create={"m": {"name": unique("o09")}})["created"]["m"]["id"]
+    before = states(alice)
+    res = alice.ok("Mailbox/set", update={mailbox_id: patch})
+    err = res["notUpdated"][mailbox_id]
+    assert err["type"] == "invalidProperties" and err["properties"] == [prop], err
+    assert states(alice) == before
+
+
+@pytest.mark.parametrize("make_patch, prop", [
+    (lambda inbox: {"keywords": {"$seen": 1}}, "keywords"),
+    (lambda inbox: {"keywords/$seen": 1}, "keywords"),
+    (lambda inbox: {"mailboxIds": {inbox: 1}}, "mailboxIds"),
+    (lambda inbox: {f"mailboxIds/{inbox}": 1}, "mailboxIds"),
+    (lambda inbox: {"size": "SIZE"}, "size"),
+    (lambda inbox: {"hasAttachment": 0}, "hasAttachment"),
+])
+def test_an_email_value_equal_only_in_python_is_refused_not_a_no_op(alice, make_patch, prop):
+    """keywords and mailboxIds hold true, never 1; a server-set property repeated as another JSON
+    type is not its current value."""
+    inbox = alice.mailbox("inbox")
+    email = alice.import_message(f"Subject: {unique('o09')}\r\n\r\nx\r\n".encode(), keywords={"$seen": True})
+    patch = make_patch(inbox)
+    if prop == "size":
+        patch = {"size": float(email["size"])}
+    before = states(alice)
+    res = alice.ok("Email/set", update={email["id"]: patch})
+    err = res["notUpdated"][email["id"]]
+    assert err["type"] == "invalidProperties" and err["properties"] == [prop], err
+    assert states(alice) == before
+    got = alice.ok("Email/get", ids=[email["id"]], properties=["keywords", "mailboxIds"])["list"][0]
+    assert got["keywords"] == {"$seen": True} and got["mailboxIds"] == {inbox: True}
+
+
+def test_repeating_a_server_set_value_exactly_is_still_allowed(alice):
+    """RFC 8620 §5.3: the current value of a server-set property may be sent back."""
+    mailbox_id = alice.ok("Mailbox/set", create={"m": {"name": unique("o09")}})["created"]["m"]["id"]
+    res = alice.ok("Mailbox/set", update={mailbox_id: {"totalEmails": 0, "sortOrder": 0}})
+    assert res["updated"] == {mailbox_id: None}, res
+
+
+# ------------------------------------------------------------------ every advertised limit
+# maxSizeRequest, maxCallsInRequest, maxObjectsInGet and maxObjectsInSet: tests/test_protocol.py;
+# maxSizeUpload: tests/test_blob_thread_identity.py; maxMailboxDepth and maxSizeMailboxName:
+# tests/test_mailbox.py.  Here: the two concurrency limits and maxMailboxesPerEmail.
+@pytest.fixture(scope="module")
+def hold_server(tmp_path_factory):
+    """A server of its own with the test-only Test/hold method (tests/hold_method.py)."""
+    data = tmp_path_factory.mktemp("hold")
+    tidings("user", "add", "carol", "--password", "carol-pw", data=data)
+    srv = Server(data, env={"TIDINGS_EXTRA_TYPES": "tests.hold_method"})
+    yield srv
+    (data / "release").touch()
+    srv.stop()
+
+
+def _wait_for(predicate, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_request_beyond_max_concurrent_requests_is_a_429_limit_problem(hold_server):
+    carol = Jmap(hold_server, "carol", "carol-pw")
+    limit = carol.session["capabilities"][CORE]["maxConcurrentRequests"]
+    data = hold_server.data
+    (data / "release").unlink(missing_ok=True)
+
+    def held(n: int) -> httpx.Response:
+        body = {"using": [CORE], "methodCalls": [["Test/hold", {"data": str(data), "n": str(n)}, "h"]]}
+        return httpx.post(carol.api_url, json=body, auth=("carol", "carol-pw"), timeout=60)
+
+    with ThreadPoolExecutor(limit) as pool:
+        holding = [pool.submit(held, n) for n in range(limit)]
+        _wait_for(lambda: len(list(data.glob("held-*"))) == limit)
+        r = carol.http.post(carol.api_url, json={"using": [CORE], "methodCalls": [["Core/echo", {}, "c"]]})
+        assert r.status_code == 429, r.text
+        problem = r.json()
+        assert problem["type"] == "urn:ietf:params:jmap:error:limit" and problem["limit"] == "maxConcurrentRequests"
+        assert problem["detail"]
+        (data / "release").touch()
+        assert [f.result().json()["methodResponses"] for f in holding] == [
+            [["Test/hold", {"n": str(n)}, "h"]] for n in range(limit)]
+    assert_alive(carol)  # the slots are free again
+
+
+def test_an_upload_beyond_max_concurrent_upload_is_a_429_limit_problem(hold_server):
+    carol = Jmap(hold_server, "carol", "carol-pw")
+    limit = carol.session["capabilities"][CORE]["maxConcurrentUpload"]
+    url = carol.session["uploadUrl"].replace("{accountId}", carol.account_id)
+    release = threading.Event()
+
+    def stalled_body():
+        yield b"From: a@b.c\r\n"
+        release.wait(30)  # the upload holds its slot until the test lets it finish
+        yield b"\r\nbody\r\n"
+
+    def upload() -> httpx.Response:
+        return httpx.post(url, content=stalled_body(), auth=("carol", "carol-pw"), timeout=60,
+                          headers={"Content-Type": "message/rfc822"})
+
+    with ThreadPoolExecutor(limit) as pool:
+        uploading = [pool.submit(upload) for _ in range(limit)]
+        time.sleep(1)  # the uploads have taken their slots (nothing observable tells when)
+        r = carol.http.post(url, content=b"x", headers={"Content-Type": "text/plain"})
+        assert r.status_code == 429, r.text
+        problem = r.json()
+        assert problem["type"] == "urn:ietf:params:jmap:error:limit" and problem["limit"] == "maxConcurrentUpload"
+        release.set()
+        assert [f.result().status_code for f in uploading] == [201] * limit
+    assert carol.upload(b"after", "text/plain")["size"] == 5
+
+
+def test_an_email_in_more_than_max_mailboxes_per_email_is_invalid_properties(alice):
+    limit = alice.session["accounts"][alice.account_id]["accountCapabilities"][MAIL]["maxMailboxesPerEmail"]
+    assert limit == 100
+    res = alice.ok("Mailbox/set", create={f"m{i}": {"name": unique("many")} for i in range(limit + 1)})
+    ids = [res["created"][f"m{i}"]["id"] for i in range(limit + 1)]
+    ok = alice.ok("Email/set", create={"x": {"mailboxIds": {i: True for i in ids[:limit]}, "subject": unique("in")}})
+    assert ok["created"]["x"]["id"]
+    before = states(alice)
+    res = alice.ok("Email/set", create={"x": {"mailboxIds": {i: True for i in ids}, "subject": unique("in")}},
+                   update={ok["created"]["x"]["id"]: {f"mailboxIds/{ids[limit]}": True}})
+    assert res["notCreated"]["x"]["properties"] == ["mailboxIds"]
+    assert res["notUpdated"][ok["created"]["x"]["id"]] == res["notCreated"]["x"] == {
+        "type": "invalidProperties", "properties": ["mailboxIds"],
+        "description": f"mailboxIds: an email may be in at most {limit} mailboxes"}
+    assert states(alice) == before
