@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 
+from app.protocol.registry import METHODS, load_methods
+from app.protocol.types import TYPES
 from tests.conftest import CORE, MAIL, SUBMISSION, Jmap, Server, tidings, unique
 
 
@@ -346,3 +350,255 @@ def test_an_email_in_more_than_max_mailboxes_per_email_is_invalid_properties(ali
         "type": "invalidProperties", "properties": ["mailboxIds"],
         "description": f"mailboxIds: an email may be in at most {limit} mailboxes"}
     assert states(alice) == before
+
+
+# ------------------------------------------------- wrong types for every argument of every method
+# The JSON type of every argument name the methods take (RFC 8620 §5, RFC 8621, RFC 9404).
+ARG_KINDS = {
+    "accountId": "str", "fromAccountId": "str", "ids": "list", "properties": "strlist", "sinceState": "str",
+    "maxChanges": "uint", "create": "map", "update": "map", "destroy": "list", "ifInState": "str",
+    "ifFromInState": "str", "destroyFromIfInState": "str", "filter": "map", "sort": "list", "position": "int",
+    "anchor": "str", "anchorOffset": "int", "limit": "uint", "calculateTotal": "bool", "sinceQueryState": "str",
+    "upToId": "str", "bodyProperties": "strlist", "fetchTextBodyValues": "bool", "fetchHTMLBodyValues": "bool",
+    "fetchAllBodyValues": "bool", "maxBodyValueBytes": "uint", "collapseThreads": "bool",
+    "onDestroyRemoveEmails": "bool", "onSuccessUpdateEmail": "map", "onSuccessDestroyEmail": "list",
+    "sortAsTree": "bool", "filterAsTree": "bool", "emails": "map", "blobIds": "list", "emailIds": "list",
+    "onSuccessDestroyOriginal": "bool", "typeNames": "list", "offset": "uint", "length": "uint",
+}
+# values of another JSON type, numbers beyond I-JSON's 2^53 (RFC 8620 §1.3), fractions
+WRONG = {
+    "str": [1, True, [], {}],
+    "bool": [1, 0, "true", [], {}],
+    "uint": [-1, 1.5, "1", True, [], 2**53, 2**64],
+    "int": ["1", True, 1.5, {}, 2**53, -(2**53), 2**64],
+    "list": ["x", 1, True, {}],
+    "strlist": ["x", 1, [1], [None], {}],
+    "map": ["x", 1, True, []],
+}
+STANDARD_ARGS = {
+    "get": ("ids", "properties"), "changes": ("sinceState", "maxChanges"),
+    "set": ("ifInState", "create", "update", "destroy"),
+    "query": ("filter", "sort", "position", "anchor", "anchorOffset", "limit", "calculateTotal"),
+    "queryChanges": ("filter", "sort", "sinceQueryState", "maxChanges", "upToId", "calculateTotal"),
+    "copy": ("fromAccountId", "ifFromInState", "ifInState", "create", "onSuccessDestroyOriginal",
+             "destroyFromIfInState"),
+}
+OWN_ARGS = {  # methods that are not the standard ones of a type
+    "Core/echo": (),
+    "Email/import": ("ifInState", "emails"),
+    "Email/parse": ("blobIds", "properties", "bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues",
+                    "fetchAllBodyValues", "maxBodyValueBytes"),
+    "Email/query": STANDARD_ARGS["query"] + ("collapseThreads",),
+    "Email/queryChanges": STANDARD_ARGS["queryChanges"] + ("collapseThreads",),
+    "EmailSubmission/set": STANDARD_ARGS["set"] + ("onSuccessUpdateEmail", "onSuccessDestroyEmail"),
+    "SearchSnippet/get": ("filter", "emailIds"),
+    "Blob/upload": ("create",), "Blob/get": ("ids", "properties", "offset", "length"),
+    "Blob/lookup": ("typeNames", "ids"), "Blob/copy": ("fromAccountId", "blobIds"),
+}
+
+
+def method_args(name: str) -> tuple[str, ...]:
+    """The arguments of a method, from the method table and the type registry."""
+    type_name, _, verb = name.partition("/")
+    if name in OWN_ARGS:
+        return OWN_ARGS[name]
+    dt = TYPES[type_name]
+    extra = {"get": dt.get_args, "set": dt.set_args, "query": dt.query_args, "queryChanges": dt.query_args}
+    return STANDARD_ARGS[verb] + tuple(extra.get(verb, ()))
+
+
+def base_args(name: str, client, states_now: dict, query_states: dict) -> dict:
+    """Arguments with which the method succeeds, so that one wrong argument is the only fault."""
+    type_name, _, verb = name.partition("/")
+    scoped = type_name not in TYPES or TYPES[type_name].account_scoped
+    args = {"accountId": client.account_id} if scoped and name != "Core/echo" else {}
+    args.update({} if type_name in ("SearchSnippet", "Blob") else {"get": {"ids": []}, "changes": {"sinceState": states_now.get(type_name, "0")},
+                 "queryChanges": {"sinceQueryState": query_states.get(type_name, "0")}}.get(verb, {}))
+    args.update({"Email/import": {"emails": {}}, "Email/parse": {"blobIds": []},
+                 "SearchSnippet/get": {"emailIds": [], "filter": None}, "Blob/upload": {"create": {}},
+                 "Blob/get": {"ids": []}, "Blob/lookup": {"typeNames": [], "ids": []},
+                 "Blob/copy": {"fromAccountId": client.account_id, "blobIds": []}}.get(name, {}))
+    return args
+
+
+VACATION = "urn:ietf:params:jmap:vacationresponse"
+BLOB = "urn:ietf:params:jmap:blob"
+ALL_USING = [CORE, MAIL, SUBMISSION, VACATION, BLOB]
+METHOD_ERRORS = {"invalidArguments", "unsupportedFilter", "unsupportedSort", "requestTooLarge",
+                 "cannotCalculateChanges", "invalidResultReference", "stateMismatch", "accountNotFound",
+                 "fromAccountNotFound", "anchorNotFound", "unknownMethod"}
+
+
+@pytest.mark.parametrize("name", sorted(set(load_methods()) - {"Test/hold"}))
+def test_every_argument_of_wrong_type_is_a_method_error_and_changes_nothing(alice, name):
+    """For each argument of the method (and one unknown argument), each value of a wrong JSON type
+    gets a method-level error with a description; never serverFail, never a success."""
+    if METHODS[name].capability not in alice.session["capabilities"]:
+        pytest.skip(f"{METHODS[name].capability} not advertised")
+    before = states(alice)
+    queries = {t: alice.request([[f"{t}/query", {"accountId": alice.account_id}, "q"]], using=ALL_USING)
+               ["methodResponses"][0][1]["queryState"] for t in ("Email", "Mailbox", "EmailSubmission")}
+    base = base_args(name, alice, before, queries)
+    [(answer, result, _)] = alice.request([[name, base, "base"]], using=ALL_USING)["methodResponses"]
+    base_fails = name in ("Email/copy",)  # §5.4: fromAccountId must differ, and alice has one account
+    assert (answer == "error") == base_fails, (answer, result)
+    cases = [(arg, value) for arg in ("accountId", *method_args(name)) if arg in base or arg != "accountId"
+             for value in WRONG[ARG_KINDS[arg]]]
+    if name != "Core/echo":
+        cases.append(("noSuchArgument", 1))
+    else:
+        cases = []
+    failures = []
+    for i in range(0, len(cases), 50):
+        chunk = cases[i:i + 50]
+        calls = [[name, {**base, arg: value}, f"{arg}={value!r}"] for arg, value in chunk]
+        for answer, result, call_id in alice.request(calls, using=ALL_USING)["methodResponses"]:
+            if answer != "error" or result.get("type") not in METHOD_ERRORS or not result.get("description"):
+                failures.append((call_id, answer, result))
+    assert not failures, failures
+    assert states(alice) == before
+    print(f"{name}: {len(cases)} wrong arguments")
+
+
+# ------------------------------------------------------------------ mail that attacks the parser
+def _deep_multipart(levels: int) -> bytes:
+    head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(levels))
+    tail = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(levels)))
+    return b"Subject: deep\r\nMIME-Version: 1.0\r\n" + head + b"Content-Type: text/plain\r\n\r\ninnermost" + tail
+
+
+def _many_parts(n: int) -> bytes:
+    parts = b"".join(b"--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n" % i for i in range(n))
+    return (b'Subject: many\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n'
+            + parts + b"--p--\r\n")
+
+
+ATTACKS = {
+    "multipart nested 3000 levels": lambda: _deep_multipart(3000),
+    "message/rfc822 nested 500 levels": lambda: b"Subject: outer\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * 500
+    + b"Subject: inner\r\n\r\nbody\r\n",
+    "20000 parts": lambda: _many_parts(20000),
+    "a 4 MB header line": lambda: b"Subject: " + b"A" * 4_000_000 + b"\r\n\r\nbody\r\n",
+    "100000 header fields": lambda: b"".join(b"X-H%d: v\r\n" % i for i in range(100_000)) + b"\r\nbody\r\n",
+    "4 MB folded To header": lambda: b"To: " + b",\r\n ".join(b"u%d@example.org" % i for i in range(200_000))
+    + b"\r\n\r\nbody\r\n",
+    "bad base64 and quoted-printable": lambda: (
+        b'Subject: =?utf-8?B?!!!notbase64?= =?x-unknown?Q?=ZZ?=\r\nMIME-Version: 1.0\r\n'
+        b'Content-Type: multipart/mixed; boundary="q"\r\n\r\n--q\r\nContent-Type: text/plain; charset=utf-8\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n%%%%not base64 at all====\r\n--q\r\n"
+        b"Content-Type: text/plain; charset=x-no-such-charset\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"=ZZ=\r\n=4\r\n--q\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\xff\xfe\xc3(\xed\xa0\x80\r\n--q--\r\n"),
+    "NUL bytes in headers and body": lambda: b"Subject: a\x00b\r\nFrom: x\x00@y.z\r\nX-N\x00: v\r\n\r\nbo\x00dy\r\n",
+    "no header/body separator, bare CR and LF": lambda: b"Subject: x\rFrom: y\nTo: z" + b"\r" * 1000,
+    "random binary": lambda: bytes(range(256)) * 4000,
+    "empty": lambda: b"",
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_mail_that_attacks_the_parser_is_stored_and_served_or_refused_clearly(server, alice, attack):
+    """Email/import and Email/parse of each message: stored and readable through every property,
+    or refused with a SetError that has a description; then the server still answers. Time and
+    memory are measured and printed (run with -s), not asserted."""
+    raw = ATTACKS[attack]()
+    offset = log_size(server)
+    blob = alice.upload(raw)
+    started = time.monotonic()
+    calls = [
+        ["Email/import", {"accountId": alice.account_id, "emails": {"m": {
+            "blobId": blob["blobId"], "mailboxIds": {alice.mailbox("inbox"): True}}}}, "i"],
+        ["Email/get", {"accountId": alice.account_id, "#ids": {"resultOf": "i", "name": "Email/import",
+                                                               "path": "/created/*/id"},
+                       "properties": ["subject", "from", "to", "preview", "bodyStructure", "bodyValues",
+                                      "textBody", "htmlBody", "attachments", "headers", "size"],
+                       "fetchAllBodyValues": True, "maxBodyValueBytes": 1000}, "g"],
+        ["Email/parse", {"accountId": alice.account_id, "blobIds": [blob["blobId"]],
+                         "properties": ["subject", "preview", "bodyStructure", "bodyValues"],
+                         "fetchAllBodyValues": True, "maxBodyValueBytes": 1000}, "p"],
+    ]
+    r = alice.http.post(alice.api_url, json={"using": [CORE, MAIL], "methodCalls": calls})
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text[:300]
+    out = {c: (n, a) for n, a, c in r.json()["methodResponses"]}
+    name, imported = out["i"]
+    assert name == "Email/import", imported
+    if imported["created"]:
+        email_id = imported["created"]["m"]["id"]
+        name, got = out["g"]
+        assert name == "Email/get" and [e["id"] for e in got["list"]] == [email_id], got
+        assert isinstance(got["list"][0]["preview"], str)
+        assert got["list"][0]["size"] == len(raw)
+        alice.ok("Email/set", destroy=[email_id])  # keeps the shared account small
+    else:
+        error = imported["notCreated"]["m"]
+        assert error["type"] in ("invalidEmail", "tooLarge") and error["description"], error
+    name, parsed = out["p"]
+    assert name == "Email/parse", parsed
+    assert (parsed["parsed"] or {}).keys() | set(parsed["notParsable"] or []) == {blob["blobId"]}
+    assert_alive(alice)
+    assert "Traceback" not in log_since(server, offset)
+    rss = _server_memory(server)
+    print(f"\n{attack}: {len(raw)} octets, import+get+parse {elapsed:.2f} s, server VmRSS {rss[0]} kB, "
+          f"VmHWM {rss[1]} kB")
+
+
+def _server_memory(server) -> tuple[int, int]:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0])
+
+
+# ------------------------------------------------------------ output that reaches a browser is safe
+def test_search_snippets_escape_html_and_only_mark_is_markup(alice):
+    word = unique("zqx")
+    raw = (f"Subject: <script>alert(1)</script> {word} & <b>bold</b>\r\nFrom: a@b.c\r\n"
+           "Content-Type: text/html; charset=utf-8\r\n\r\n"
+           f"<p>before <img src=x onerror=alert(2)> &lt;i&gt; {word} \"quoted\" 'single'</p>\r\n").encode()
+    email_id = alice.import_message(raw)["id"]
+    res = alice.ok("SearchSnippet/get", filter={"text": word}, emailIds=[email_id])
+    [snippet] = res["list"]
+    for field in ("subject", "preview"):
+        text = snippet[field]
+        assert f"<mark>{word}</mark>" in text, (field, text)
+        bare = text.replace("<mark>", "").replace("</mark>", "")
+        assert "<" not in bare and ">" not in bare, (field, text)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in snippet["subject"] and "&amp;" in snippet["subject"]
+    assert "&lt;i&gt;" in snippet["preview"] and "onerror" not in snippet["preview"]
+
+
+def test_the_preview_of_an_html_email_is_text(alice):
+    word = unique("pv")
+    raw = (f"Subject: {word}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           f"<html><head><style>p {{color: red}}</style><script>steal()</script></head>"
+           f"<body><p>Hello <b>{word}</b> &amp; welcome</p></body></html>\r\n").encode()
+    email_id = alice.import_message(raw)["id"]
+    [email] = alice.ok("Email/get", ids=[email_id], properties=["preview"])["list"]
+    assert email["preview"] == f"Hello {word} & welcome"
+
+
+@pytest.mark.parametrize("name", ["a\r\nX-Evil: 1.txt", 'a"; filename="evil.exe', "a\nSet-Cookie: x=1",
+                                  "../../etc/passwd", "a\x00b.txt"])
+def test_a_download_name_cannot_inject_headers(alice, name):
+    blob = alice.upload(b"hello", "text/plain")
+    url = (alice.session["downloadUrl"].replace("{accountId}", alice.account_id)
+           .replace("{blobId}", blob["blobId"]).replace("{name}", urllib.parse.quote(name, safe=""))
+           .replace("{type}", "text/plain"))
+    r = alice.http.get(url)
+    assert "x-evil" not in r.headers and "set-cookie" not in r.headers
+    if "\n" in name:  # the download route's name matches no line break: not found, nothing sent
+        assert r.status_code == 404 and r.content != b"hello", r.headers
+        return
+    assert r.status_code == 200 and r.content == b"hello"
+    assert r.headers["content-disposition"] == "attachment; filename*=UTF-8''" + urllib.parse.quote(name, safe="")
+    assert "x-evil" not in r.headers and "set-cookie" not in r.headers
+    assert r.headers["content-type"] == "text/plain" and r.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("accept", ["text/html\r\nX-Evil: 1", "text/html\nX-Evil: 1", "text", "<b>/x",
+                                    "text/plain; charset=\"x\r\ny\""])
+def test_a_download_type_that_is_not_a_media_type_is_refused(alice, accept):
+    blob = alice.upload(b"hello", "text/plain")
+    url = (alice.session["downloadUrl"].replace("{accountId}", alice.account_id)
+           .replace("{blobId}", blob["blobId"]).replace("{name}", "x.txt"))
+    r = alice.http.get(url.replace("{type}", urllib.parse.quote(accept, safe="")))
+    assert r.status_code == 400 and "x-evil" not in r.headers, r.headers
+    assert r.json()["detail"] == "the type in the download URL is not a media type"

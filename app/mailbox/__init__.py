@@ -12,6 +12,7 @@ class Mailbox(MailboxBase):
     validate = rules.validate
     judge = rules.judge
     check_destroy = rules.check_destroy
+    check_set_args = rules.check_set_args
     destroy = rules.destroy
     conditions = query.CONDITIONS
     sorts = query.SORTS

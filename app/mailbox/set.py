@@ -44,6 +44,10 @@ def validate(self, ctx, reader, fields: dict, current: dict | None, problems: di
     return fields
 
 
+def check_set_args(self, ctx, args: dict) -> None:
+    bool_arg(args, "onDestroyRemoveEmails")
+
+
 def check_destroy(self, ctx, reader, mailbox: dict, args: dict) -> dict | None:
     if mailbox.get("totalEmails") and not bool_arg(args, "onDestroyRemoveEmails"):
         return set_error("mailboxHasEmail", "the mailbox has emails; pass onDestroyRemoveEmails to remove them")

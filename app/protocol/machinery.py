@@ -223,6 +223,7 @@ def set_(dt, ctx, args: dict) -> dict:
     check_known_args(args, allowed)
     account_id, head = _scope(dt, ctx, args)
     create, update, destroy = _set_shapes(ctx, args)
+    dt.check_set_args(ctx, args)
     with ctx.store.write(account_id) as w:
         old_state = w.state(dt.name) if dt.has_state else None
         check_if_in_state(args, old_state)
@@ -251,9 +252,10 @@ def _judge(dt, ctx, w, plan: Plan) -> None:
 
 
 def _set_shapes(ctx, args: dict) -> tuple[dict, dict, list]:
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
+    # null is "none"; any other value of the wrong type ([] for create, {} for destroy) is an error
+    create = {} if args.get("create") is None else args["create"]
+    update = {} if args.get("update") is None else args["update"]
+    destroy = [] if args.get("destroy") is None else args["destroy"]
     if not isinstance(create, dict) or not all(isinstance(v, dict) for v in create.values()):
         raise invalid_arguments("create must map creation ids to objects")
     if not isinstance(update, dict) or not all(isinstance(v, dict) for v in update.values()):

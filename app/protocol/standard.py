@@ -16,12 +16,15 @@ def check_known_args(args: dict, allowed: Iterable[str]) -> None:
         raise invalid_arguments(f"unknown argument(s): {', '.join(unknown)}")
 
 
+MAX_INT = 2**53 - 1  # RFC 8620 §1.3: Int is -2^53+1 <= value <= 2^53-1, UnsignedInt 0 <= value <= 2^53-1
+
+
 def uint_arg(args: dict, name: str, default: int | None, minimum: int = 0) -> int | None:
     value = args.get(name, default)
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise invalid_arguments(f"{name} must be an integer >= {minimum}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_INT:
+        raise invalid_arguments(f"{name} must be an integer from {minimum} to 2^53-1")
     return value
 
 
@@ -29,8 +32,8 @@ def int_arg(args: dict, name: str, default: int) -> int:
     value = args.get(name, default)
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_arguments(f"{name} must be an integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not -MAX_INT <= value <= MAX_INT:
+        raise invalid_arguments(f"{name} must be an integer from -2^53+1 to 2^53-1")
     return value
 
 

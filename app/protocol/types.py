@@ -245,6 +245,10 @@ class DataType:
         returns the values to store (obj, possibly normalised)."""
         return obj
 
+    def check_set_args(self, ctx, args: dict) -> None:
+        """Raises MethodError for a bad value of one of the type's own /set arguments (set_args),
+        even when no operation of the call would read it."""
+
     def judge(self, ctx, reader, plan) -> None:
         """Final-state rules across the objects of one /set (RFC 8620 §5.3: only the final state
         must be valid): refuse operations of the plan with `plan.refuse` until what is left is
