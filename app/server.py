@@ -372,7 +372,9 @@ def create_app(config: Config) -> FastAPI:
         # as media_type, which Starlette would extend with "; charset=utf-8" for text/* types,
         # a false statement about bytes in any other charset.
         return await blob_response(request, p["blob_id"], f, size,
-                                   {"Content-Type": media_type, "Content-Disposition": disposition})
+                                   {"Content-Type": media_type, "Content-Disposition": disposition,
+                                    # a browser must not guess a type other than the checked one
+                                    "X-Content-Type-Options": "nosniff"})
 
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)

@@ -8,7 +8,7 @@ from app.blob import blob_in
 from app.mail import mime
 from app.mail.ingest import ingest
 from app.protocol.errors import invalid_properties, set_error
-from app.protocol.standard import apply_patch, patch_set_error
+from app.protocol.standard import apply_patch, patch_set_error, same_json
 from store import ids
 
 from .model import PROPERTIES, parse_header_property
@@ -82,9 +82,10 @@ def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tu
             **{k: current.get(k) for k in ("id", "blobId", "threadId", "size", "receivedAt")}}
     patched, problems, patch_errors = apply_patch(view, resolved_patch, MUTABLE)
     fields = {}
-    if "keywords" in patched and patched["keywords"] != current["keywords"]:
+    # compared as JSON: {"$seen": 1} is not the stored {"$seen": true} and must be checked (o09)
+    if "keywords" in patched and not same_json(patched["keywords"], current["keywords"]):
         fields["keywords"] = check_keywords(patched["keywords"], problems)
-    if patched.get("mailboxIds") != current["mailboxIds"]:
+    if not same_json(patched.get("mailboxIds"), current["mailboxIds"]):
         fields["mailboxIds"] = check_mailbox_ids(ctx, reader, patched.get("mailboxIds"), problems)
     error = patch_set_error(problems, patch_errors)
     if error is None and fields:

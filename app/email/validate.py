@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+from app.capabilities import MAX_MAILBOXES_PER_EMAIL
+
 from .model import is_valid_keyword, parse_utc_date
 
 MAX_KEYWORDS = 100
-MAX_MAILBOXES = 100
+MAX_MAILBOXES = MAX_MAILBOXES_PER_EMAIL
 
 
 def check_mailbox_ids(ctx, reader, value: object, problems: dict[str, str]) -> dict | None:

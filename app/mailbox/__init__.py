@@ -14,6 +14,7 @@ class Mailbox(MailboxBase):
     prepare_update = rules.prepare_update
     judge = rules.judge
     check_destroy = rules.check_destroy
+    check_set_args = rules.check_set_args
     destroy = rules.destroy
     conditions = query.CONDITIONS
     sorts = query.SORTS

@@ -95,6 +95,10 @@ def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tu
     return fields, error
 
 
+def check_set_args(self, ctx, args: dict) -> None:
+    bool_arg(args, "onDestroyRemoveEmails")
+
+
 def check_destroy(self, ctx, reader, mailbox: dict, args: dict) -> dict | None:
     access = ctx.access(reader.account_id)
     if not access.may(mailbox["id"], "mayDelete"):

@@ -24,10 +24,12 @@ from .standard import (
     patch_set_error,
     properties_arg,
     query_window,
+    same_json,
     set_response,
     slice_results,
     uint_arg,
 )
+from .types import MAX_VALUE_DEPTH, nests_deeper
 
 __all__ = ["Op", "Plan", "generic_query_ids", "prepare_create", "prepare_update", "register_standard_methods"]
 
@@ -189,7 +191,7 @@ def _check_properties(dt, obj: dict, current: dict | None, problems: dict[str, s
             problems[prop] = "unknown property"
             continue
         if current is not None and (spec.server_set or spec.immutable):
-            if _same(value, current.get(prop)):
+            if same_json(value, current.get(prop)):
                 continue  # §5.3: the current value may be repeated
             problems[prop] = "server-set property" if spec.server_set else "immutable property"
             continue
@@ -215,16 +217,6 @@ def _check_properties(dt, obj: dict, current: dict | None, problems: dict[str, s
     return fields
 
 
-def _same(a: object, b: object) -> bool:
-    """Equal as JSON values (true is not 1)."""
-    if type(a) is not type(b) and not (a is None or b is None):
-        return False
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
-
 
 def set_(dt, ctx, args: dict) -> dict:
     allowed = {"create", "update", "destroy", *dt.set_args} | _base_args(dt)
@@ -233,6 +225,7 @@ def set_(dt, ctx, args: dict) -> dict:
     check_known_args(args, allowed)
     account_id, head = _scope(dt, ctx, args)
     create, update, destroy = _set_shapes(ctx, args)
+    dt.check_set_args(ctx, args)
     with ctx.store.write(account_id) as w:
         old_state = w.state(dt.name) if dt.has_state else None
         check_if_in_state(args, old_state)
@@ -261,9 +254,10 @@ def _judge(dt, ctx, w, plan: Plan) -> None:
 
 
 def _set_shapes(ctx, args: dict) -> tuple[dict, dict, list]:
-    create = args.get("create") or {}
-    update = args.get("update") or {}
-    destroy = args.get("destroy") or []
+    # null is "none"; any other value of the wrong type ([] for create, {} for destroy) is an error
+    create = {} if args.get("create") is None else args["create"]
+    update = {} if args.get("update") is None else args["update"]
+    destroy = [] if args.get("destroy") is None else args["destroy"]
     if not isinstance(create, dict) or not all(isinstance(v, dict) for v in create.values()):
         raise invalid_arguments("create must map creation ids to objects")
     if not isinstance(update, dict) or not all(isinstance(v, dict) for v in update.values()):
@@ -280,10 +274,15 @@ def _set_shapes(ctx, args: dict) -> tuple[dict, dict, list]:
 def _plan(dt, ctx, w, args: dict, create: dict, update: dict, destroy: list) -> Plan:
     plan = Plan(dt)
     for cid, obj in create.items():
-        fields, error = dt.prepare_create(ctx, w, _resolve_ids(dt, ctx, obj, create))
+        error = _too_deep(obj)  # before any type's (recursive) code sees the values
+        fields, error = ({}, error) if error else dt.prepare_create(ctx, w, _resolve_ids(dt, ctx, obj, create))
         plan.ops.append(Op("create", cid, "#" + cid, fields, None, error, obj))
     for raw_id, patch in update.items():
         obj_id = _resolve_ref(ctx, raw_id, create)
+        error = _too_deep(patch)
+        if error:
+            plan.ops.append(Op("update", raw_id, obj_id, error=error))
+            continue
         current = plan.created(obj_id) if obj_id.startswith("#") else dt.fetch(ctx, w, obj_id)
         if current is None:
             plan.ops.append(Op("update", raw_id, obj_id, error=not_found(raw_id, dt.name)))
@@ -297,6 +296,14 @@ def _plan(dt, ctx, w, args: dict, create: dict, update: dict, destroy: list) -> 
         op.error = not_found(raw_id, dt.name) if current is None else dt.check_destroy(ctx, w, current, args)
         plan.ops.append(op)
     return plan
+
+
+def _too_deep(obj: dict) -> dict | None:
+    """invalidProperties naming each property (or patch path) whose value nests deeper than
+    MAX_VALUE_DEPTH (case o06), or None."""
+    deep = {prop: f"nested more than {MAX_VALUE_DEPTH} levels deep" for prop, value in obj.items()
+            if nests_deeper(value)}
+    return invalid_properties(deep) if deep else None
 
 
 def prepare_create(dt, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
@@ -353,7 +360,7 @@ def _apply(dt, ctx, w, plan: Plan, args: dict, resp: dict) -> tuple[dict, list, 
             # §5.3: every property the client did not send (server-set ones and defaults), and any
             # the server stored otherwise than sent (a clamped expiry, a name made NFC)
             resp["created"][op.key] = {k: v for k, v in obj.items()
-                                       if k not in op.sent or not _same(v, op.sent[k])}
+                                       if k not in op.sent or not same_json(v, op.sent[k])}
             created[op.key] = obj
         pending = [op for op in pending if op not in ready]
     updated = []

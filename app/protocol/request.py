@@ -172,6 +172,12 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
                 responses.append([name, result, call_id])
         except MethodError as err:
             responses.append(["error", err.body(), call_id])
+        except RecursionError:
+            # a value nested deeper than some recursive code can walk: the client's input, not a
+            # server fault, so a plain error and one log line (the guards of o06 should come first)
+            log.warning("method %s (call %s): arguments nested too deeply", name, call_id)
+            responses.append(["error", {"type": "invalidArguments",
+                                        "description": "an argument is nested too deeply"}, call_id])
         except Exception:
             log.exception("method %s (call %s) failed", name, call_id)
             responses.append(["error", {"type": "serverFail",

@@ -16,12 +16,15 @@ def check_known_args(args: dict, allowed: Iterable[str]) -> None:
         raise invalid_arguments(f"unknown argument(s): {', '.join(unknown)}")
 
 
+MAX_INT = 2**53 - 1  # RFC 8620 §1.3: Int is -2^53+1 <= value <= 2^53-1, UnsignedInt 0 <= value <= 2^53-1
+
+
 def uint_arg(args: dict, name: str, default: int | None, minimum: int = 0) -> int | None:
     value = args.get(name, default)
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise invalid_arguments(f"{name} must be an integer >= {minimum}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_INT:
+        raise invalid_arguments(f"{name} must be an integer from {minimum} to 2^53-1")
     return value
 
 
@@ -29,8 +32,8 @@ def int_arg(args: dict, name: str, default: int) -> int:
     value = args.get(name, default)
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_arguments(f"{name} must be an integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not -MAX_INT <= value <= MAX_INT:
+        raise invalid_arguments(f"{name} must be an integer from -2^53+1 to 2^53-1")
     return value
 
 
@@ -68,6 +71,19 @@ def properties_arg(args: dict, name: str, known: Iterable[str], default: list[st
 
 
 # ---------------------------------------------------------------- /set (RFC 8620 §5.3)
+def same_json(a: object, b: object) -> bool:
+    """Equal as JSON values: Python's ``True == 1`` and ``0 == False`` must not make a client's
+    ``true`` pass for a stored ``1`` (case o09), so every client value compared with a stored one
+    goes through here."""
+    if type(a) is not type(b) and not (a is None or b is None):
+        return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def check_if_in_state(args: dict, current: str) -> None:
     want = args.get("ifInState")
     if want is not None and want != current:
@@ -95,7 +111,7 @@ def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[d
         parts = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")]
         root = parts[0]
         if root not in roots:
-            if len(parts) == 1 and root in obj and obj[root] == value:
+            if len(parts) == 1 and root in obj and same_json(obj[root], value):
                 continue  # setting a server-set property to its current value is allowed
             problems[path] = "unknown or immutable property" if root not in obj else "property is server-set or immutable"
             continue

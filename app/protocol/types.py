@@ -29,12 +29,33 @@ from datetime import datetime
 
 from store import Collection
 
-__all__ = ["CAPABILITIES", "TYPES", "Capability", "DataType", "Property", "capability", "check_value",
-           "data_type"]
+__all__ = ["CAPABILITIES", "MAX_VALUE_DEPTH", "TYPES", "Capability", "DataType", "Property", "capability",
+           "check_value", "data_type", "nests_deeper"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+# How deeply a client's value may nest arrays and objects before any recursive code sees it (case
+# o06): deeper than any JMAP value needs (a bodyStructure at the MIME parser's 40 multipart levels
+# is ~82), far below Python's recursion limit.
+MAX_VALUE_DEPTH = 100
+
+
+def nests_deeper(value: object, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays/objects.  Breadth-first, without
+    recursion: it is the guard in front of recursive code."""
+    level, depth = [value], 0
+    while level:
+        containers = [v for v in level if isinstance(v, (dict, list))]
+        if not containers:
+            return False
+        depth += 1
+        if depth > limit:
+            return True
+        level = [c for v in containers for c in (v.values() if isinstance(v, dict) else v)]
+    return False
 
 
 def _date_ok(value: str, pattern: re.Pattern) -> bool:
@@ -228,6 +249,10 @@ class DataType:
         is; obj: the changed properties, already of the declared types); adds to problems and
         returns the values to store (obj, possibly normalised)."""
         return obj
+
+    def check_set_args(self, ctx, args: dict) -> None:
+        """Raises MethodError for a bad value of one of the type's own /set arguments (set_args),
+        even when no operation of the call would read it."""
 
     def judge(self, ctx, reader, plan) -> None:
         """Final-state rules across the objects of one /set (RFC 8620 §5.3: only the final state

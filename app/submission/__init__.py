@@ -215,8 +215,8 @@ SUBMISSIONS = data_type(EmailSubmission())
 
 
 def _ids_arg(args: dict) -> tuple[dict, list]:
-    update = args.get("onSuccessUpdateEmail") or {}
-    destroy = args.get("onSuccessDestroyEmail") or []
+    update = {} if args.get("onSuccessUpdateEmail") is None else args["onSuccessUpdateEmail"]
+    destroy = [] if args.get("onSuccessDestroyEmail") is None else args["onSuccessDestroyEmail"]
     if not isinstance(update, dict) or not all(isinstance(k, str) and isinstance(v, dict) for k, v in update.items()):
         raise invalid_arguments("onSuccessUpdateEmail must map EmailSubmission ids to PatchObjects")
     if not isinstance(destroy, list) or any(check_value("String", i) for i in destroy):
