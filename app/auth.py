@@ -59,7 +59,7 @@ def create_token(store, user: str, name: str | None = None, expires: int | None 
 
 
 def scheme(authorization: str | None) -> str | None:
-    """"basic" or "bearer" (the scheme of an Authorization header, case-insensitive), else None."""
+    """The scheme of an Authorization header, lower-cased: "basic" or "bearer"; else None."""
     if authorization:
         word = authorization.split(" ", 1)[0].lower()
         if word in ("basic", "bearer"):
@@ -96,9 +96,10 @@ class Authenticator:
         return creds[0] if creds else None
 
     def authenticate_bearer(self, authorization: str | None) -> tuple[dict | None, dict | None, str]:
-        """(user, token record, "") for a valid `Authorization: Bearer` token, the user record with
-        "credential": "token:<id>" and "credentialExpires" (Unix seconds or None); else (None, None, why it failed), `why` naming the token id at
-        most, never the secret.  Cheap (one SHA-256, two LMDB gets): fine on the event loop."""
+        """(user, token record, "") for a valid `Authorization: Bearer` token, the user record
+        with "credential": "token:<id>" and "credentialExpires" (Unix seconds or None); else
+        (None, None, why it failed), `why` naming the token id at most, never the secret.  Cheap
+        (one SHA-256, two LMDB gets): fine on the event loop."""
         value = (authorization or "")[7:].strip()
         parts = ids.split_token(value)
         if parts is None:

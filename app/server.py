@@ -472,7 +472,9 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
                   lifespan=lifespan)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400)
+                       allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400,
+                       # a browser client may read the challenges of a 401 and the wait of a 429
+                       expose_headers=["WWW-Authenticate", "Retry-After"])
     app.state.tidings = tidings
     return app
 

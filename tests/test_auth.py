@@ -192,9 +192,12 @@ def test_every_401_carries_a_challenge_for_basic_and_for_bearer(workers, authori
     if authorization and authorization.startswith("Bearer"):
         bearer_challenge += ', error="invalid_token"'
     for method, path in _resources(workers):
-        r = httpx.request(method, workers.base + path, headers={**headers, "Content-Type": "application/json"},
+        r = httpx.request(method, workers.base + path, headers={**headers, "Content-Type": "application/json",
+                                                                 "Origin": "https://webmail.example.org"},
                           content=b"{}" if method == "POST" else None, timeout=60)
         assert r.status_code == 401, (path, r.text)
+        # CORS: a browser client may read the challenges
+        assert "www-authenticate" in r.headers["access-control-expose-headers"].lower()
         assert challenges(r) == ['Basic realm="tidings", charset="UTF-8"', bearer_challenge], path
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["status"] == 401
