@@ -255,6 +255,55 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--revoke", action="store_true", help="take every right of USER away")
     p.set_defaults(func=cmd_share)
 
+    # token
+    pt = sub.add_parser(
+        "token", parents=[common], formatter_class=_Formatter,
+        help="create, list or revoke bearer tokens (for clients that log in with a token)",
+        description=textwrap.dedent("""
+            Bearer tokens let a client log in with `Authorization: Bearer TOKEN` instead of a
+            password (jmap-jam and other clients only speak Bearer). A token acts as its user,
+            with the same rights, until it expires or is revoked; changing the password does not
+            end it. Only a hash of it is stored: it is shown once, when created. Revoking or
+            expiring takes effect on the next request, also in a running server."""),
+        epilog=_examples("""
+            tidings token create --user alice --name laptop --expires 90
+            TOKEN=$(tidings token create --user alice | tail -n 1)
+            tidings token list --user alice
+            tidings token revoke K0001
+        """))
+    tsub = pt.add_subparsers(dest="token_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    tsub.required = True
+    q = tsub.add_parser(
+        "create", parents=[common], formatter_class=_Formatter, help="create a token and print it once",
+        description=textwrap.dedent("""
+            Creates a token for a user and prints it, alone on the last line of standard output
+            (scripts read it from there: `| tail -n 1`). It is not shown again: store it now."""),
+        epilog=_examples("""
+            tidings token create --user alice
+            tidings token create --user alice --name "phone" --expires 30
+        """))
+    q.add_argument("--user", metavar="NAME", required=True, help="the user the token logs in as")
+    q.add_argument("--name", metavar="LABEL", help="a label to recognise it by in `tidings token list`")
+    q.add_argument("--expires", metavar="DAYS", type=float,
+                   help="expire after DAYS days (fractions allowed: 0.5 is 12 hours; default: never)")
+    q.set_defaults(func=cmd_token_create)
+    q = tsub.add_parser(
+        "list", parents=[common], formatter_class=_Formatter, help="list tokens",
+        description=textwrap.dedent("""
+            Lists the tokens (never their secret): id, user, label, when created, when it expires
+            and when it was last used (updated at most every 5 minutes), times in UTC."""),
+        epilog=_examples("tidings token list\ntidings token list --user alice"))
+    q.add_argument("--user", metavar="NAME", help="only this user's tokens")
+    q.set_defaults(func=cmd_token_list)
+    q = tsub.add_parser(
+        "revoke", parents=[common], formatter_class=_Formatter, help="revoke a token",
+        description=textwrap.dedent("""
+            Deletes a token: the next request with it is refused (401), also in a running
+            server. The push subscriptions created with it are destroyed (RFC 8620 §7.2)."""),
+        epilog=_examples("tidings token revoke K0001"))
+    q.add_argument("id", metavar="ID", help="the token id (see `tidings token list`)")
+    q.set_defaults(func=cmd_token_revoke)
+
     # import
     p = sub.add_parser(
         "import", parents=[common], formatter_class=_Formatter,
@@ -615,6 +664,79 @@ def cmd_share(args: argparse.Namespace) -> int:
         store.close()
     shown = ",".join(sorted(granted)) if granted else "nothing (revoked)"
     print(f"{args.owner}'s mailbox {mailbox['name']!r}: {args.grantee} may {shown}")
+def _utc(seconds: int | None, never: str = "never") -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)) if seconds is not None else never
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    import math
+
+    from app.auth import create_token
+
+    if args.expires is not None and not (0 < args.expires <= 36500 and math.isfinite(args.expires)):
+        raise CliError("--expires must be a number of days above 0 (at most 36500)")
+    label = args.name
+    if label is not None and (not label or len(label) > 100 or any(ord(ch) < 32 or ord(ch) == 127 for ch in label)):
+        raise CliError("a token label is 1 to 100 characters, without control characters")
+    store = _open(_data_dir(args))
+    try:
+        _user(store, args.user)
+        expires = math.ceil(time.time() + args.expires * 86400) if args.expires is not None else None
+        record, token = create_token(store, args.user, label, expires)
+    finally:
+        store.close()
+    named = f" ({label})" if label else ""
+    print(f"created token {record['id']}{named} for {args.user}, expires {_utc(expires)}; "
+          "it is shown only now:")
+    print(token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    store = _open(_data_dir(args))
+    try:
+        if args.user:
+            _user(store, args.user)
+        tokens = store.tokens(args.user)
+    finally:
+        store.close()
+    if not tokens:
+        print("no tokens (create one with: tidings token create --user NAME)", file=sys.stderr)
+        return 0
+    now = time.time()
+    rows = [("ID", "USER", "NAME", "CREATED", "EXPIRES", "LAST USED")] + [
+        (t["id"], t["user"], t["name"] or "-", _utc(t["created"]),
+         _utc(t["expires"]) + (" (expired)" if t["expires"] is not None and t["expires"] <= now else ""),
+         _utc(t["lastUsed"])) for t in tokens]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5])
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from app.auth import TOKEN_PREFIX
+    from app.pushsubscription import PUSH_SUBSCRIPTION
+    from store import NotFound, ids
+
+    if not ids.is_token_id(args.id):
+        raise CliError(f"bad token id {args.id!r}: K and hex digits, as `tidings token list` shows")
+    store = _open(_data_dir(args))
+    try:
+        try:
+            record = store.revoke_token(args.id)
+        except NotFound:
+            raise CliError(f"no token {args.id} (list them with: tidings token list)") from None
+        # RFC 8620 §7.2: the push subscriptions tied to revoked credentials MUST be destroyed
+        collection = PUSH_SUBSCRIPTION.collection
+        with store.write(record["accountId"]) as w:
+            subscriptions = list(w.record_ids(collection, "credential", equals=TOKEN_PREFIX + args.id))
+            for sub_id in subscriptions:
+                w.destroy_record(collection, sub_id)
+    finally:
+        store.close()
+    print(f"revoked token {args.id} of {record['user']}"
+          + (f"; destroyed {len(subscriptions)} push subscription(s)" if subscriptions else ""))
     return 0
 
 
@@ -1099,7 +1221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    prog = "tidings " + args.command + (f" {args.user_command}" if getattr(args, "user_command", None) else "")
+    sub_command = getattr(args, "user_command", None) or getattr(args, "token_command", None)
+    prog = "tidings " + args.command + (f" {sub_command}" if sub_command else "")
     try:
         return args.func(args)
     except CliError as exc:

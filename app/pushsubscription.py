@@ -6,9 +6,11 @@ Decisions (RFC 8620 §7.2 leaves them to the server):
 * The url must be ``https://``; ``tidings serve --push-allow-http`` also accepts ``http://`` (tests
   with a loopback receiver).
 * ``expires`` is at most `MAX_DAYS` days ahead: a later or missing value is set to that (Basic
-  credentials do not expire, so the server bounds the subscription, as §7.2 asks).
-* A subscription belongs to the credentials that created it (the user today; a bearer token once
-  there are tokens) and is invisible to any other.
+  credentials do not expire, so the server bounds the subscription, as §7.2 asks).  Created with a
+  bearer token that expires, it is bounded by the token's expiry instead, and only by that.
+* A subscription belongs to the credentials that created it (the user for Basic, the token for a
+  bearer token: ``token:<id>``) and is invisible to any other; `tidings token revoke` destroys
+  the subscriptions of the token (§7.2: "MUST be destroyed").
 * The verification code is 128 random bits; an update with any other code is invalidProperties.
 """
 
@@ -36,9 +38,12 @@ def _utc(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def clamp_expires(value: str | None) -> str:
-    """The expiry the server keeps: the client's, but no later than MAX_DAYS from now."""
+def clamp_expires(value: str | None, credential_expires: int | None = None) -> str:
+    """The expiry the server keeps: the client's, but no later than MAX_DAYS from now, or than
+    `credential_expires` (Unix seconds) for credentials that expire."""
     limit = _now() + timedelta(days=MAX_DAYS)
+    if credential_expires is not None:
+        limit = datetime.fromtimestamp(credential_expires, UTC)
     if value is None:
         return _utc(limit)
     wanted = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -116,7 +121,7 @@ class PushSubscription(DataType):
             if fields["verificationCode"] != stored.get("expectedCode"):
                 problems["verificationCode"] = "does not match the code sent in the PushVerification"
         if "expires" in fields or current is None:
-            fields["expires"] = clamp_expires(fields.get("expires"))
+            fields["expires"] = clamp_expires(fields.get("expires"), ctx.user.get("credentialExpires"))
         return fields
 
     def create(self, ctx, writer, fields: dict) -> dict:

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import logging
 import re
+import time
 import urllib.parse
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ from starlette.websockets import WebSocket
 from store import StorageFull, open_store
 
 from .access import accounts_for
-from .auth import Authenticator
+from .auth import LAST_USED_EVERY, Authenticator, scheme
 from .blob import gc as blob_gc
 from .blob import open_blob
 from .blob.http import blob_response
+from .loginlimit import LoginLimiter
 from .protocol.errors import ProblemError
 from .protocol.registry import load_methods
 from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, parse_request, process
@@ -85,8 +87,21 @@ TOO_LARGE = ProblemError("limit", 413, "blob exceeds maxSizeUpload", limit="maxS
 
 QUEUE_SECONDS = 10.0  # how long a request over the concurrency limit waits for a slot
 
-UNAUTHORIZED = ProblemError("about:blank", 401, "authentication required: HTTP Basic with a tidings user")
-WWW_AUTH = {"WWW-Authenticate": 'Basic realm="tidings", charset="UTF-8"'}
+UNAUTHORIZED = ProblemError("about:blank", 401, "authentication required: HTTP Basic with a tidings user, "
+                                                "or a bearer token (tidings token create)")
+BASIC_CHALLENGE = 'Basic realm="tidings", charset="UTF-8"'
+BEARER_CHALLENGE = 'Bearer realm="tidings"'
+
+
+def unauthorized(invalid_token: bool = False) -> Response:
+    """401 with one WWW-Authenticate challenge per scheme accepted (RFC 9110 §11.6.1), Basic and
+    Bearer, as two header fields (clients parse those more reliably than one combined list); when a
+    bearer token was sent and refused, its challenge says error="invalid_token" (RFC 6750 §3.1)."""
+    response = problem(UNAUTHORIZED)
+    response.headers.append("WWW-Authenticate", BASIC_CHALLENGE)
+    response.headers.append("WWW-Authenticate",
+                            BEARER_CHALLENGE + (', error="invalid_token"' if invalid_token else ""))
+    return response
 
 
 class Tidings:
@@ -96,6 +111,7 @@ class Tidings:
         self.config = config
         self.store = open_store(config.data_dir, map_size=config.map_size)
         self.auth = Authenticator(self.store)
+        self.limiter = LoginLimiter.from_env()  # failed Basic logins, per address and per user (app.loginlimit)
         self.methods = load_methods()
         self.capabilities = set(CAPABILITIES)  # the `using` check accepts exactly these
         self.capabilities.add(WEBSOCKET)  # RFC 8887 (see session(): not in the registry yet)
@@ -156,11 +172,51 @@ class Tidings:
         return list(accounts_for(self.store, user))
 
     # -- helpers
-    async def user_for(self, request: HTTPConnection) -> dict | None:
+    async def user_for(self, request: HTTPConnection) -> dict | Response:
+        """The user record a request is authenticated as (with "credential": "token:<id>" for a
+        bearer token), or the response that refuses it: 401 with the challenges, or 429 with
+        Retry-After once the failed-login limits of `app.loginlimit` are reached.  Failures are
+        logged with the user name and the client address (never the password or the secret)."""
         header = request.headers.get("authorization")
+        address = request.client.host if request.client else "unknown"
+        kind = scheme(header)
+        if kind == "bearer":
+            user, token, why = self.auth.authenticate_bearer(header)
+            if user is None:
+                log.warning("authentication failed: %s, from %s", why, address)
+                return unauthorized(invalid_token=True)
+            now = int(time.time())
+            if token["lastUsed"] is None or token["lastUsed"] <= now - LAST_USED_EVERY:
+                await run_in_threadpool(self.store.touch_token, token["id"], now)  # a write: rarely
+            return user
+        if kind != "basic":
+            return unauthorized()
         user = self.auth.authenticate_cached(header)  # the common case: no hashing, no thread hop
+        if user is not None:
+            return user
+        name = self.auth.basic_name(header)
+        if name is None:
+            log.warning("authentication failed: malformed Basic credentials, from %s", address)
+            return unauthorized()
+        refused = self.limiter.check(name, address)
+        if refused is not None:
+            wait, which = refused
+            why = "from this address" if which == "address" else "for this user from new addresses"
+            return problem(ProblemError("about:blank", 429, f"too many failed logins {why}: retry in {wait} s"),
+                           {"Retry-After": str(wait)})
+        user = await run_in_threadpool(self.auth.authenticate, header)
         if user is None:
-            user = await run_in_threadpool(self.auth.authenticate, header)
+            address_blocked, user_blocked = self.limiter.failed(name, address)
+            log.warning("authentication failed: user %r (unknown, or a wrong password), from %s",
+                        name[:100], address)
+            if address_blocked:
+                log.warning("failed logins: address %s refused for %d s after %d failures", address,
+                            self.limiter.address_window, self.limiter.per_address)
+            if user_blocked:
+                log.warning("failed logins: user %r refused from new addresses for %d s after %d failures",
+                            name[:100], self.limiter.user_window, self.limiter.per_user)
+            return unauthorized()
+        self.limiter.succeeded(name, address)
         return user
 
     async def _acquire(self, key: str, limit: int, wait: float = QUEUE_SECONDS) -> bool:
@@ -244,6 +300,9 @@ class Tidings:
             self._release(name)
 
     def _execute(self, user: dict, request: bytes | dict) -> bytes:
+        # a WebSocket authenticated once: its token may have been revoked since (cheap to check)
+        if not self.auth.still_valid(user):
+            raise ProblemError("about:blank", 401, "the credentials of this connection were revoked or expired")
         return encode_response(self.run_api(user, request))
 
     def run_api(self, user: dict, body: bytes | dict) -> dict:
@@ -255,7 +314,7 @@ class Tidings:
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
                                search=self.search, push=self.push,
-                               push_allow_http=self.config.push_allow_http, credential=user["name"],
+                               push_allow_http=self.config.push_allow_http, credential=user.get("credential") or user["name"],
                                relay=self.config.smtp_relay)
 
         response = process(request, ctx_factory, self.capabilities)
@@ -268,15 +327,15 @@ def create_app(config: Config) -> FastAPI:
 
     async def session_resource(request: Request) -> Response:
         user = await tidings.user_for(request)
-        if user is None:
-            return problem(UNAUTHORIZED, WWW_AUTH)
+        if isinstance(user, Response):  # 401 or 429
+            return user
         return _json(tidings.session(user, str(request.base_url)),
                      headers={"Cache-Control": "no-cache, no-store"})
 
     async def api(request: Request) -> Response:
         user = await tidings.user_for(request)
-        if user is None:
-            return problem(UNAUTHORIZED, WWW_AUTH)
+        if isinstance(user, Response):  # 401 or 429
+            return user
         limits = config.limits
         # RFC 8620 §3.1: the request MUST be application/json (this also keeps simple cross-site
         # form posts, which skip the CORS preflight, from reaching the API)
@@ -300,8 +359,8 @@ def create_app(config: Config) -> FastAPI:
         """RFC 8620 §6.1: the body streams into a blob sink (at most a megabyte in memory; a
         large blob is written to a file while hashed) and is stored when complete."""
         user = await tidings.user_for(request)
-        if user is None:
-            return problem(UNAUTHORIZED, WWW_AUTH)
+        if isinstance(user, Response):  # 401 or 429
+            return user
         account_id = request.path_params["account_id"]
         access = (await run_in_threadpool(accounts_for, tidings.store, user)).get(account_id)
         if access is None or access.read_only:  # a grantee uploads where they may add something
@@ -349,8 +408,8 @@ def create_app(config: Config) -> FastAPI:
 
     async def download(request: Request) -> Response:
         user = await tidings.user_for(request)
-        if user is None:
-            return problem(UNAUTHORIZED, WWW_AUTH)
+        if isinstance(user, Response):  # 401 or 429
+            return user
         p = request.path_params
         access = (await run_in_threadpool(accounts_for, tidings.store, user)).get(p["account_id"])
         if access is None:
@@ -378,8 +437,8 @@ def create_app(config: Config) -> FastAPI:
 
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)
-        if user is None:
-            return problem(UNAUTHORIZED, WWW_AUTH)
+        if isinstance(user, Response):  # 401 or 429
+            return user
         try:
             return eventsource_response(request, store=tidings.store, bus=tidings.bus,
                                         accounts=tidings.push_accounts(user), known_types=tidings.push_types,
@@ -394,8 +453,8 @@ def create_app(config: Config) -> FastAPI:
                 "about:blank", 400, "a JMAP WebSocket needs the subprotocol jmap (Sec-WebSocket-Protocol)")))
             return
         user = await tidings.user_for(ws)
-        if user is None:
-            await ws.send_denial_response(problem(UNAUTHORIZED, WWW_AUTH))
+        if isinstance(user, Response):
+            await ws.send_denial_response(user)
             return
         if tidings.bus.stopping:
             await ws.send_denial_response(problem(ProblemError("about:blank", 503, "shutting down")))
@@ -434,7 +493,9 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
                   lifespan=lifespan)
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
-                       allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400)
+                       allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400,
+                       # a browser client may read the challenges of a 401 and the wait of a 429
+                       expose_headers=["WWW-Authenticate", "Retry-After"])
     app.state.tidings = tidings
     return app
 

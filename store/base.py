@@ -39,6 +39,10 @@ Contract, for every backend:
   there (put, granted) or lost its last reference (email destroyed, hold released); the bytes go
   when no account has access any more.  The collector is a background or CLI job and may scan;
   nothing on a request path scans all blobs.
+* **Bearer tokens** belong to a user and are kept with a hash of their secret only (`app.auth`
+  makes the secret and the hash; the store never sees a secret).  Reading one is cheap enough to
+  do on every request, which is how a revocation reaches every server process at once.  Deleting a
+  user deletes their tokens.
 """
 
 from __future__ import annotations
@@ -261,6 +265,23 @@ class Store(Protocol):
     def grants_to(self, grantee: str) -> dict[str, dict[str, dict]]:
         """{owner account id: {mailbox id: {"rights": {right: bool}, "subscribed": bool}}} for every
         mailbox shared with `grantee`, as committed; O(grants of that grantee)."""
+
+    # -- bearer tokens: {"id", "user", "accountId", "name", "secretHash", "created", "expires",
+    #    "lastUsed"}; times are Unix seconds, expires and lastUsed may be None (never)
+    def create_token(self, user: str, secret_hash: str, name: str | None, expires: int | None) -> dict:
+        """Stores a new token of `user` under a new id (`store.ids.token_id`, never reused).
+        NotFound when there is no such user."""
+
+    def token(self, token_id: str) -> dict | None: ...
+
+    def tokens(self, user: str | None = None) -> list[dict]:
+        """Every token (of `user` only, when given), oldest first.  An admin read: it may scan."""
+
+    def touch_token(self, token_id: str, when: int) -> None:
+        """Records `when` as the token's lastUsed (a no-op for a token that is gone)."""
+
+    def revoke_token(self, token_id: str) -> dict:
+        """Deletes the token and returns what it was; NotFound if there is none."""
 
     # -- the durable indexing queue (drained by the background indexer)
     def index_queue(self, account_id: str, limit: int) -> list[tuple[bytes, dict]]: ...

@@ -10,10 +10,15 @@ reused.  tidings' ids carry a one-letter kind and a number allocated by the stor
 | Thread                | ``T`` + 10+ hex digits    | ``T0000000011``   |
 | a generic record      | the collection's prefix + hex (``collection_id``) | ``S1f`` |
 | Identity              | ``I`` + the account id    | ``IA1b2c3d4e5``   |
+| bearer token          | ``K`` + 4+ hex digits     | ``K002a``         |
 
 Blob ids and content addresses: a message or upload is stored once under the sha256 of its
 bytes (the *guid*, 64 hex digits, "content address"); its blob id is ``G`` + guid.  A body part
 of a stored message is ``P`` + guid + ``.`` + partId (RFC 8621 §4.1.4 partId), decoded on demand.
+
+A bearer token as the client sends it is ``tdg_`` + its token id + ``_`` + the secret (43
+characters of URL-safe base64, 256 random bits): the id says which stored record to check the
+secret against; every character is in RFC 6750's b64token set.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import re
 
 __all__ = [
     "blob_id", "content_address", "email_id", "email_number", "guid_of", "identity_id", "mailbox_id",
-    "part_blob_id", "part_blob_prefix", "parse_part_blob_id", "record_id", "thread_id",
+    "part_blob_id", "part_blob_prefix", "parse_part_blob_id", "record_id", "split_token", "thread_id",
+    "is_token_id", "token_id", "token_string",
 ]
 
 _EMAIL_RE = re.compile(r"M[0-9a-f]{1,16}")
+_TOKEN_RE = re.compile(r"tdg_(K[0-9a-f]{4,16})_([A-Za-z0-9_-]{20,200})")
+TOKEN_PREFIX = "tdg_"
 
 
 def content_address(data: bytes) -> str:
@@ -85,3 +93,22 @@ def record_id(prefix: str, number: int) -> str:
 
 def identity_id(account_id: str) -> str:
     return "I" + account_id
+
+
+def token_id(number: int) -> str:
+    return f"K{number:04x}"
+
+
+def is_token_id(value: str) -> bool:
+    return re.fullmatch(r"K[0-9a-f]{4,16}", value) is not None
+
+
+def token_string(token: str, secret: str) -> str:
+    """What the client sends after ``Bearer``: the token id and its secret."""
+    return f"{TOKEN_PREFIX}{token}_{secret}"
+
+
+def split_token(value: str) -> tuple[str, str] | None:
+    """(token id, secret) of a bearer token string, else None."""
+    m = _TOKEN_RE.fullmatch(value)
+    return (m.group(1), m.group(2)) if m else None

@@ -32,6 +32,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
 | addresses | address or @domain (lower)   | username                                | RCPT TO, local delivery      |
 | grants    | G\\0A\\0mailboxId (G: grantee) | JSON {"rights": {...}, "subscribed": b}  | shared mailboxes of a user   |
+| tokens    | token id (``K...``)          | token JSON (user, secretHash, expiry)   | Bearer auth, `tidings token` |
 
 Blobs larger than 1 MiB are files at ``<data>/blobs/ab/<sha256>`` (`store.blobfiles`): written to
 a temp file while hashed, fsync'd, and renamed to their content address inside the write
@@ -70,7 +71,7 @@ log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold")
+        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold", "tokens")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -81,6 +82,7 @@ GC_BATCH = 1000  # keys per garbage-collection transaction: the writer lock is h
 _FILE = b"F"  # a blobguid value for a blob kept as a file: b"F" + size
 _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
 _JOURNAL_SEQ = b"\x00journal"
+_TOKEN_SEQ = b"\x00tokenseq"
 JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
 
 # The change-log codes of the first four types, kept so that existing data directories keep their
@@ -583,9 +585,12 @@ class LmdbStore:
                         txn.delete(grantee.encode() + SEP + key, db=self.db["grants"])
             txn.delete(name.encode(), db=self.db["users"])
             txn.delete(account_id.encode(), db=self.db["accounts"])
+            for key, value in list(txn.cursor(db=self.db["tokens"])):
+                if orjson.loads(value)["user"] == name:
+                    txn.delete(key, db=self.db["tokens"])
             prefix = account_id.encode() + SEP
             for db_name in _DBS:
-                if db_name in ("users", "accounts", "blobs", "blobguid", "addresses"):
+                if db_name in ("users", "accounts", "blobs", "blobguid", "addresses", "tokens"):
                     continue
                 cur = txn.cursor(db=self.db[db_name])
                 if cur.set_range(prefix):
@@ -612,6 +617,46 @@ class LmdbStore:
         with self.env.begin() as txn:
             raw = txn.get(account_id.encode(), db=self.db["accounts"])
         return orjson.loads(raw) if raw else None
+
+    # -- bearer tokens
+    def create_token(self, user: str, secret_hash: str, name: str | None, expires: int | None) -> dict:
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(user.encode(), db=self.db["users"])
+            if raw is None:
+                raise NotFound(f"no user {user!r}")
+            seq = txn.get(_TOKEN_SEQ, db=self.db["counters"])
+            number = (_N.unpack(seq)[0] if seq else 0) + 1
+            txn.put(_TOKEN_SEQ, _n(number), db=self.db["counters"])
+            record = {"id": ids.token_id(number), "user": user, "accountId": orjson.loads(raw)["accountId"],
+                      "name": name, "secretHash": secret_hash, "created": int(time.time()),
+                      "expires": expires, "lastUsed": None}
+            txn.put(record["id"].encode(), orjson.dumps(record), db=self.db["tokens"])
+        return record
+
+    def token(self, token_id: str) -> dict | None:
+        with self.env.begin() as txn:
+            raw = txn.get(token_id.encode(), db=self.db["tokens"])
+        return orjson.loads(raw) if raw else None
+
+    def tokens(self, user: str | None = None) -> list[dict]:
+        with self.env.begin() as txn:
+            found = [orjson.loads(v) for _, v in txn.cursor(db=self.db["tokens"])]
+        return sorted((t for t in found if user is None or t["user"] == user), key=lambda t: int(t["id"][1:], 16))
+
+    def touch_token(self, token_id: str, when: int) -> None:
+        with self.env.begin(write=True) as txn:
+            raw = txn.get(token_id.encode(), db=self.db["tokens"])
+            if raw is not None:
+                record = orjson.loads(raw)
+                record["lastUsed"] = when
+                txn.put(token_id.encode(), orjson.dumps(record), db=self.db["tokens"])
+
+    def revoke_token(self, token_id: str) -> dict:
+        with self.env.begin(write=True) as txn:
+            raw = txn.pop(token_id.encode(), db=self.db["tokens"])
+        if raw is None:
+            raise NotFound(f"no token {token_id!r}")
+        return orjson.loads(raw)
 
     def account_ids(self) -> list[str]:
         with self.env.begin() as txn:
