@@ -899,8 +899,13 @@ class LmdbReader:
 
     # -- quotas (store/base.py "Quotas")
     def _limit(self, resource: str) -> int | None:
-        raw = self._get("counters", b"limit:" + resource.encode())
-        return _N.unpack(raw)[0] if raw is not None else None
+        # read once per transaction (a snapshot: only this writer's set_quota_limit changes it),
+        # so that a batch of emails pays for it once, not on each of its three checks
+        cache = self.__dict__.setdefault("_limits", {})
+        if resource not in cache:
+            raw = self._get("counters", b"limit:" + resource.encode())
+            cache[resource] = _N.unpack(raw)[0] if raw is not None else None
+        return cache[resource]
 
     def quota(self) -> dict[str, dict]:
         """{resource: {"used": n, "limit": n or None}}: two counter reads per resource."""
@@ -1308,7 +1313,7 @@ class LmdbWriter(LmdbReader):
         """Both resources' `used` changed: a counts-only change of each Quota object that exists
         (an account without limits pays one read per resource, no write)."""
         for resource in QUOTA_RESOURCES:
-            if self._get("counters", b"limit:" + resource.encode()) is not None:
+            if self._limit(resource) is not None:
                 self._changed("Quota", ids.quota_id(resource), b"k")
 
     def set_quota_limit(self, resource: str, limit: int | None) -> None:
@@ -1318,6 +1323,7 @@ class LmdbWriter(LmdbReader):
         if limit is not None and not 0 <= limit < 2**53:
             raise StoreError("a limit is an UnsignedInt (0 to 2^53-1)")
         had = self._limit(resource)
+        self.__dict__.setdefault("_limits", {})[resource] = limit
         key = b"limit:" + resource.encode()
         if limit is None:
             if had is not None:
