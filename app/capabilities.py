@@ -6,7 +6,7 @@ check of the request pipeline accepts exactly these URNs."""
 
 from __future__ import annotations
 
-from app.protocol.registry import BLOB, CORE, MAIL, SUBMISSION, VACATION
+from app.protocol.registry import BLOB, CORE, MAIL, QUOTA, SUBMISSION, VACATION
 from app.protocol.types import Capability, capability
 from app.submission import MAX_SIZE
 from app.submission.envelope import MAX_DELAYED_SEND
@@ -36,6 +36,9 @@ capability(Capability(SUBMISSION, account=lambda server, account: {
 
 # RFC 8621 §1.3.3: no properties; the account has a VacationResponse (app/vacation.py)
 capability(Capability(VACATION))
+
+# RFC 9425 §2.1: {} in the session and in each account (app/quota.py)
+capability(Capability(QUOTA))
 
 # RFC 9749: pushes are signed with VAPID (RFC 8292); a client hands this key to its push service
 WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"

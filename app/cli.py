@@ -372,8 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
 
             Exit status, as MTA pipe transports expect (sysexits.h): 0 delivered (or already
             there), 67 (EX_NOUSER) no such user or address, 65 (EX_DATAERR) the input is not a
-            message, 75 (EX_TEMPFAIL) a temporary failure such as a full disk: the MTA keeps the
-            message and tries again."""),
+            message, 73 (EX_CANTCREAT) the message would take the account over its quota
+            (`tidings quota`; nothing stored, the MTA bounces it, as LMTP's 552 5.2.2), 75
+            (EX_TEMPFAIL) a temporary failure such as a full disk: the MTA keeps the message and
+            tries again."""),
         epilog=_examples("""
             tidings deliver --user alice < message.eml
             tidings deliver --recipient alice@example.org --sender bob@example.net < message.eml
@@ -439,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $TIDINGS_BLOB_GRACE_SECONDS, else 3600)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be removed")
     p.set_defaults(func=cmd_gc)
+
+    from app import quotacli  # quota set / show / list
+
+    quotacli.register(sub, common, _Formatter, _Parser, _examples)
     return parser
 
 
@@ -742,6 +748,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from app.mailimport import Importer, SourceError, find_mailbox, open_sources, valid_keyword
+    from store import OverQuota
 
     keywords = set()
     for k in args.keyword:
@@ -786,6 +793,14 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"interrupted after storing {r.imported + r.malformed} messages; run the same command "
                   "again to go on (what is stored is skipped)", file=sys.stderr)
             return 130
+        except OverQuota as exc:
+            if bar:
+                bar.close()
+            r = importer.report
+            raise CliError(f"{exc}: stopped at {importer.stopped_at} after storing {r.imported + r.malformed} "
+                           f"messages ({r.present} already there, {len(r.failed)} failed); raise the limit "
+                           f"with `tidings quota set {user['name']}` or make room, then run the same command "
+                           "again to go on (what is stored is skipped)") from exc
         except Exception as exc:  # a storage error (disk or map full): the one thing that ends the run
             if bar:
                 bar.close()
@@ -812,11 +827,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-EX_DATAERR, EX_NOUSER, EX_TEMPFAIL = 65, 67, 75  # sysexits.h
+EX_DATAERR, EX_NOUSER, EX_CANTCREAT, EX_TEMPFAIL = 65, 67, 73, 75  # sysexits.h
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
     from app.delivery import (
+        MailboxFull,
         NotAMessage,
         TemporaryFailure,
         deliver,
@@ -855,6 +871,9 @@ def cmd_deliver(args: argparse.Namespace) -> int:
         except NotAMessage as exc:
             print(f"{prog}: not a message: {exc}", file=sys.stderr)
             return EX_DATAERR
+        except MailboxFull as exc:
+            print(f"{prog}: 5.2.2 mailbox full: {exc}", file=sys.stderr)
+            return EX_CANTCREAT
         except TemporaryFailure as exc:
             print(f"{prog}: temporary failure{' (storage full)' if exc.full else ''}: {exc}", file=sys.stderr)
             return EX_TEMPFAIL

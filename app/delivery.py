@@ -30,7 +30,7 @@ from app.mail.headers import message_problem, split_header_block
 from app.mail.ingest import ingest
 from app.mailbox.model import name_key
 from app.mailimport import create_mailbox_path
-from store import Collection
+from store import Collection, OverQuota
 
 log = logging.getLogger("tidings.delivery")
 
@@ -42,6 +42,12 @@ KEEP = 7 * 24 * 3600
 
 class NotAMessage(Exception):
     """The input is not mail (empty, or no header field a message has): a permanent refusal."""
+
+
+class MailboxFull(Exception):
+    """The message would take the account over a quota (RFC 9425; `store.OverQuota`): refused,
+    nothing stored.  LMTP answers ``552 5.2.2`` (RFC 3463 X.2.2 "mailbox full"), `tidings
+    deliver` exits 73 (EX_CANTCREAT): permanent, like the 5xx, so the sender learns of it."""
 
 
 class TemporaryFailure(Exception):
@@ -110,7 +116,7 @@ def deliver(store, user: dict, raw: bytes, *, envelope_sender: str, trace: bytes
     """Stores `trace + raw` in the user's mailbox (the one with role inbox, or the one named
     `mailbox`, created when missing) and returns once it is durable.  reply_queue(writer, mail_from,
     rcpt_to, raw) queues an automatic reply in the same transaction (None: none is sent).
-    Raises NotAMessage, or TemporaryFailure for anything else that went wrong."""
+    Raises NotAMessage, MailboxFull (over quota), or TemporaryFailure for anything else."""
     check_message(raw)
     now = time.time() if now is None else now
     key = digest(envelope_sender, raw)
@@ -133,6 +139,9 @@ def deliver(store, user: dict, raw: bytes, *, envelope_sender: str, trace: bytes
                     reply_queue(w, mail_from="", rcpt_to=[envelope_sender.strip("<>")], raw=reply)
                     replied = True
             return Delivered(record["id"], created, list(defects or []), replied)
+    except OverQuota as exc:
+        log.warning("delivery to %s refused: %s", user["name"], exc)
+        raise MailboxFull(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever it was, the MTA keeps the message and retries
         full = is_storage_full(exc)
         log.exception("delivery to %s failed%s", user["name"], " (storage full)" if full else "")

@@ -24,7 +24,7 @@ from aiosmtpd.lmtp import LMTP
 
 from app import ipc
 from app.addresses import domain_of
-from app.delivery import NotAMessage, TemporaryFailure, deliver, hostname, trace_fields
+from app.delivery import MailboxFull, NotAMessage, TemporaryFailure, deliver, hostname, trace_fields
 
 log = logging.getLogger("tidings.lmtp")
 
@@ -159,6 +159,8 @@ class LmtpHandler:
                              reply_queue=self.reply_queue)
         except NotAMessage as exc:
             return f"554 5.6.0 <{{rcpt}}>: not a message ({exc})"
+        except MailboxFull:
+            return "552 5.2.2 <{rcpt}>: mailbox full (over quota)"
         except TemporaryFailure as exc:
             if exc.full:
                 return "452 4.3.1 <{rcpt}>: insufficient system storage; try again later"

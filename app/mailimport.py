@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from store import ids
+from store import OverQuota, ids
 
 from .mail.ingest import ingest
 from .mail.mime import message_problem
@@ -531,13 +531,15 @@ class Importer:
         self.after_batch = after_batch
         self._stored: dict[str, bytes] = {}
         self.report = Report()
+        self.stopped_at: str | None = None  # the message an over-quota refusal stopped the run at
 
     def run(self, sources: list[Source],
             on_message: Callable[[int, RawMessage], None] | None = None,
             on_source_done: Callable[[int], None] | None = None) -> Report:
         """Imports every message of every source; on_message(source index, message) and
         on_source_done(source index) follow progress. A message or file that cannot be read or is not mail is reported failed and the
-        run goes on; only a storage error (see _is_fatal) ends it, raised."""
+        run goes on; only a storage error (see _is_fatal) or store.OverQuota (the account's quota is
+        reached: what came before is stored, `stopped_at` names the refused message) ends it, raised."""
         started = time.monotonic()
         try:
             batch: list[RawMessage] = []
@@ -674,6 +676,10 @@ class Importer:
                 with self._transaction() as writer:
                     results = [self._one(writer, m) for m in batch[start:i]]
                 self._tally(batch[start:i], results)
+            if isinstance(exc, OverQuota):  # the account is full: the run stops here (RFC 9425)
+                self.stopped_at = batch[i].where
+                self._batch_done()  # what was stored is indexed as after any batch
+                raise exc
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.report.failed.append((batch[i].where, reason[:300]))
             start = i + 1

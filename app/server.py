@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from store import StorageFull, open_store
+from store import OverQuota, StorageFull, open_store
 
 from .access import accounts_for
 from .auth import LAST_USED_EVERY, Authenticator, scheme
@@ -84,6 +84,13 @@ _MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-
 
 UPLOAD_WRITE = 1 << 20  # an upload is written to its blob sink a megabyte at a time
 TOO_LARGE = ProblemError("limit", 413, "blob exceeds maxSizeUpload", limit="maxSizeUpload")
+
+
+def over_quota_problem(exc: OverQuota) -> ProblemError:
+    """An upload larger than the room left under the account's storage quota (RFC 9425): it could
+    never become part of the account's mail.  507 as for WebDAV quotas (RFC 4331 §6), with a type
+    of its own so that a client tells it from a full server."""
+    return ProblemError("overQuota", 507, str(exc), resource=exc.resource)
 
 QUEUE_SECONDS = 10.0  # how long a request over the concurrency limit waits for a slot
 
@@ -369,6 +376,12 @@ def create_app(config: Config) -> FastAPI:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > limits.max_size_upload:
             return problem(TOO_LARGE)
+        if length and length.isdigit():  # refused before the body is read when it cannot fit
+            try:
+                with tidings.store.read(account_id) as r:
+                    r.check_room(octets=int(length))
+            except OverQuota as exc:
+                return problem(over_quota_problem(exc))
         slot = "upload:" + user["name"]
         if not await tidings._acquire(slot, limits.max_concurrent_upload):
             return problem(ProblemError("limit", 429, "too many concurrent uploads",
@@ -392,9 +405,12 @@ def create_app(config: Config) -> FastAPI:
                     sink.write(b"".join(pending))
                 sink.finish()
                 with tidings.store.write(account_id) as w:
+                    w.check_room(octets=sink.size)
                     return w.put_blob(sink, media_type)
 
             info = await run_in_threadpool(put)
+        except OverQuota as exc:
+            return problem(over_quota_problem(exc))
         except (StorageFull, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise

@@ -2,11 +2,13 @@
 
 from . import ids
 from .base import (
+    QUOTA_RESOURCES,
     CannotCalculateChanges,
     Changes,
     Collection,
     JournalEntry,
     NotFound,
+    OverQuota,
     Reader,
     StorageFull,
     Store,
@@ -21,5 +23,6 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
     return LmdbStore(path, map_size=map_size)
 
 
-__all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "Reader",
+__all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "OverQuota",
+           "QUOTA_RESOURCES", "Reader",
            "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store"]

@@ -43,6 +43,18 @@ Contract, for every backend:
   makes the secret and the hash; the store never sees a secret).  Reading one is cheap enough to
   do on every request, which is how a revocation reaches every server process at once.  Deleting a
   user deletes their tokens.
+* **Quotas** (RFC 9425; `QUOTA_RESOURCES`).  An account has two resources: ``messages`` (how
+  many emails it holds) and ``storage`` (the sum of the raw sizes, in octets, of its emails: each
+  message counted once, as Email/get's ``size`` shows it).  Uploads and other blobs that are no
+  email's message do not count: they are RFC 8620 §6's unreferenced blobs, bounded by their grace
+  period, not by the account's quota.  ``used`` of both is kept in the transaction that adds or
+  destroys the email (never counted on read; an older data directory counts it once, when it
+  is opened).  An administrator sets a hard limit per resource (`Writer.set_quota_limit`); a
+  resource with a limit is a Quota object ``ids.quota_id(resource)`` whose state (type
+  ``"Quota"``) changes with its ``used`` (logged as a counts-only change) and its limit.
+  `Writer.add_email` refuses with `OverQuota` an email that would take a resource over its
+  limit, before writing anything, so the caller may carry on in the same transaction;
+  `Reader.check_room` applies the same rule to a planned write (an upload, a /set's creates).
 """
 
 from __future__ import annotations
@@ -65,6 +77,22 @@ class NotFound(StoreError):
 
 class CannotCalculateChanges(StoreError):
     pass
+
+
+class OverQuota(StoreError):
+    """The write would take a quota resource of the account over its hard limit (RFC 9425;
+    answered as the ``overQuota`` SetError of RFC 8620 §5.3, LMTP ``552 5.2.2``).  Raised before
+    anything was written.  resource: "messages" or "storage"; used, limit, wanted: in that
+    resource's unit (emails or octets), wanted being what the refused write would add."""
+
+    def __init__(self, resource: str, used: int, limit: int, wanted: int):
+        unit = "octets" if resource == "storage" else "messages"
+        super().__init__(f"over quota: {resource} would be {used + wanted} {unit}, the limit is {limit}")
+        self.resource, self.used, self.limit, self.wanted = resource, used, limit, wanted
+
+
+# Quota resources (RFC 9425 §3.2 ResourceType of each) in the order Quota/get lists them
+QUOTA_RESOURCES: dict[str, str] = {"messages": "count", "storage": "octets"}
 
 
 class StorageFull(StoreError):
@@ -152,6 +180,15 @@ class Reader(Protocol):
     def blob_referenced(self, blob_id: str) -> bool:
         """Whether an email of this account is the blob's message or a holder holds it."""
 
+    # -- quotas (see "Quotas" above)
+    def quota(self) -> dict[str, dict]:
+        """{resource: {"used": n, "limit": n or None}} for each of `QUOTA_RESOURCES` (None: no
+        limit, no Quota object).  One read per resource; nothing is counted."""
+
+    def check_room(self, messages: int = 0, octets: int = 0) -> None:
+        """Raises `OverQuota` when `messages` more emails or `octets` more storage would take the
+        account over a limit (used + wanted > limit); adding nothing is always allowed."""
+
 
 class Writer(Reader, Protocol):
     # -- generic collections
@@ -173,10 +210,18 @@ class Writer(Reader, Protocol):
     def destroy_mailbox(self, mailbox_id: str) -> None: ...
 
     def add_email(self, summary: dict, guid: str, mailbox_ids: dict, keywords: dict,
-                  received_at: int) -> tuple[dict, bool]: ...
+                  received_at: int) -> tuple[dict, bool]:
+        """Stores a parsed message whose bytes are the blob ``G<guid>``; (record, created): an
+        account holding the guid already returns that email.  OverQuota (nothing written) when
+        one more message or summary["size"] more octets would exceed a limit."""
     def update_email(self, email_id: str, keywords: dict | None = None,
                      mailbox_ids: dict | None = None) -> dict: ...
     def destroy_email(self, email_id: str) -> None: ...
+
+    def set_quota_limit(self, resource: str, limit: int | None) -> None:
+        """Sets (an UnsignedInt) or removes (None) the hard limit of a resource of
+        `QUOTA_RESOURCES`; the Quota object is created, updated or destroyed with it.  Limits
+        lower than ``used`` are allowed (the account then only shrinks)."""
 
     def put_blob(self, data: bytes | BlobSink, media_type: str) -> dict:
         """Stores a blob given as bytes or as a finished `Store.blob_sink` and gives this account

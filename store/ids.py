@@ -11,6 +11,7 @@ reused.  tidings' ids carry a one-letter kind and a number allocated by the stor
 | a generic record      | the collection's prefix + hex (``collection_id``) | ``S1f`` |
 | Identity              | ``I`` + the account id    | ``IA1b2c3d4e5``   |
 | bearer token          | ``K`` + 4+ hex digits     | ``K002a``         |
+| Quota                 | ``Q`` + the resource name | ``Qstorage``      |
 
 Blob ids and content addresses: a message or upload is stored once under the sha256 of its
 bytes (the *guid*, 64 hex digits, "content address"); its blob id is ``G`` + guid.  A body part
@@ -28,8 +29,8 @@ import re
 
 __all__ = [
     "blob_id", "content_address", "email_id", "email_number", "guid_of", "identity_id", "mailbox_id",
-    "part_blob_id", "part_blob_prefix", "parse_part_blob_id", "record_id", "split_token", "thread_id",
-    "is_token_id", "token_id", "token_string",
+    "part_blob_id", "part_blob_prefix", "parse_part_blob_id", "quota_id", "quota_resource", "record_id",
+    "split_token", "thread_id", "is_token_id", "token_id", "token_string",
 ]
 
 _EMAIL_RE = re.compile(r"M[0-9a-f]{1,16}")
@@ -112,3 +113,13 @@ def split_token(value: str) -> tuple[str, str] | None:
     """(token id, secret) of a bearer token string, else None."""
     m = _TOKEN_RE.fullmatch(value)
     return (m.group(1), m.group(2)) if m else None
+
+
+def quota_id(resource: str) -> str:
+    """The id of an account's Quota object for a resource ("messages", "storage"; RFC 9425 §4)."""
+    return "Q" + resource
+
+
+def quota_resource(quota: str) -> str | None:
+    """The resource of a Quota id, else None."""
+    return quota[1:] if quota.startswith("Q") and len(quota) > 1 else None

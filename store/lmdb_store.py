@@ -8,7 +8,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 |-----------|------------------------------|-----------------------------------------|------------------------------|
 | users     | username                     | user JSON (hash, accountId, email)      | auth, CLI                    |
 | accounts  | A                            | account JSON                            | session                      |
-| counters  | A\\0name                     | n                                       | id allocation, modseq        |
+| counters  | A\\0name                     | n                                       | id allocation, modseq, quota used/limits |
 | blobs     | n (global blob sequence)     | raw bytes of a blob <= 1 MiB, stored once | small blob content, appended |
 | blobguid  | sha256 (hex)                 | n (in `blobs`), or b"F" + size(n): a file | content addressing by guid   |
 | blobref   | A\\0blobId                   | JSON {size, type, created[, released]}  | per-account blob access      |
@@ -41,6 +41,11 @@ email of the account is that message (`guid`) or a holder holds it (`blobhold`);
 one is removed by `collect_garbage` once `created` (or `released`, when its last reference went)
 is older than the grace period, and its content once no account has it (`blobacct`).
 
+Quotas (store/base.py "Quotas"): ``used`` is the counter ``emails`` (messages) and ``octets``
+(storage: the sum of the emails' ``size``), kept by add_email/destroy_email; a hard limit is the
+counter ``limit:<resource>`` (absent: no limit).  Data directories made before quotas get
+``octets`` counted once when opened (`_count_storage`, marked done by the global ``\0quotas``).
+
 Every Writer is one LMDB write transaction: a message is stored wholly (blob, record, memberships,
 thread, counts, change log, index queue) or not at all, and LMDB syncs on commit, so an
 acknowledged write survives kill -9.
@@ -65,7 +70,16 @@ import lmdb
 import orjson
 
 from . import blobfiles, ids
-from .base import CannotCalculateChanges, Changes, Collection, NotFound, StorageFull, StoreError
+from .base import (
+    QUOTA_RESOURCES,
+    CannotCalculateChanges,
+    Changes,
+    Collection,
+    NotFound,
+    OverQuota,
+    StorageFull,
+    StoreError,
+)
 
 log = logging.getLogger("tidings.store")
 
@@ -83,6 +97,8 @@ _FILE = b"F"  # a blobguid value for a blob kept as a file: b"F" + size
 _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
 _JOURNAL_SEQ = b"\x00journal"
 _TOKEN_SEQ = b"\x00tokenseq"
+_QUOTAS_COUNTED = b"\x00quotas"  # set once every account's storage counter is right (the migration)
+_USED = {"messages": "emails", "storage": "octets"}  # the counter holding each resource's `used`
 JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
 
 # The change-log codes of the first four types, kept so that existing data directories keep their
@@ -162,6 +178,23 @@ class LmdbStore:
         self.inline_max = int(os.environ.get("TIDINGS_BLOB_INLINE_MAX") or blobfiles.INLINE_MAX)
         self._index_addresses()
         self._index_blob_accounts()
+        self._count_storage()
+
+    def _count_storage(self) -> None:
+        """Data directories made before quotas: every account's storage counter (the sum of its
+        emails' sizes), counted once; later the writers keep it."""
+        with self.env.begin(write=True) as txn:
+            if txn.get(_QUOTAS_COUNTED, db=self.db["counters"]) is not None:
+                return
+            totals: dict[bytes, int] = {}
+            for key, raw in txn.cursor(db=self.db["emails"]):
+                account = key.partition(SEP)[0]
+                totals[account] = totals.get(account, 0) + int(orjson.loads(raw).get("size") or 0)
+            for account, total in totals.items():
+                txn.put(account + SEP + b"octets", _n(total), db=self.db["counters"])
+            txn.put(_QUOTAS_COUNTED, _n(1), db=self.db["counters"])
+            if totals:
+                log.info("counted the storage of %d accounts for quotas", len(totals))
 
     def _index_addresses(self) -> None:
         """Data directories made before the addresses database: every user's address, once."""
@@ -802,7 +835,9 @@ class LmdbReader:
                     break
                 first_kind.setdefault(obj_id, value)
                 prev = kinds.get(obj_id)
-                if prev is None or value == b"d" or (value == b"u" and prev == b"k"):
+                if prev == b"d" and value != b"d":  # destroyed, then there again (a Quota whose
+                    kinds[obj_id] = b"u"  # limit was removed and set again): it changed
+                elif prev is None or value == b"d" or (value == b"u" and prev == b"k"):
                     kinds[obj_id] = value
                 last_pos = (seq, obj_id)
         created, updated, destroyed = [], [], []
@@ -932,6 +967,31 @@ class LmdbReader:
         return bool(self.blob_holders(blob_id))
 
 
+    # -- quotas (store/base.py "Quotas")
+    def _limit(self, resource: str) -> int | None:
+        # read once per transaction (a snapshot: only this writer's set_quota_limit changes it),
+        # so that a batch of emails pays for it once, not on each of its three checks
+        cache = self.__dict__.setdefault("_limits", {})
+        if resource not in cache:
+            raw = self._get("counters", b"limit:" + resource.encode())
+            cache[resource] = _N.unpack(raw)[0] if raw is not None else None
+        return cache[resource]
+
+    def quota(self) -> dict[str, dict]:
+        """{resource: {"used": n, "limit": n or None}}: two counter reads per resource."""
+        return {r: {"used": self._counter(_USED[r]), "limit": self._limit(r)} for r in QUOTA_RESOURCES}
+
+    def check_room(self, messages: int = 0, octets: int = 0) -> None:
+        """OverQuota when `messages` more emails or `octets` more storage exceed a limit."""
+        for resource, wanted in (("messages", messages), ("storage", octets)):
+            if wanted <= 0:
+                continue
+            limit = self._limit(resource)
+            if limit is not None:
+                used = self._counter(_USED[resource])
+                if used + wanted > limit:
+                    raise OverQuota(resource, used, limit, wanted)
+
     # -- generic collections (store/base.py Collection)
     def record(self, collection: Collection, record_id: str) -> dict | None:
         return self._json("records", collection.name.encode() + SEP + record_id.encode())
@@ -993,6 +1053,8 @@ class LmdbWriter(LmdbReader):
                 del self._log[key]
             else:
                 self._log[key] = b"d"
+        elif prev == b"d":  # destroyed and there again in one transaction: changed
+            self._log[key] = b"u"
         elif prev == b"k" and kind == b"u":
             self._log[key] = b"u"
 
@@ -1207,6 +1269,8 @@ class LmdbWriter(LmdbReader):
         existing = self._get("guid", guid.encode())
         if existing is not None:
             return self.email(existing.decode()), False
+        size = int(summary.get("size") or 0)
+        self.check_room(messages=1, octets=size)  # before any write: nothing partial on refusal
         if self._get("blobref", ids.blob_id(guid).encode()) is None:
             raise NotFound("blob")
         for mailbox_id in mailbox_ids:
@@ -1236,6 +1300,8 @@ class LmdbWriter(LmdbReader):
         entries.sort()
         self._put("threads", thread_id.encode(), orjson.dumps(entries))
         self._add_counter("emails", 1)
+        self._add_counter("octets", size)
+        self._quota_used_changed()
         self._queue_index("add", email_id)
         self._changed("Email", email_id, b"c")
         self._changed("Thread", thread_id, b"c" if len(entries) == 1 else b"u")
@@ -1337,8 +1403,36 @@ class LmdbWriter(LmdbReader):
             self._delete("threads", thread_id.encode())
             self._changed("Thread", thread_id, b"d")
         self._add_counter("emails", -1)
+        self._add_counter("octets", -int(record.get("size") or 0))
+        self._quota_used_changed()
         self._queue_index("del", email_id)
         self._changed("Email", email_id, b"d")
+
+    # -- quotas
+    def _quota_used_changed(self) -> None:
+        """Both resources' `used` changed: a counts-only change of each Quota object that exists
+        (an account without limits pays one read per resource, no write)."""
+        for resource in QUOTA_RESOURCES:
+            if self._limit(resource) is not None:
+                self._changed("Quota", ids.quota_id(resource), b"k")
+
+    def set_quota_limit(self, resource: str, limit: int | None) -> None:
+        """Sets or (None) removes a resource's hard limit; its Quota object comes and goes with it."""
+        if resource not in QUOTA_RESOURCES:
+            raise StoreError(f"unknown quota resource {resource!r}")
+        if limit is not None and not 0 <= limit < 2**53:
+            raise StoreError("a limit is an UnsignedInt (0 to 2^53-1)")
+        had = self._limit(resource)
+        self.__dict__.setdefault("_limits", {})[resource] = limit
+        key = b"limit:" + resource.encode()
+        if limit is None:
+            if had is not None:
+                self._delete("counters", key)
+                self._changed("Quota", ids.quota_id(resource), b"d")
+            return
+        if had != limit:
+            self._put("counters", key, _n(limit))
+            self._changed("Quota", ids.quota_id(resource), b"c" if had is None else b"u")
 
     # -- generic collections
     def _index(self, collection: Collection, record_id: str, record: dict, put: bool) -> None:

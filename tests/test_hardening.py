@@ -423,7 +423,7 @@ def base_args(name: str, client, states_now: dict, query_states: dict) -> dict:
 
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 BLOB = "urn:ietf:params:jmap:blob"
-ALL_USING = [CORE, MAIL, SUBMISSION, VACATION, BLOB, "urn:ietf:params:jmap:principals"]
+ALL_USING = [CORE, MAIL, SUBMISSION, VACATION, BLOB, "urn:ietf:params:jmap:principals", "urn:ietf:params:jmap:quota"]
 METHOD_ERRORS = {"invalidArguments", "unsupportedFilter", "unsupportedSort", "requestTooLarge",
                  "cannotCalculateChanges", "invalidResultReference", "stateMismatch", "accountNotFound",
                  "fromAccountNotFound", "anchorNotFound", "unknownMethod"}

@@ -169,6 +169,20 @@ def test_an_unknown_local_address_fails_for_good_and_the_others_still_go(alice, 
     assert relay.handler.wait_for(1)[0].rcpt_tos == ["carol@remote.test"]
 
 
+def test_local_delivery_to_a_user_over_quota_fails_for_good_with_552(alice, bob, server):
+    """The recipient's quota (RFC 9425) refuses the local copy as LMTP does: 552 5.2.2, not retried."""
+    total = bob.ok("Email/query", calculateTotal=True)["total"]
+    tidings("quota", "set", "bob", "--messages", str(total), data=server.data)
+    try:
+        email_id = draft(alice, unique("full "), to=[{"email": "bob@example.org"}])
+        sub = wait_status(alice, submit(alice, email_id)["created"]["s"]["id"], settled)
+        status = sub["deliveryStatus"]["bob@example.org"]
+        assert status["delivered"] == "no" and status["smtpReply"].startswith("552 5.2.2 "), status
+        assert bob.ok("Email/query", calculateTotal=True)["total"] == total
+    finally:
+        tidings("quota", "set", "bob", "--messages", "none", data=server.data)
+
+
 def test_on_success_update_email_moves_the_draft_to_sent(alice):
     drafts, sent = alice.mailbox("drafts"), alice.mailbox("sent")
     email_id = draft(alice, unique("move "), to=[{"email": "carol@remote.test"}])

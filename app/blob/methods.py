@@ -17,7 +17,8 @@ from app.capabilities import BLOB_LOOKUP_TYPES, MAX_DATA_SOURCES
 from app.protocol.errors import MethodError, invalid_arguments, set_error
 from app.protocol.registry import BLOB, CORE, MAIL, method
 from app.protocol.standard import check_known_args, id_list_arg, uint_arg
-from store import ids
+from app.quota import over_quota
+from store import OverQuota, ids
 
 from ..mail import mime
 from . import blob_exists, open_blob_in, visible_to
@@ -106,9 +107,13 @@ def blob_upload(ctx, args: dict) -> dict:
                 with ctx.store.blob_sink() as sink:
                     _fill(ctx, w, sink, upload["data"], limit)
                     sink.finish()
+                    w.check_room(octets=sink.size)  # a blob larger than the room left (app/quota.py)
                     info = w.put_blob(sink, media_type or "application/octet-stream")
             except _Refused as refused:
                 not_created[cid] = refused.error
+                continue
+            except OverQuota as exc:
+                not_created[cid] = over_quota(exc)
                 continue
             ctx.created_ids[cid] = info["blobId"]
             created[cid] = {"id": info["blobId"], "type": media_type, "size": info["size"]}

@@ -6,6 +6,8 @@ streams rather than listing every match), Email/import and Email/parse are Email
 
 from app.protocol.registry import MAIL
 from app.protocol.types import DataType, Property, data_type
+from app.quota import over_quota
+from store import OverQuota
 
 from . import copy as email_copy
 from . import get, imports, query  # noqa: F401  (query and imports register their methods)
@@ -32,6 +34,20 @@ class Email(DataType):
         if email_copy.is_copy(obj):  # Email/copy (§4.7): the source message, not a draft
             return email_copy.prepare_copy(ctx, reader, obj)
         return email_set.prepare_create(self, ctx, reader, obj)
+
+    def judge(self, ctx, reader, plan) -> None:
+        """RFC 9425 / RFC 8620 §5.3: the creates of one /set or /copy (in order) that would take the
+        account over a quota are refused with overQuota; destroys of the same call are not counted
+        as room (the rule is the store's `check_room`)."""
+        messages = octets = 0
+        for op in plan.accepted("create"):
+            size = len(op.fields["raw"])
+            try:
+                reader.check_room(messages=messages + 1, octets=octets + size)
+            except OverQuota as exc:
+                plan.refuse(op, over_quota(exc))
+                continue
+            messages, octets = messages + 1, octets + size
 
     prepare_update = email_set.prepare_update
     create = email_set.create

@@ -8,7 +8,8 @@ from app.mail.mime import message_problem
 from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
-from store import ids
+from app.quota import over_quota
+from store import OverQuota, ids
 
 from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
@@ -63,7 +64,11 @@ def email_import(ctx, args: dict) -> dict:
                 not_created[cid] = set_error("alreadyExists", "this account already has this message",
                                              existingId=existing["id"])
                 continue
-            record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
+            try:
+                record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
+            except OverQuota as exc:  # refused before anything was written (§4.8: overQuota)
+                not_created[cid] = over_quota(exc)
+                continue
             ctx.created_ids[cid] = record["id"]
             created[cid] = {"id": record["id"], "blobId": record["blobId"],
                             "threadId": record["threadId"], "size": record["size"]}

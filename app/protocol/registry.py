@@ -15,6 +15,7 @@ SUBMISSION = "urn:ietf:params:jmap:submission"
 PRINCIPALS = "urn:ietf:params:jmap:principals"  # RFC 9670
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
+QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425
 
 Handler = Callable[..., object]
 
@@ -47,7 +48,7 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 
 # the modules that declare tidings' data types and methods
 BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
-            "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods",
+            "app.quota", "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods",
             "app.principal")
 
 

@@ -252,6 +252,8 @@ class Deliverer:
                              reply_queue=outbox.enqueue)
         except delivery.NotAMessage as exc:
             return 554, f"554 5.6.0 not a message: {exc}", "no"
+        except delivery.MailboxFull as exc:  # the recipient's quota, as LMTP answers it
+            return 552, f"552 5.2.2 <{address}>: mailbox full ({exc})", "no"
         except delivery.TemporaryFailure as exc:  # of this recipient only
             return (452 if exc.full else 451), f"{452 if exc.full else 451} 4.3.{1 if exc.full else 0} " \
                 f"local delivery failed: {exc}", "no"
