@@ -1036,25 +1036,27 @@ def _find_part(root: _Part, part_id: str) -> _Part | None:
     return None
 
 
+def _leaf(raw, part_id: str, what: str) -> _Part | None:
+    """The leaf with that partId (its structure parsed, nothing decoded), or None; never raises."""
+    try:
+        if not part_id or len(part_id) > 200:
+            return None
+        return _find_part(_parse(raw)[0], part_id)
+    except Exception:  # noqa: BLE001 - a message the parser cannot take has no such part
+        log.exception("%s failed", what)
+        return None
+
+
 def has_part(raw: bytes, part_id: str) -> bool:
     """Whether the message has a leaf with that partId (its structure is parsed, nothing decoded)."""
-    try:
-        return bool(part_id) and len(part_id) <= 200 and _find_part(_parse(raw)[0], part_id) is not None
-    except Exception:  # noqa: BLE001
-        log.exception("has_part failed")
-        return False
+    return _leaf(raw, part_id, "has_part") is not None
 
 
 def extract_part(raw: bytes, part_id: str) -> tuple[bytes, str, str | None] | None:
     """(decoded content, type, name) of the leaf with that partId, or None."""
+    p = _leaf(raw, part_id, "extract_part")
     try:
-        if not part_id or len(part_id) > 200:
-            return None
-        root, _ = _parse(raw)
-        p = _find_part(root, part_id)
-        if p is None:
-            return None
-        return p.decoded()[0], p.type, p.name
+        return (p.decoded()[0], p.type, p.name) if p is not None else None
     except Exception:  # noqa: BLE001
         log.exception("extract_part failed")
         return None
@@ -1064,17 +1066,8 @@ def locate_part(raw, part_id: str) -> tuple[int, int, str, str, str | None] | No
     """(start, end, transfer encoding, type, name) of the leaf with that partId: its encoded octets
     are raw[start:end]; `transfer_decoder` of the encoding decodes them as `extract_part` does.
     ``raw`` may be any buffer with bytes' indexing, find and startswith (an mmap: app.blob.parts)."""
-    try:
-        if not part_id or len(part_id) > 200:
-            return None
-        root, _ = _parse(raw)
-        p = _find_part(root, part_id)
-        if p is None:
-            return None
-        return p.start, p.end, p.cte(), p.type, p.name
-    except Exception:  # noqa: BLE001
-        log.exception("locate_part failed")
-        return None
+    p = _leaf(raw, part_id, "locate_part")
+    return (p.start, p.end, p.cte(), p.type, p.name) if p is not None else None
 
 
 def _body_texts(root: _Part, chunks: list[str], depth: int) -> None:
