@@ -34,10 +34,11 @@ from .blob import open_blob
 from .blob.http import blob_response
 from .loginlimit import LoginLimiter
 from .protocol.errors import ProblemError
+from .protocol.legacy import is_legacy, run_legacy
 from .protocol.registry import load_methods
-from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, parse_request, process
+from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, decode_request, process
 from .protocol.types import CAPABILITIES, TYPES
-from .protocol.wire import encode_response
+from .protocol.wire import encode_calls, encode_response
 from .push.bus import LocalBus
 from .push.eventsource import BadParameter, eventsource_response
 from .push.webpush import PushService
@@ -310,13 +311,19 @@ class Tidings:
         # a WebSocket authenticated once: its token may have been revoked since (cheap to check)
         if not self.auth.still_valid(user):
             raise ProblemError("about:blank", 401, "the credentials of this connection were revoked or expired")
-        return encode_response(self.run_api(user, request))
+        response = self.run_api(user, request)
+        return encode_calls(response) if isinstance(response, list) else encode_response(response)
 
-    def run_api(self, user: dict, body: bytes | dict) -> dict:
+    def run_api(self, user: dict, body: bytes | dict) -> dict | list:
+        """The Response object of an RFC request; for a pre-RFC bare array of calls (HTTP only),
+        the bare array of old-style responses (app.protocol.legacy)."""
         if isinstance(body, dict):
             request = check_request(body, self.config.limits)
         else:
-            request = parse_request(body, self.config.limits)
+            decoded = decode_request(body, self.config.limits)
+            if is_legacy(decoded):
+                return self.run_legacy(user, decoded)
+            request = check_request(decoded, self.config.limits)
 
         def ctx_factory(using: set[str]) -> CallContext:
             return CallContext(store=self.store, user=user, limits=self.config.limits, using=using,
@@ -327,6 +334,16 @@ class Tidings:
         response = process(request, ctx_factory, self.capabilities)
         response["sessionState"] = self.session_state(user)
         return response
+
+    def run_legacy(self, user: dict, calls: list) -> list:
+        if len(calls) > self.config.limits.max_calls_in_request:
+            raise ProblemError("limit", 400, "more calls than maxCallsInRequest", limit="maxCallsInRequest")
+        using = sorted(CAPABILITIES)  # the drafts had no `using`: every capability is in use
+
+        def run(rfc_calls: list) -> list:
+            return self.run_api(user, {"using": using, "methodCalls": rfc_calls})["methodResponses"]
+
+        return run_legacy(calls, user["accountId"], run)
 
 
 def create_app(config: Config) -> FastAPI:

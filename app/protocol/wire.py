@@ -22,7 +22,7 @@ from app.mail.charsets import valid_json
 
 log = logging.getLogger("tidings.api")
 
-__all__ = ["encode_response"]
+__all__ = ["encode_calls", "encode_response"]
 
 
 def _encode_call(call: list) -> bytes:
@@ -45,6 +45,11 @@ def _encode_call(call: list) -> bytes:
         log.error("method %s (call %s): response cannot be encoded as JSON: %s", name, call_id, cause)
         error = {"type": "serverFail", "description": f"the response cannot be encoded as JSON: {cause}"}
     return orjson.dumps(["error", error, call_id])
+
+
+def encode_calls(calls: list) -> bytes:
+    """A bare array of method responses (the pre-RFC form, `app.protocol.legacy`) as JSON."""
+    return b"[" + b",".join(_encode_call(call) for call in calls) + b"]"
 
 
 def encode_response(response: dict) -> bytes:
