@@ -475,7 +475,8 @@ def create_app(config: Config) -> FastAPI:
         try:
             return eventsource_response(request, store=tidings.store, bus=tidings.bus,
                                         accounts=tidings.push_accounts(user), known_types=tidings.push_types,
-                                        accounts_now=lambda: tidings.push_accounts(user))
+                                        accounts_now=lambda: tidings.push_accounts(user),
+                                        alive=lambda: tidings.auth.still_valid(user))
         except BadParameter as exc:
             return problem(ProblemError("about:blank", 400, str(exc)))
 

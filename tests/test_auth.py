@@ -176,6 +176,25 @@ def test_websocket_requests_stop_when_its_token_is_revoked(workers):
     assert after["@type"] == "RequestError" and after["status"] == 401 and after["requestId"] == "r"
 
 
+def test_an_eventsource_opened_with_a_token_ends_when_the_token_is_revoked(workers):
+    from tests.conftest import Jmap
+    from tests.test_push import EventStream
+
+    token_id, token = new_token(workers, "alice")
+    alice = Jmap(workers, "alice", "alice-pw")
+
+    async def run() -> tuple[dict, object]:
+        async with EventStream(workers.base, None, headers=bearer(token)) as es:
+            first = await es.state()
+            tidings("token", "revoke", token_id, data=workers.data)
+            await asyncio.to_thread(alice.ok, "Mailbox/set", create={"m": {"name": unique("after revoke ")}})
+            return first, await es.next(15)
+
+    first, after = asyncio.run(run())
+    assert first["event"] == "state"
+    assert after is None  # the stream ended instead of reporting the change
+
+
 # ------------------------------------------------------------------------ challenges on every 401
 def _resources(server: Server) -> list[tuple[str, str]]:
     return [("GET", SESSION), ("POST", "/jmap/api/"), ("POST", "/jmap/upload/Ax/"),

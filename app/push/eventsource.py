@@ -88,7 +88,7 @@ async def still_allowed(changed: dict, own: str, accounts_now) -> dict:
 
 
 def eventsource_response(request: Request, *, store, bus, accounts: list[str],
-                         known_types: tuple[str, ...], accounts_now=None) -> StreamingResponse:
+                         known_types: tuple[str, ...], accounts_now=None, alive=None) -> StreamingResponse:
     """The event stream for an authenticated request. Raises BadParameter for a bad query."""
     q = request.query_params
     types = wanted_types(q.get("types"), known_types)
@@ -128,6 +128,8 @@ def eventsource_response(request: Request, *, store, bus, accounts: list[str],
                     continue
                 if changed is RESYNC:
                     seq, changed = await run_in_threadpool(state.current, store, accounts, types)
+                if alive is not None and not await run_in_threadpool(alive):
+                    return  # the token was revoked or expired, the password changed: the stream ends
                 if accounts_now is not None:
                     changed = await still_allowed(changed, accounts[0], accounts_now)
                 changed = unsent(changed, sent)

@@ -173,6 +173,8 @@ class JmapSocket:
                 changed = await sub.next()
                 if changed is RESYNC:
                     seq, changed = await run_in_threadpool(state.current, store, self.accounts, types)
+                if not await run_in_threadpool(self.tidings.auth.still_valid, self.user):
+                    return  # the credential was revoked: no more pushes (requests get 401)
                 changed = await still_allowed(changed, self.user["accountId"],
                                               lambda: self.tidings.push_accounts(self.user))
                 changed = unsent(changed, sent)
