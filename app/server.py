@@ -157,18 +157,19 @@ class Tidings:
         if self.lmtp is not None:
             await self.lmtp.close()
 
-    def begin_shutdown(self) -> None:
+    def begin_shutdown(self) -> list[asyncio.Task]:
         """SIGTERM (or the lifespan's end): every EventSource stream ends, every WebSocket gets a
-        close frame 1001 once its requests in flight are answered. Requests still finish."""
+        close frame 1001 once its requests in flight are answered. Requests still finish. Returns
+        the WebSockets' goodbyes (app.shutdown waits for them before uvicorn's own shutdown)."""
         if self.bus.stopping:
-            return
+            return []
         if getattr(self, "_gc_task", None) is not None:
             self._gc_task.cancel()
         log.info("shutting down: ending %d push subscriptions and %d WebSockets",
                  self.bus.subscriptions(), len(self.sockets))
         self.bus.shutdown()
-        for sock in list(self.sockets):
-            asyncio.get_running_loop().create_task(sock.going_away())
+        loop = asyncio.get_running_loop()
+        return [loop.create_task(sock.going_away()) for sock in list(self.sockets)]
 
     def close(self) -> None:
         self.search.close()

@@ -34,9 +34,15 @@ log = logging.getLogger("tidings.http")
 TLS_CLOSE_GRACE = 0.5
 
 
-def on_signal(callback: Callable[[], None], signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+GOODBYE_SECONDS = 2.0  # how long uvicorn's shutdown waits for the push connections' own goodbyes
+
+
+def on_signal(callback: Callable[[], list | None], signals=(signal.SIGTERM, signal.SIGINT)) -> None:
     """Calls callback on the running event loop when one of the signals arrives, then the handler
-    that was there (uvicorn's, which starts its shutdown). Only from the main thread, and only in
+    that was there (uvicorn's, which starts its shutdown). When the callback returns tasks (the
+    WebSockets saying 1001 "going away"), uvicorn's handler runs once they are done or after
+    `GOODBYE_SECONDS`: uvicorn's own shutdown closes a WebSocket still open with 1012 "restart",
+    which a loaded machine could otherwise reach first. Only from the main thread, and only in
     front of a Python handler: a default or ignored disposition is left as it is."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -47,11 +53,22 @@ def on_signal(callback: Callable[[], None], signals=(signal.SIGTERM, signal.SIGI
             continue
 
         def handler(signum, frame, previous=previous):
+            def on_loop() -> None:
+                tasks = callback()
+                if not tasks:
+                    previous(signum, frame)
+                    return
+
+                async def then() -> None:
+                    await asyncio.wait(tasks, timeout=GOODBYE_SECONDS)
+                    previous(signum, frame)
+
+                loop.create_task(then())
+
             try:
-                loop.call_soon_threadsafe(callback)
+                loop.call_soon_threadsafe(on_loop)
             except RuntimeError:  # the loop is closed
-                pass
-            previous(signum, frame)
+                previous(signum, frame)
 
         signal.signal(sig, handler)
 
