@@ -180,3 +180,19 @@ class ContactCard(DataType):
 
 
 CONTACT_CARD = data_type(ContactCard())
+
+
+def export_vcards(store, account_id: str, obj_id: str) -> str | None:
+    """The vCard 4.0 text of a ContactCard (its id) or of every card of an AddressBook (its id),
+    for the download route ``/jmap/vcard/{accountId}/{id}`` (app.server); None if neither."""
+    from .addressbook import ADDRESS_BOOK
+    from .vcard import card_to_vcard
+
+    with store.read(account_id) as r:
+        record = r.record(CARDS, obj_id)
+        if record is not None:
+            return card_to_vcard(CONTACT_CARD.to_jmap(None, record))
+        if ADDRESS_BOOK.fetch(None, r, obj_id) is None:
+            return None
+        return "".join(card_to_vcard(CONTACT_CARD.to_jmap(None, r.record(CARDS, i)))
+                       for i in r.record_ids(CARDS, "_books", equals=obj_id))
