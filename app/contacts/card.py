@@ -33,6 +33,7 @@ from .jscontact import CARD_PROPERTIES, check_card
 # stored with the card for the declared indexes, never shown
 CARDS = Collection("ContactCard", "C", log="ContactCard", indexes=("_books", "uid", "_members", "_kind"))
 _INTERNAL = ("_books", "_members", "_kind")
+_SERVER_UPDATED = "_serverUpdated"
 _DATE_CONDITIONS = {"createdBefore": ("created", False), "createdAfter": ("created", True),
                     "updatedBefore": ("updated", False), "updatedAfter": ("updated", True)}
 
@@ -125,19 +126,22 @@ class ContactCard(DataType):
             card["addressBookIds"] = resolve({"addressBookIds": card["addressBookIds"]})["addressBookIds"]
         if not any(path.split("/", 1)[0] == "updated" for path in patch):
             card["updated"] = now_utc()
+            card[_SERVER_UPDATED] = True  # returned in /set's updated (taken out before storing)
         for key in ("@type", "version", "uid"):
             if key not in card:
                 problems[key] = "required in a Card"
-        self._check(ctx, reader, card, problems)
+        self._check(ctx, reader, {k: v for k, v in card.items() if k != _SERVER_UPDATED}, problems)
         return card, patch_set_error(problems, patch_errors)
 
     def create(self, ctx, writer, fields: dict) -> dict:
         return self.to_jmap(ctx, writer.create_record(self.collection, stored_record(fields)))
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
+        changes = dict(changes)
+        server_set = changes.pop(_SERVER_UPDATED, False)
         writer.update_record(self.collection, obj_id, stored_record(changes))
         # RFC 8620 §5.3: a property the server changed is returned (updated, set to now)
-        return {"updated": changes["updated"]} if changes.get("updated") != current.get("updated") else None
+        return {"updated": changes["updated"]} if server_set else None
 
     def copy_fields(self, ctx, from_reader, source: dict) -> dict:
         return {k: v for k, v in source.items() if k != "id"}
