@@ -6,7 +6,7 @@ check of the request pipeline accepts exactly these URNs."""
 
 from __future__ import annotations
 
-from app.protocol.registry import BLOB, CORE, MAIL, QUOTA, SUBMISSION, VACATION
+from app.protocol.registry import BLOB, CONTACTS, CORE, MAIL, QUOTA, SUBMISSION, VACATION
 from app.protocol.types import Capability, capability
 from app.submission import MAX_SIZE
 from app.submission.envelope import MAX_DELAYED_SEND
@@ -39,6 +39,13 @@ capability(Capability(VACATION))
 
 # RFC 9425 §2.1: {} in the session and in each account (app/quota.py)
 capability(Capability(QUOTA))
+
+# RFC 9610 §1.3.1: {} in the session; per account, no limit on the books of a card (null) and the
+# owner may create address books (app/contacts/; address books are not shared yet)
+capability(Capability(CONTACTS, account=lambda server, account: {
+    "maxAddressBooksPerCard": None,
+    "mayCreateAddressBook": account.get("owner", True),
+}))
 
 # RFC 9749: pushes are signed with VAPID (RFC 8292); a client hands this key to its push service
 WEBPUSH_VAPID = "urn:ietf:params:jmap:webpush-vapid"

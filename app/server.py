@@ -54,6 +54,7 @@ log = logging.getLogger("tidings.http")
 API_PATH = "/jmap/api/"
 UPLOAD_PATH = "/jmap/upload/"
 DOWNLOAD_PATH = "/jmap/download/"
+VCARD_PATH = "/jmap/vcard/"  # {accountId}/{ContactCard or AddressBook id}: vCard 4.0 (app.contacts)
 EVENTS_PATH = "/jmap/eventsource/"
 WS_PATH = "/jmap/ws/"
 
@@ -469,6 +470,23 @@ def create_app(config: Config) -> FastAPI:
                                     # a browser must not guess a type other than the checked one
                                     "X-Content-Type-Options": "nosniff"})
 
+    async def vcard(request: Request) -> Response:
+        """A ContactCard, or every card of an AddressBook, as vCard 4.0 (app.contacts.card)."""
+        from .contacts.card import export_vcards
+
+        user = await tidings.user_for(request)
+        if isinstance(user, Response):  # 401 or 429
+            return user
+        p = request.path_params
+        if p["account_id"] != user["accountId"]:  # address books are not shared (yet): owner only
+            return problem(ProblemError("about:blank", 404, "no such contact card or address book"))
+        text = await run_in_threadpool(export_vcards, tidings.store, p["account_id"], p["obj_id"])
+        if text is None:
+            return problem(ProblemError("about:blank", 404, "no such contact card or address book"))
+        return Response(text.encode(), headers={
+            "Content-Type": "text/vcard; charset=utf-8", "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f"attachment; filename={p['obj_id']}.vcf"})
+
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)
         if isinstance(user, Response):  # 401 or 429
@@ -507,6 +525,7 @@ def create_app(config: Config) -> FastAPI:
         Route(API_PATH, api, methods=["POST"]),
         Route(UPLOAD_PATH + "{account_id}/", upload, methods=["POST"]),
         Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
+        Route(VCARD_PATH + "{account_id}/{obj_id}", vcard, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
         WebSocketRoute(WS_PATH, websocket),
     ]

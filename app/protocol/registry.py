@@ -16,6 +16,7 @@ PRINCIPALS = "urn:ietf:params:jmap:principals"  # RFC 9670
 VACATION = "urn:ietf:params:jmap:vacationresponse"
 BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
 QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425
+CONTACTS = "urn:ietf:params:jmap:contacts"  # RFC 9610
 
 Handler = Callable[..., object]
 
@@ -49,7 +50,7 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 # the modules that declare tidings' data types and methods
 BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
             "app.quota", "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods",
-            "app.principal")
+            "app.principal", "app.contacts")
 
 
 def load_methods() -> dict[str, Method]:
