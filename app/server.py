@@ -451,6 +451,19 @@ def create_app(config: Config) -> FastAPI:
                                     # a browser must not guess a type other than the checked one
                                     "X-Content-Type-Options": "nosniff"})
 
+    async def calendar_download(request: Request) -> Response:
+        from .calendar.http import ical_of
+
+        user = await tidings.user_for(request)
+        if isinstance(user, Response):  # 401 or 429
+            return user
+        p = request.path_params
+        body = await run_in_threadpool(ical_of, tidings.store, user, p["account_id"], p["obj_id"])
+        if body is None:
+            return problem(ProblemError("about:blank", 404, "no such event or calendar"))
+        return Response(body, headers={"Content-Type": "text/calendar; charset=utf-8",
+                                       "Content-Disposition": f'attachment; filename="{p["obj_id"]}.ics"'})
+
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)
         if isinstance(user, Response):  # 401 or 429
@@ -489,6 +502,8 @@ def create_app(config: Config) -> FastAPI:
         Route(UPLOAD_PATH + "{account_id}/", upload, methods=["POST"]),
         Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
+        # iCalendar of a CalendarEvent or a Calendar (app/calendar/http.py)
+        Route("/jmap/calendar/{account_id}/{obj_id}.ics", calendar_download, methods=["GET"]),
         WebSocketRoute(WS_PATH, websocket),
     ]
     @asynccontextmanager
