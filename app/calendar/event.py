@@ -5,7 +5,7 @@ Storage: one record per stored event (a base event with its recurrenceRules and
 recurrenceOverrides, or a standalone instance with a recurrenceId), holding the JSCalendar
 properties and ``calendarIds``, plus three internal fields never shown: ``_utcStart`` and
 ``_utcEnd`` (epoch seconds of the first start and the last end of all its instances; the end is
-9999-12-31 for a series without end) and ``_calendars`` (the calendar ids as a list).  Indexes:
+9999-01-01 for a series without end) and ``_calendars`` (the calendar ids as a list).  Indexes:
 ``uid`` (one event per uid and recurrenceId, draft §UIDs), ``_utcEnd`` (a time-range query reads
 only events that end after ``after``) and ``_calendars`` (Calendar/set destroy).
 

@@ -21,7 +21,7 @@ __all__ = ["MAX_STEPS", "Occurrence", "TooManyOccurrences", "bounds", "format_du
            "local_to_utc", "occurrences", "parse_duration", "parse_local", "rule_to_rrule", "zone"]
 
 MAX_STEPS = 100_000  # rule occurrences examined for one event in one expansion
-FAR = datetime(9999, 12, 31, tzinfo=UTC)  # the end of a series that never ends
+FAR = datetime(9999, 1, 1, tzinfo=UTC)  # the end of a series that never ends
 FLOAT_SLACK = timedelta(hours=14)  # a floating time lies within UTC±14h wherever it is read
 
 _LOCAL_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d*[1-9])?$")
