@@ -445,7 +445,10 @@ class CalendarEvent(DataType):
             candidates = reader.record_ids(self.collection, "_utcEnd", lo=_epoch(lo - timedelta(hours=14)))
         else:
             candidates = reader.record_ids(self.collection)
-        found: list[tuple[dict, datetime]] = []  # (object, instance start) for sorting
+        # (id, instance start in UTC, the object its sort properties come from, recurrence id)
+        found: list[tuple[str, datetime, dict, str | None]] = []
+        texts = expand and any(flt.get(k) is not None for k in self.conditions
+                               if k not in ("after", "before", "inCalendars", "uid"))
         try:
             for obj_id in candidates:
                 record = reader.record(self.collection, obj_id)
@@ -459,11 +462,14 @@ class CalendarEvent(DataType):
                         continue
                     after, before = _utc_of(flt["after"], tz), _utc_of(flt["before"], tz)
                     for occ in occurrences(obj, after, before, floating=tz):
-                        inst = obj if occ.recurrence_id is None else instance_of(obj, occ.recurrence_id, occ.patch)
-                        if self._text_match(flt, inst):
-                            found.append((inst, occ.start))
+                        rid = occ.recurrence_id
+                        # an instance is built only when a text condition must read it
+                        if texts and not self._text_match(flt, obj if rid is None else instance_of(obj, rid, occ.patch)):
+                            continue
+                        found.append((obj_id if rid is None else synthetic_id(obj_id, rid), occ.start, obj,
+                                      None if rid is None else format_local(rid)))
                 elif evaluate_filter(flt, obj, lambda c, o: self._match(c, o, tz)):
-                    found.append((obj, self._first_start(obj)))
+                    found.append((obj_id, self._first_start(obj), obj, obj.get("recurrenceId")))
         except TooManyOccurrences as exc:
             raise MethodError("cannotCalculateOccurrences", str(exc)) from None
         return self._sorted(found, sort)
@@ -482,18 +488,20 @@ class CalendarEvent(DataType):
         return local_to_utc(parse_local(obj["start"]), zone(obj.get("timeZone")))
 
     @staticmethod
-    def _sorted(found: list[tuple[dict, datetime]], sort: list[dict]) -> list[str]:
-        def key_of(item: tuple[dict, datetime], prop: str):
-            obj, start = item
+    def _sorted(found: list[tuple[str, datetime, dict, str | None]], sort: list[dict]) -> list[str]:
+        def key_of(item: tuple[str, datetime, dict, str | None], prop: str):
+            obj_id, start, obj, rid = item
             if prop == "start":
-                return start.timestamp()
+                return start
+            if prop == "recurrenceId":
+                return rid or ""
             return obj.get(prop) or ""
 
-        found.sort(key=lambda item: item[0]["id"])
+        found.sort(key=lambda item: item[0])
         for comp in reversed(sort or [{"property": "start"}]):
             found.sort(key=lambda item, p=comp["property"]: key_of(item, p),
                        reverse=not comp.get("isAscending", True))
-        return [obj["id"] for obj, _ in found]
+        return [item[0] for item in found]
 
 
 EVENT = data_type(CalendarEvent())
