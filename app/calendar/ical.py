@@ -175,6 +175,9 @@ def vevent_to_event(ve) -> dict:
     """One VEVENT as a JSCalendar Event (without grouping; RECURRENCE-ID as recurrenceId)."""
     if ve.get("DTSTART") is None:
         raise ValueError("no DTSTART")
+    for name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID", "UID", "SUMMARY"):
+        if isinstance(ve.get(name), list):  # RFC 5545 §3.6.1: at most once
+            raise ValueError(f"more than one {name}")
     start, tz_name, date_only = _when(ve["DTSTART"].dt, ve["DTSTART"].params.get("TZID"))
     # RFC 5545 requires a UID; one made from the component's text keeps a re-import idempotent
     uid = str(ve.get("UID") or "") or "tidings-" + hashlib.sha256(ve.to_ical()).hexdigest()[:24]
