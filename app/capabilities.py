@@ -62,3 +62,18 @@ capability(Capability(BLOB, account=lambda server, account: {
     "supportedTypeNames": list(BLOB_LOOKUP_TYPES),
     "supportedDigestAlgorithms": ["sha", "sha-256"],
 }))
+
+# JMAP Calendars draft §Capabilities: {} in the session; each (own) account says what it accepts.
+# Not offered in accounts shared with a user: calendars are the owner's only (app/calendar/calendar.py).
+from app.calendar.calendar import CALENDARS, CALENDARS_PARSE  # noqa: E402
+from app.calendar.event import MAX_DATE, MAX_EXPANDED_QUERY_DAYS, MIN_DATE  # noqa: E402
+
+capability(Capability(CALENDARS, account=lambda server, account: {
+    "maxCalendarsPerEvent": None,
+    "minDateTime": MIN_DATE,
+    "maxDateTime": MAX_DATE,
+    "maxExpandedQueryDuration": f"P{MAX_EXPANDED_QUERY_DAYS}D",
+    "maxParticipantsPerEvent": None,
+    "mayCreateCalendar": account.get("owner", True),
+}))
+capability(Capability(CALENDARS_PARSE))

@@ -337,9 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
             On a terminal a progress bar shows MB, messages, rate and ETA. At the end a summary
             counts messages imported, malformed but stored (the parser noted defects), already
             present and failed, then lists each failure (where, and why) and each note. Exit status:
-            0 when nothing failed, 1 when something did."""),
+            0 when nothing failed, 1 when something did.
+
+            With --calendar NAME, FILE is an iCalendar (.ics) file instead: its events (VEVENTs,
+            several per file; a VTIMEZONE is honoured) go into the calendar NAME (matched by name,
+            case-insensitively; "Calendar" is the default one; created if missing). Events whose
+            UID is already in the account are counted as already present. A component that cannot
+            be read is listed as failed, with its reason, and the rest is imported."""),
         epilog=_examples("""
             tidings import --user alice ~/mail/inbox.mbox
+            tidings import --user alice --calendar Work work.ics holidays.ics
             tidings import --user alice --mailbox Archive/2019 archive-2019.mbox.gz
             tidings import --user alice --mailbox Sent ~/Maildir/.Sent
             tidings import --user alice --keyword '$seen' old/*.eml
@@ -356,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mailbox", metavar="NAME", help="target mailbox (default: the inbox)")
     p.add_argument("--address-book", metavar="NAME",
                    help="import vCard files (.vcf) as contacts into this address book instead of mail")
+    p.add_argument("--calendar", metavar="NAME", help="import iCalendar files into this calendar instead of mail")
     p.add_argument("--keyword", action="append", default=[], metavar="K",
                    help="add keyword K to every imported message (repeatable), e.g. '$seen'")
     p.add_argument("--batch", type=int, default=500, metavar="N",
@@ -789,9 +797,35 @@ def cmd_import_vcards(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def cmd_import_calendar(args: argparse.Namespace) -> int:
+    from app.calendar.importer import import_ics
+
+    if args.mailbox or args.keyword:
+        raise CliError("--calendar imports events: --mailbox and --keyword are for mail")
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        raise CliError(f"no such file: {missing[0]}")
+    store = _open(_data_dir(args))
+    try:
+        user = _user(store, args.user)
+        report = import_ics(store, user, args.calendar, args.files)
+    finally:
+        store.close()
+    print(f"{report.imported + report.present + len(report.failed)} events into {user['name']}/"
+          f"{report.calendar or args.calendar}{' (created)' if report.created_calendar else ''}:")
+    for label, n in (("imported", report.imported), ("already present", report.present),
+                     ("failed", len(report.failed))):
+        print(f"  {label + ':':<22}{n:>8}")
+    for where, why in report.failed:
+        print(f"    failed: {where}: {why}")
+    return 1 if report.failed else 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     if args.address_book is not None:
         return cmd_import_vcards(args)
+    if args.calendar:
+        return cmd_import_calendar(args)
     from app.mailimport import Importer, SourceError, find_mailbox, open_sources, valid_keyword
     from store import OverQuota
 

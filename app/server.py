@@ -487,6 +487,20 @@ def create_app(config: Config) -> FastAPI:
             "Content-Type": "text/vcard; charset=utf-8", "X-Content-Type-Options": "nosniff",
             "Content-Disposition": f"attachment; filename={p['obj_id']}.vcf"})
 
+    async def calendar_download(request: Request) -> Response:
+        from .calendar.http import ical_of
+
+        user = await tidings.user_for(request)
+        if isinstance(user, Response):  # 401 or 429
+            return user
+        p = request.path_params
+        body = await run_in_threadpool(ical_of, tidings.store, user, p["account_id"], p["obj_id"])
+        if body is None:
+            return problem(ProblemError("about:blank", 404, "no such event or calendar"))
+        return Response(body, headers={"Content-Type": "text/calendar; charset=utf-8",
+                                       "X-Content-Type-Options": "nosniff",
+                                       "Content-Disposition": f'attachment; filename="{p["obj_id"]}.ics"'})
+
     async def eventsource(request: Request) -> Response:
         user = await tidings.user_for(request)
         if isinstance(user, Response):  # 401 or 429
@@ -527,6 +541,8 @@ def create_app(config: Config) -> FastAPI:
         Route(DOWNLOAD_PATH + "{account_id}/{blob_id}/{name:path}", download, methods=["GET"]),
         Route(VCARD_PATH + "{account_id}/{obj_id}", vcard, methods=["GET"]),
         Route(EVENTS_PATH, eventsource, methods=["GET"]),
+        # iCalendar of a CalendarEvent or a Calendar (app/calendar/http.py)
+        Route("/jmap/calendar/{account_id}/{obj_id}.ics", calendar_download, methods=["GET"]),
         WebSocketRoute(WS_PATH, websocket),
     ]
     @asynccontextmanager

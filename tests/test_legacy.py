@@ -93,8 +93,28 @@ def test_the_documented_curl_request_for_calendars(alice, server):
         capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     [[name, result, call_id]] = json.loads(done.stdout)
-    if name == "error":  # no calendars on this server (yet): the call still gets its legacy answer
-        assert result["type"] == "unknownMethod" and call_id == "#1"
-        return
     assert (name, call_id) == ("calendars", "#1")
     assert set(result) >= {"accountId", "list", "notFound", "state"} and result["accountId"] == alice.account_id
+    assert [c["name"] for c in result["list"]] == ["Calendar"] and result["notFound"] == []
+
+
+def test_old_calendar_and_contact_calls_map_onto_the_rfc_methods(alice):
+    using = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:calendars", "urn:ietf:params:jmap:contacts"]
+    res = alice.request([
+        ["CalendarEvent/set", {"accountId": alice.account_id, "create": {"e": {
+            "calendarIds": {"Cdefault": True}, "title": "Standup", "start": "2026-03-02T09:00:00",
+            "timeZone": "Europe/Berlin", "duration": "PT15M"}}}, "e"],
+        ["ContactCard/set", {"accountId": alice.account_id, "create": {
+            "c": {"addressBookIds": {"Bdefault": True}, "name": {"full": "Dora Old"}},
+            "g": {"addressBookIds": {"Bdefault": True}, "kind": "group", "name": {"full": "Team"}}}}, "c"],
+    ], using=using)["methodResponses"]
+    event = res[0][1]["created"]["e"]["id"]
+    card, group = res[1][1]["created"]["c"]["id"], res[1][1]["created"]["g"]["id"]
+    answers = legacy(alice, [["getCalendarEvents", {"ids": [event]}, "1"], ["getContacts", {"ids": [card]}, "2"],
+                             ["getContactGroups", {}, "3"],
+                             ["setContacts", {"update": {card: {"name/full": "Dora New"}}}, "4"]])
+    assert [a[0] for a in answers] == ["calendarEvents", "contacts", "contactGroups", "contactsSet"]
+    assert answers[0][1]["list"][0]["title"] == "Standup"
+    assert answers[1][1]["list"][0]["name"]["full"] == "Dora Old"
+    assert [c["id"] for c in answers[2][1]["list"]] == [group]
+    assert answers[3][1]["updated"] == [card]

@@ -50,7 +50,7 @@ def method(name: str, capability: str) -> Callable[[Handler], Handler]:
 # the modules that declare tidings' data types and methods
 BUILT_IN = ("app.capabilities", "app.core", "app.email", "app.identity", "app.mailbox", "app.pushsubscription",
             "app.quota", "app.searchsnippet", "app.submission", "app.thread", "app.vacation", "app.blob.methods",
-            "app.principal", "app.contacts")
+            "app.principal", "app.contacts", "app.calendar")
 
 
 def load_methods() -> dict[str, Method]:

@@ -1,0 +1,156 @@
+"""Calendar (JMAP Calendars draft §Calendars): /get, /changes and /set, kept in generic storage.
+
+Decisions:
+* Every account has a default calendar, id ``Cdefault`` (`DEFAULT_ID`), named "Calendar": it
+  exists without being stored (as the default Identity does) and is stored the first time it is
+  changed.  It is the account's only ``isDefault`` calendar and cannot be destroyed;
+  ``onSuccessSetIsDefault`` naming another calendar is ignored, as the draft allows for "policy
+  reasons".  Calendars a client creates get ``C`` + a hex counter (never "Cdefault": "u", "l" and
+  "t" are not hex digits).
+* Calendars are the owner's only: the calendars capability is not offered in accounts shared
+  with a user (app/protocol/request.py SHARED_CAPABILITIES), so ``shareWith`` is always null and
+  setting it is refused; ``myRights`` are all true and the per-user properties are the owner's.
+* Destroying a calendar that still has events answers ``calendarHasEvent`` unless
+  ``onDestroyRemoveEvents`` is true: then each event leaves it, and an event in no other calendar
+  is destroyed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.protocol.errors import set_error
+from app.protocol.types import DataType, Property, data_type
+from store import Collection
+
+from .jscal import _check_alert
+from .timing import zone
+
+CALENDARS = "urn:ietf:params:jmap:calendars"
+CALENDARS_PARSE = "urn:ietf:params:jmap:calendars:parse"
+DEFAULT_ID = "Cdefault"
+RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP",
+          "mayAdmin", "mayDelete")
+_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,30})$")
+
+__all__ = ["CALENDAR", "CALENDARS", "CALENDARS_PARSE", "DEFAULT_ID", "calendar_exists", "default_calendar"]
+
+
+def default_calendar() -> dict:
+    return {"id": DEFAULT_ID, "name": "Calendar", "description": None, "color": None, "sortOrder": 0,
+            "isSubscribed": True, "isVisible": True, "includeInAvailability": "all",
+            "defaultAlertsWithTime": None, "defaultAlertsWithoutTime": None, "timeZone": None,
+            "shareWith": None}
+
+
+def calendar_exists(reader, calendar_id: str) -> bool:
+    return calendar_id == DEFAULT_ID or reader.record(CALENDAR.collection, calendar_id) is not None
+
+
+class Calendar(DataType):
+    name = "Calendar"
+    capability = CALENDARS
+    methods = ("get", "changes", "set")
+    collection = Collection("Calendar", "C", log="Calendar")
+    set_args = ("onDestroyRemoveEvents", "onSuccessSetIsDefault")
+    properties = {
+        "id": Property("Id", server_set=True),
+        "name": Property("String"),
+        "description": Property("String", nullable=True, default=None),
+        "color": Property("String", nullable=True, default=None),
+        "sortOrder": Property("UnsignedInt", default=0),
+        "isSubscribed": Property("Boolean", default=True),
+        "isVisible": Property("Boolean", default=True),
+        "isDefault": Property("Boolean", server_set=True),
+        "includeInAvailability": Property("String", default="all"),
+        "defaultAlertsWithTime": Property("Id[Object]", nullable=True, default=None),
+        "defaultAlertsWithoutTime": Property("Id[Object]", nullable=True, default=None),
+        "timeZone": Property("String", nullable=True, default=None),
+        "shareWith": Property("Id[Object]", nullable=True, default=None),
+        "myRights": Property("Object", server_set=True),
+    }
+
+    def to_jmap(self, ctx, record: dict) -> dict:
+        return {**record, "isDefault": record["id"] == DEFAULT_ID, "myRights": dict.fromkeys(RIGHTS, True)}
+
+    def fetch(self, ctx, reader, obj_id: str) -> dict | None:
+        record = reader.record(self.collection, obj_id)
+        if record is None and obj_id == DEFAULT_ID:
+            record = default_calendar()
+        return self.to_jmap(ctx, record) if record is not None else None
+
+    def all_ids(self, ctx, reader):
+        yield DEFAULT_ID
+        yield from (i for i in reader.record_ids(self.collection) if i != DEFAULT_ID)
+
+    def validate(self, ctx, reader, obj: dict, current: dict | None, problems: dict[str, str]) -> dict:
+        name = obj.get("name")
+        if "name" in obj and (not name or len(name.encode()) > 255):
+            problems["name"] = "must be 1 to 255 octets"
+        if obj.get("color") is not None and not _COLOR.match(obj["color"]):
+            problems["color"] = "must be a CSS color name or #rgb / #rrggbb"
+        if obj.get("sortOrder") is not None and obj["sortOrder"] >= 2**31:
+            problems["sortOrder"] = "must be less than 2^31"
+        if "includeInAvailability" in obj and obj["includeInAvailability"] not in ("all", "attending", "none"):
+            problems["includeInAvailability"] = 'must be "all", "attending" or "none"'
+        if obj.get("timeZone") is not None and zone(obj["timeZone"]) is None:
+            problems["timeZone"] = "must be a time zone of the IANA Time Zone Database"
+        if obj.get("shareWith") is not None:
+            problems["shareWith"] = "calendars are not shared by this server: must be null"
+        seen: set[str] = set()
+        for key in ("defaultAlertsWithTime", "defaultAlertsWithoutTime"):
+            for alert_id, alert in (obj.get(key) or {}).items():
+                _check_alert(alert, f"{key}/{alert_id}", problems)
+                if alert_id in seen:
+                    problems[f"{key}/{alert_id}"] = "alert ids must be unique across default alerts"
+                seen.add(alert_id)
+        return obj
+
+    def check_set_args(self, ctx, args: dict) -> None:
+        from app.protocol.errors import invalid_arguments
+
+        if not isinstance(args.get("onDestroyRemoveEvents", False), bool):
+            raise invalid_arguments("onDestroyRemoveEvents must be true or false")
+        if args.get("onSuccessSetIsDefault") is not None and not isinstance(args["onSuccessSetIsDefault"], str):
+            raise invalid_arguments("onSuccessSetIsDefault must be an id or null")
+
+    def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
+        if obj["id"] == DEFAULT_ID:
+            return set_error("forbidden", "the default calendar cannot be destroyed")
+        if not args.get("onDestroyRemoveEvents") and next(iter(reader.record_ids(
+                _events(), "_calendars", equals=obj["id"])), None) is not None:
+            return set_error("calendarHasEvent", "the calendar has events: move or destroy them, or set "
+                             "onDestroyRemoveEvents")
+        return None
+
+    def create(self, ctx, writer, fields: dict) -> dict:
+        return self.to_jmap(ctx, writer.create_record(self.collection, fields))
+
+    def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
+        if writer.record(self.collection, obj_id) is None:  # the default calendar, first changed
+            record = {k: v for k, v in {**default_calendar(), **changes}.items() if k != "id"}
+            writer.create_record(self.collection, record, record_id=obj_id)
+            return None
+        return super().update(ctx, writer, obj_id, current, changes)
+
+    def destroy(self, ctx, writer, obj_id: str, current: dict, args: dict) -> None:
+        from .event import EVENT
+
+        coll = _events()
+        for event_id in list(writer.record_ids(coll, "_calendars", equals=obj_id)):
+            record = writer.record(coll, event_id)
+            left = {k: v for k, v in record["calendarIds"].items() if k != obj_id}
+            if left:
+                EVENT.store_update(writer, event_id, {**record, "calendarIds": left})
+            else:
+                writer.destroy_record(coll, event_id)
+        writer.destroy_record(self.collection, obj_id)
+
+
+def _events() -> Collection:
+    from .event import EVENT
+
+    return EVENT.collection
+
+
+CALENDAR = data_type(Calendar())

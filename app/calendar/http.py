@@ -1,0 +1,38 @@
+"""The iCalendar download (a tidings route, beside RFC 8620 §6.2 downloads):
+
+    GET /jmap/calendar/{accountId}/{id}.ics
+
+with ``id`` a CalendarEvent id (a stored event, with its overrides as RECURRENCE-ID VEVENTs; or a
+synthetic instance id from expandRecurrences: that one instance) or a Calendar id (every event of
+the calendar in one VCALENDAR).  ``text/calendar; charset=utf-8``, made from the stored JSCalendar
+on each request (nothing is kept as iCalendar).  The same credentials as the API; only the
+account's owner (calendars are not shared); 404 for anything else."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from app.access import accounts_for
+
+from .calendar import CALENDAR
+from .event import EVENT
+from .ical import to_ics
+
+__all__ = ["CALENDAR_PATH", "ical_of"]
+
+CALENDAR_PATH = "/jmap/calendar/"
+
+
+def ical_of(store, user: dict, account_id: str, obj_id: str) -> bytes | None:
+    """The iCalendar text of an event or a whole calendar, or None (not found, not the user's)."""
+    access = accounts_for(store, user).get(account_id)
+    if access is None or not access.owner:
+        return None
+    ctx = SimpleNamespace(user=user)
+    with store.read(account_id) as reader:
+        if CALENDAR.fetch(ctx, reader, obj_id) is not None:
+            events = [EVENT.fetch(ctx, reader, i) for i in reader.record_ids(EVENT.collection, "_calendars",
+                                                                             equals=obj_id)]
+            return to_ics([e for e in events if e is not None])
+        event = EVENT.fetch(ctx, reader, obj_id)
+        return to_ics([event]) if event is not None else None
