@@ -10,9 +10,11 @@ engines implement the same semantics and nothing can be injected into an engine'
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -243,29 +245,46 @@ class IndexMismatch(RuntimeError):
     """An account directory holds another engine's (or schema's) index: reindex the account."""
 
 
-def account_dir(root: Path, account_id: str, engine: str, schema: int, create: bool) -> tuple[Path, bool] | None:
-    """The account's index directory, checked to be this engine's: (path, True) if an index is
-    there, (path, False) if it was just created empty (call mark_account_dir once the index is
-    made), None if absent and not create."""
+def account_dir(root: Path, account_id: str, engine: str, schema: int,
+                create: Callable[[Path], object] | None = None) -> Path | None:
+    """The account's index directory, checked to be this engine's; None if there is none and
+    create is None. create(path) makes an empty index in an empty directory: a missing index is
+    made that way in a staging directory, marked, and only then renamed into place, so a kill -9
+    while an index is created leaves the staging directory (removed at the next try), never a
+    half-made index without a marker, which would be refused (IndexMismatch) until a reindex."""
     d = root / check_account_id(account_id)
     marker = d / MARKER
     expected = {"engine": engine, "schema": schema}
-    if marker.exists():
-        found = json.loads(marker.read_text())
-        if found != expected:
-            raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
-                                "reindex the account")
-        return d, True
-    if d.exists() and any(d.iterdir()):
-        raise IndexMismatch(f"{d} is not a tidings {engine} index: reindex the account")
-    if not create:
-        return None
-    d.mkdir(parents=True, exist_ok=True)
-    return d, False
+    if not marker.exists():
+        if d.exists() and any(d.iterdir()):
+            raise IndexMismatch(f"{d} is not a tidings {engine} index: reindex the account")
+        if create is None:
+            return None
+        staging = root / f".{account_id}.new"  # "." is never in an account id
+        shutil.rmtree(staging, ignore_errors=True)  # left by a kill during an earlier creation
+        staging.mkdir(parents=True)
+        create(staging)
+        (staging / MARKER).write_text(json.dumps(expected))
+        if d.exists():
+            d.rmdir()  # an empty directory
+        os.rename(staging, d)
+        return d
+    found = json.loads(marker.read_text())
+    if found != expected:
+        raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
+                            "reindex the account")
+    return d
 
 
-def mark_account_dir(d: Path, engine: str, schema: int) -> None:
-    (d / MARKER).write_text(json.dumps({"engine": engine, "schema": schema}))
+def remove_account_dir(root: Path, account_id: str) -> None:
+    """Deletes the account's index: renamed away first, so a kill -9 during the deletion leaves
+    no directory with part of an index (and maybe no marker) under the account's name."""
+    d = root / check_account_id(account_id)
+    trash = root / f".{account_id}.dropped"
+    shutil.rmtree(trash, ignore_errors=True)
+    if d.exists():
+        os.rename(d, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def check_account_id(account_id: str) -> str:

@@ -14,7 +14,6 @@ with (0, 0) there and read from the stored ``id`` field.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ from .base import (
     account_dir,
     check_account_id,
     lower,
-    mark_account_dir,
+    remove_account_dir,
 )
 
 ENGINE = "tantivy"
@@ -89,12 +88,11 @@ class TantivyIndex(SearchIndex):
             idx = self._indexes.get(account_id)
             if idx is not None:
                 return idx
-            found = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION, create)
-            if found is None:
+            d = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION,
+                            (lambda path: tantivy.Index(self.schema, path=str(path), reuse=False)) if create else None)
+            if d is None:
                 return None
-            d, existed = found
-            if not existed:
-                mark_account_dir(d, ENGINE, SCHEMA_VERSION)
+            # reuse: also an index whose marker an older version wrote before the index was made
             idx = tantivy.Index(self.schema, path=str(d), reuse=True)
             self._indexes[account_id] = idx
             return idx
@@ -234,7 +232,7 @@ class TantivyIndex(SearchIndex):
                 w.rollback()
                 del w                       # frees the writer lock
             self._indexes.pop(account_id, None)
-            shutil.rmtree(self.root / account_id, ignore_errors=True)
+            remove_account_dir(self.root, account_id)
 
     def close(self) -> None:
         with self._lock:

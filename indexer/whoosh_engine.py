@@ -12,7 +12,6 @@ with ``commit(merge=False)`` (a merge inside commit takes tens of seconds on lar
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -37,7 +36,7 @@ from .base import (
     account_dir,
     check_account_id,
     lower,
-    mark_account_dir,
+    remove_account_dir,
 )
 
 ENGINE = "whoosh"
@@ -94,16 +93,11 @@ class WhooshIndex(SearchIndex):
             ix = self._indexes.get(account_id)
             if ix is not None:
                 return ix
-            found = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION, create)
-            if found is None:
+            d = account_dir(self.root, account_id, ENGINE, SCHEMA_VERSION,
+                            (lambda path: index.create_in(str(path), self.schema)) if create else None)
+            if d is None:
                 return None
-            d, existed = found
-            if existed:
-                ix = index.open_dir(str(d))
-            else:
-                ix = index.create_in(str(d), self.schema)
-                mark_account_dir(d, ENGINE, SCHEMA_VERSION)
-            self._indexes[account_id] = ix
+            ix = self._indexes[account_id] = index.open_dir(str(d))
             return ix
 
     def _searcher(self, account_id: str) -> Any | None:
@@ -241,7 +235,7 @@ class WhooshIndex(SearchIndex):
             ix = self._indexes.pop(account_id, None)
             if ix is not None:
                 ix.close()
-            shutil.rmtree(self.root / account_id, ignore_errors=True)
+            remove_account_dir(self.root, account_id)
 
     def close(self) -> None:
         with self._lock:

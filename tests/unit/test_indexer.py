@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from indexer import (
@@ -228,6 +230,79 @@ def test_other_engines_index_is_refused(idx, tmp_path):
             other.search(ACC, Match("text", "cafe"))
     finally:
         other.close()
+
+
+class Killed(BaseException):
+    """Stands for a kill -9: nothing after it runs, what was written stays."""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("marker", ["none", "empty"])
+def test_account_index_creation_survives_a_kill(engine, marker, tmp_path, monkeypatch):
+    """A kill while an account's first index is made (the engine's files written, the marker not
+    yet or only created empty) left a directory that was refused as a foreign index until a
+    reindex: the background indexer retried forever and `tidings check` never became clean.
+    The next process sees no index yet, and the first commit makes it."""
+    import indexer.base as base
+
+    root = tmp_path / "index"
+    first = open_index(engine, str(root))
+    real_write = Path.write_text
+
+    def killed_at_marker(path, text, *a, **kw):
+        if path.name == base.MARKER:
+            if marker == "empty":
+                real_write(path, "")
+            raise Killed
+        return real_write(path, text, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", killed_at_marker)
+        with pytest.raises(Killed):
+            first.add(ACC, DOCS)     # tantivy makes the index for its writer, whoosh at commit
+            first.commit(ACC)
+    again = open_index(engine, str(root))   # the restarted process
+    try:
+        assert again.search(ACC, Not(Match("text", ""))) == set()   # as `tidings check` asks
+        again.add(ACC, DOCS)
+        again.commit(ACC)
+        assert again.doc_count(ACC) == 3
+        assert ids(again, Match("text", "cafe")) == ["M3"]
+    finally:
+        again.close()
+    assert sorted(p.name for p in root.iterdir()) == [ACC]   # the interrupted creation is gone
+
+
+def test_dropped_account_index_leaves_nothing_half_removed(idx, tmp_path, monkeypatch):
+    """A kill while an account's index is deleted (`tidings reindex`) leaves no partial directory
+    under the account's name."""
+    import shutil
+
+    import indexer.base as base
+
+    root = tmp_path / "index"
+    real_rmtree = shutil.rmtree
+
+    def killed_in_rmtree(path, *a, **kw):
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            (path / base.MARKER).unlink()   # part of the directory is deleted, the marker first
+            raise Killed
+        return real_rmtree(path, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "rmtree", killed_in_rmtree)
+        with pytest.raises(Killed):
+            idx.drop(ACC)
+    engine = idx.engine
+    again = open_index(engine, str(root))
+    try:
+        assert again.search(ACC, Not(Match("text", ""))) == set()
+        again.add(ACC, DOCS[:1])
+        again.commit(ACC)
+        assert again.doc_count(ACC) == 1
+    finally:
+        again.close()
 
 
 def test_open_index_rejects_unknown_engine(tmp_path):
