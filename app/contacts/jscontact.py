@@ -16,11 +16,11 @@ Decisions:
 from __future__ import annotations
 
 import re
-from datetime import datetime
+
+from app.protocol.types import check_value
 
 __all__ = ["CARD_PROPERTIES", "check_card"]
 
-_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 _CONTEXT = ("contexts", "set")
@@ -108,13 +108,7 @@ def _esc(key: str) -> str:
 
 
 def _utc_ok(value: object) -> bool:
-    if not isinstance(value, str) or not _UTC_RE.match(value):
-        return False
-    try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
+    return check_value("UTCDate", value) is None  # JSContact's UTCDateTime is RFC 8620's UTCDate
 
 
 def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> None:
