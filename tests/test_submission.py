@@ -498,6 +498,7 @@ def test_query_filters_and_sorts_submissions_and_changes_reports_them(alice):
     s2 = submit(alice, second, envelope={"mailFrom": {"email": "alice@example.org", "parameters": {"HOLDFOR": "600"}},
                                          "rcptTo": [{"email": "carol@remote.test"}]})["created"]["s"]["id"]
     assert alice.ok("EmailSubmission/query", filter={"emailIds": [second]})["ids"] == [s2]
+    wait_status(alice, s1, lambda s: s["undoStatus"] == "final")  # once the relay has it
     assert alice.ok("EmailSubmission/query", filter={"undoStatus": "pending", "emailIds": [first, second]})["ids"] \
         == [s2]
     ordered = alice.ok("EmailSubmission/query", filter={"emailIds": [first, second]},
