@@ -31,6 +31,15 @@ class Access:
     account_id: str
     owner: bool
     grants: dict[str, dict] = field(default_factory=dict)  # mailbox id -> {"rights", "subscribed"}
+    grantee: str | None = None  # the user's own account id (a principal id), in a shared account
+
+    def learn(self, mailbox: dict) -> None:
+        """A mailbox this request created or changed, whose grant the grants read at the start of
+        the request does not know yet (its shareWith says what the user may do)."""
+        rights = (mailbox.get("shareWith") or {}).get(self.grantee) if not self.owner else None
+        if rights:
+            known = self.grants.get(mailbox["id"], {})
+            self.grants[mailbox["id"]] = {"rights": rights, "subscribed": known.get("subscribed", False)}
 
     def rights(self, mailbox_id: str) -> dict[str, bool]:
         """The MailboxRights of the user on a mailbox of this account (§2 myRights)."""
@@ -74,5 +83,5 @@ def accounts_for(store, user: dict) -> dict[str, Access]:
     out = {own: Access(own, owner=True)}
     for owner, grants in store.grants_to(own).items():
         if owner != own and store.account(owner) is not None:
-            out[owner] = Access(owner, owner=False, grants=grants)
+            out[owner] = Access(owner, owner=False, grants=grants, grantee=own)
     return out

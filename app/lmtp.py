@@ -57,7 +57,8 @@ class _Lmtp(LMTP):
         if isinstance(status, str):
             if status.startswith("354"):
                 self._in_data = True
-            elif self._in_data and "\r\n" not in status and self.envelope is not None:
+            elif self._in_data and status.startswith(("552 Error", "500 Error")) and self.envelope is not None:
+                # the engine's own refusal of the data (our handler's replies carry enhanced codes)
                 if status.startswith("552"):
                     status = f"552 5.3.4 message exceeds the size limit of {self.data_size_limit} octets"
                 elif status.startswith("500"):

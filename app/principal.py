@@ -82,6 +82,8 @@ class Principal(DataType):
 
     def match(self, ctx, cond: dict, obj: dict) -> bool:
         for key, value in cond.items():
+            if value is None:  # a condition given as null is no condition
+                continue
             if key == "accountIds":
                 if not set(value) & set(obj.get("accounts") or {}):
                     return False

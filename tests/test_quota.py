@@ -257,6 +257,9 @@ def test_lmtp_and_deliver_refuse_over_quota_per_recipient(qserver):
     assert replies[1][0] == 250, replies
     assert email_count(full) == 0 and email_count(free) == before_free + 1
     assert quotas(full)["count"]["used"] == 0
+    # alone, the recipient gets the same reply (not the engine's size refusal)
+    [(code, text)] = lmtp_send(message("alone", to="qe@example.com"), ["qe@example.com"])
+    assert code == 552 and text.startswith(b"5.2.2") and b"over quota" in text, text
 
     proc = subprocess.run([sys.executable, "-m", "app", "deliver", "--user", "qe", "--data", str(qserver.data)],
                           input=message(to="qe@example.com"), capture_output=True, timeout=60)

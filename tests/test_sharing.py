@@ -277,9 +277,11 @@ def test_open_push_connections_report_shared_changes_until_revoked(server, alice
     box, inside, _ = shared
 
     async def scenario():
-        async with EventStream(server.base, ("bob", "pw"), query="types=Email,Mailbox&closeafter=no&ping=0") as es:
+        async with EventStream(server.base, ("bob", "pw"), query="types=*&closeafter=no&ping=0") as es:
             first = await es.state()
             assert alice.account_id in first["data"]["changed"]  # the shared account is watched
+            # only the shared account's mail types: not its Identity, Quota, Calendar ... states
+            assert set(first["data"]["changed"][alice.account_id]) == {"Email", "Mailbox", "Thread"}
             await asyncio.to_thread(alice.ok, "Email/set", update={inside: {"keywords/$flagged": True}})
             event = await es.state()
             assert list(event["data"]["changed"]) == [alice.account_id]
@@ -294,3 +296,60 @@ def test_open_push_connections_report_shared_changes_until_revoked(server, alice
                     break
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+# ------------------------------------------------------------------------- review findings
+def test_email_parse_and_blob_copy_do_not_reach_unshared_mail(alice, bob, shared):
+    _, inside, outside = shared
+    blobs = {e["id"]: e["blobId"] for e in alice.ok("Email/get", ids=[inside, outside], properties=["blobId"])["list"]}
+    name, res = as_bob(bob, alice, "Email/parse", blobIds=[blobs[inside], blobs[outside]])
+    assert name == "Email/parse" and list(res["parsed"]) == [blobs[inside]] and res["notFound"] == [blobs[outside]]
+    res = bob.ok("Blob/copy", fromAccountId=alice.account_id, accountId=bob.account_id,
+                 blobIds=[blobs[inside], blobs[outside], "P" + blobs[outside][1:] + ".1"])
+    assert list(res["copied"]) == [blobs[inside]]
+    assert sorted(res["notCopied"]) == sorted([blobs[outside], "P" + blobs[outside][1:] + ".1"])
+
+
+def test_thread_keyword_filters_see_only_the_grantees_part_of_the_thread(alice, bob, shared):
+    box, inside, _ = shared
+    subject = unique("thread secret ")
+    first = alice.import_message(message(subject), mailbox=box)
+    reply = (f"From: dave@example.net\r\nTo: alice@example.org\r\nSubject: Re: {subject}\r\n"
+             f"In-Reply-To: <{subject.replace(' ', '.')}@example.net>\r\nMessage-ID: <r.{unique()}@x>\r\n\r\nsecret\r\n")
+    hidden = alice.import_message(reply.encode(), keywords={"secretlabel": True})
+    assert hidden["threadId"] == first["threadId"]
+    cond = {"someInThreadHaveKeyword": "secretlabel"}
+    assert alice.ok("Email/query", filter=cond)["ids"] == [hidden["id"], first["id"]]
+    assert as_bob(bob, alice, "Email/query", filter=cond)[1]["ids"] == []
+    assert first["id"] in as_bob(bob, alice, "Email/query", filter={"noneInThreadHaveKeyword": "secretlabel"})[1]["ids"]
+
+
+def test_keywords_of_new_mail_need_the_keyword_rights(alice, bob, shared):
+    box, _, _ = shared
+    alice.ok("Mailbox/set", update={box: {"shareWith": {bob.account_id: rights("mayReadItems", "mayAddItems")}}})
+    blob = bob.http.post(bob.session["uploadUrl"].replace("{accountId}", alice.account_id),
+                         content=message(unique("kw ")), headers={"Content-Type": "message/rfc822"}).json()["blobId"]
+    res = as_bob(bob, alice, "Email/import", emails={"i": {"blobId": blob, "mailboxIds": {box: True},
+                                                           "keywords": {"$seen": True}}})[1]
+    assert res["notCreated"]["i"]["type"] == "forbidden"
+    res = as_bob(bob, alice, "Email/import", emails={"i": {"blobId": blob, "mailboxIds": {box: True}}})[1]
+    assert res["created"]["i"]["id"]
+
+
+def test_a_grantee_with_create_child_creates_a_child_shared_like_its_parent(alice, bob, shared):
+    box, _, _ = shared
+    alice.ok("Mailbox/set", update={box: {"shareWith": {bob.account_id: rights("mayReadItems", "mayCreateChild")}}})
+    name, res = as_bob(bob, alice, "Mailbox/set", create={"c": {"name": unique("child "), "parentId": box}})
+    assert name == "Mailbox/set", res
+    child = res["created"]["c"]
+    assert child["myRights"] == rights("mayReadItems", "mayCreateChild")
+    got = as_bob(bob, alice, "Mailbox/get", ids=[child["id"]])[1]["list"][0]
+    assert got["parentId"] == box and got["myRights"] == rights("mayReadItems", "mayCreateChild")
+    assert alice.ok("Mailbox/get", ids=[child["id"]])["list"][0]["shareWith"] == {
+        bob.account_id: rights("mayReadItems", "mayCreateChild")}
+
+
+def test_principal_query_takes_null_conditions_as_absent(alice):
+    res = alice.request([["Principal/query", {"accountId": alice.account_id, "filter": {"text": None}}, "0"]],
+                        using=["urn:ietf:params:jmap:core", PRINCIPALS])["methodResponses"][0]
+    assert res[0] == "Principal/query" and alice.account_id in res[1]["ids"]

@@ -59,7 +59,7 @@ def blob_copy(ctx, args: dict) -> dict:
             for raw_id in dict.fromkeys(blob_ids):
                 blob_id = ctx.resolve_id(raw_id) or raw_id
                 if not visible_to(ctx.access(from_id), r, blob_id):
-                    info = None
+                    new_id = None
                 elif ids.parse_part_blob_id(blob_id) is None:
                     info = w.grant_blob(blob_id, r)
                     new_id = info["blobId"] if info else None

@@ -46,7 +46,7 @@ def prepare_copy(ctx, reader, obj: dict) -> tuple[dict, dict | None]:
     received_at = check_received_at(obj.get("receivedAt"), problems)
     if problems:
         return {}, invalid_properties(problems)
-    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids})
+    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids, "keywords": keywords})
     if why:
         return {}, set_error("forbidden", why)
     if source.raw is None:

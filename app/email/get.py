@@ -159,7 +159,7 @@ def email_parse(ctx, args: dict) -> dict:
     how = parse_render_args(args, with_id=False)  # §4.9: parsed emails have no id
     parsed, not_parsable, not_found = {}, [], []
     for blob_id in dict.fromkeys(blob_ids):
-        found = read_blob(ctx.store, account_id, blob_id)
+        found = read_blob(ctx.store, account_id, blob_id, ctx.access(account_id))
         if found is None:
             not_found.append(blob_id)
             continue

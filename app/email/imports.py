@@ -46,7 +46,7 @@ def email_import(ctx, args: dict) -> dict:
             if problems:
                 not_created[cid] = invalid_properties(problems)
                 continue
-            why = rights_problem(ctx, w, None, {"mailboxIds": mailbox_ids})
+            why = rights_problem(ctx, w, None, {"mailboxIds": mailbox_ids, "keywords": keywords})
             if why:
                 not_created[cid] = set_error("forbidden", why)
                 continue

@@ -352,7 +352,7 @@ class Run:
             sets = []
             for email_id in self.reader.thread(thread_id) or ():
                 record = self.reader.email(email_id)
-                if record is not None:
+                if record is not None and self.access.may_read_email(record):  # the thread as they see it
                     sets.append(record["keywords"])
             self._threads[thread_id] = sets
         return sets

@@ -50,7 +50,7 @@ def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
                                  **{k: v for k, v in error.items() if k not in ("type", "description")})
     if problems:
         return {}, invalid_properties(problems)
-    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids})
+    why = rights_problem(ctx, reader, None, {"mailboxIds": mailbox_ids, "keywords": keywords})
     if why:
         return {}, set_error("forbidden", why)
     existing = reader.email_by_guid(ids.content_address(raw))

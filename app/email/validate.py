@@ -51,12 +51,14 @@ def rights_problem(ctx, reader, before: dict | None, after: dict | None) -> str 
     for mailbox_id in old_boxes - new_boxes:
         if not access.may(mailbox_id, "mayRemoveItems"):
             return f"removing from mailbox {mailbox_id} needs mayRemoveItems"
-    if before is not None and after is not None and "keywords" in after:
-        changed = set(before["keywords"]) ^ set(after["keywords"])
+    if after is not None and "keywords" in after:
+        # a new email's keywords are set on it too: the rights of the mailboxes it goes into
+        changed = set((before or {}).get("keywords") or ()) ^ set(after["keywords"] or ())
+        boxes = old_boxes if before is not None else new_boxes
         for right, keywords in (("maySetSeen", changed & {"$seen"}), ("maySetKeywords", changed - {"$seen"})):
             # §2: "only ... if they have this permission for all of the Mailboxes"
-            if keywords and not all(access.may(m, right) for m in old_boxes):
-                return f"changing {', '.join(sorted(keywords))} needs {right} on every mailbox of the email"
+            if keywords and not all(access.may(m, right) for m in boxes):
+                return f"setting {', '.join(sorted(keywords))} needs {right} on every mailbox of the email"
     return None
 
 

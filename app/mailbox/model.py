@@ -76,7 +76,10 @@ class MailboxBase(DataType):
         return [to_jmap(m, access) for m in reader.mailboxes() if access.sees_mailbox(m["id"])]
 
     def create(self, ctx, writer, fields: dict) -> dict:
-        return to_jmap(writer.create_mailbox(fields), ctx.access(writer.account_id))
+        access = ctx.access(writer.account_id)
+        record = writer.create_mailbox(fields)
+        access.learn(record)
+        return to_jmap(record, access)
 
     def update(self, ctx, writer, mailbox_id: str, current: dict, changes: dict) -> None:
         changed = {k: v for k, v in changes.items() if current.get(k) != v}

@@ -79,6 +79,8 @@ def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
             error = set_error("forbidden", "only the owner shares a mailbox")
         elif parent is None or parent.startswith("#") or not access.may(parent, "mayCreateChild"):
             error = set_error("forbidden", "creating a mailbox here needs mayCreateChild on its parent")
+        else:  # a child is shared as its parent is (IMAP ACLs are inherited the same way)
+            fields["shareWith"] = (reader.mailbox(parent) or {}).get("shareWith")
     return fields, error
 
 

@@ -166,6 +166,8 @@ class JmapSocket:
             if push_state is not None:
                 seq, changed = await run_in_threadpool(state.since, store, push_state, self.accounts, types)
                 sub.floor = max(sub.floor, seq)
+                changed = await still_allowed(changed, self.user["accountId"],
+                                              lambda: self.tidings.push_accounts(self.user))
                 changed = unsent(changed, sent)
                 if changed:
                     await self._state_change(seq, changed)
