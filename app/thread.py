@@ -21,9 +21,21 @@ class Thread(DataType):
 
     def all_ids(self, ctx, reader):
         # ids: null lists every thread, up to maxObjectsInGet (beyond it /get refuses)
-        if ctx.access(reader.account_id).owner:
+        access = ctx.access(reader.account_id)
+        if access.owner:
             return reader.thread_ids(ctx.limits.max_objects_in_get + 1)
-        return [t for t in reader.thread_ids(10**9) if self.fetch(ctx, reader, t) is not None]
+        return self._readable_threads(reader, access)
+
+    def _readable_threads(self, reader, access):
+        """The threads of the emails a grantee may read, each once (lazily: /get stops at its limit)."""
+        from app.email.get import readable_ids
+
+        seen: set[str] = set()
+        for email_id in readable_ids(reader, access):
+            record = reader.email(email_id)
+            if record is not None and record["threadId"] not in seen:
+                seen.add(record["threadId"])
+                yield record["threadId"]
 
 
 THREAD = data_type(Thread())

@@ -5,6 +5,7 @@ property needs it (headers, header:* forms, body structure and values)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.blob import read_blob
@@ -132,9 +133,18 @@ def fetch(self, ctx, reader, email_id: str) -> dict | None:
 
 def all_ids(self, ctx, reader):
     access = ctx.access(reader.account_id)
-    if access.owner:
-        return reader.email_ids_by_date(None)
-    return (i for i in reader.email_ids_by_date(None) if access.may_read_email(reader.email(i) or {}))
+    return reader.email_ids_by_date(None) if access.owner else readable_ids(reader, access)
+
+
+def readable_ids(reader, access) -> Iterator[str]:
+    """The ids of the emails a grantee may read, each once, in no particular order: read from the
+    readable mailboxes' own indexes, never from the whole account (most of it may be unshared)."""
+    seen: set[str] = set()
+    for mailbox_id in sorted(access.readable()):
+        for email_id in reader.email_ids_by_date(mailbox_id):
+            if email_id not in seen:
+                seen.add(email_id)
+                yield email_id
 
 
 def render_email(self, ctx, reader, record: dict, props: list[str], how: Render) -> dict:

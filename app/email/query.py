@@ -33,6 +33,7 @@ keyword conditions or sorts), the changes are widened to every email of each aff
 
 from __future__ import annotations
 
+import heapq
 import re
 import string
 import unicodedata
@@ -412,13 +413,38 @@ class Run:
             records.sort(key=lambda r: (r["receivedAt"], r["id"]), reverse=descending)
             yield from records
             return
-        for email_id in reader.email_ids_by_date(plan.mailbox_id, descending=descending,
-                                                 after=plan.after, before=plan.before):
+        for email_id, record in self._dated(plan, descending):
             if plan.candidate_ids is not None and email_id not in plan.candidate_ids:
                 continue
-            record = reader.email(email_id)
+            record = record or reader.email(email_id)
             if record is not None:
                 yield record
+
+    def _dated(self, plan: Plan, descending: bool) -> Iterator[tuple[str, dict | None]]:
+        """(email id, its record when already read) in receivedAt order from the date indexes: of
+        one mailbox, of the account, or for a grantee of a shared account of the mailboxes they may
+        read, merged (not the whole account, most of which they may not see)."""
+        reader = self.reader
+        readable = self.access.readable()
+        if plan.mailbox_id is not None or readable is None:
+            for email_id in reader.email_ids_by_date(plan.mailbox_id, descending=descending,
+                                                     after=plan.after, before=plan.before):
+                yield email_id, None
+            return
+
+        def keyed(mailbox_id: str) -> Iterator[tuple[int, str, dict]]:
+            for email_id in reader.email_ids_by_date(mailbox_id, descending=descending,
+                                                     after=plan.after, before=plan.before):
+                record = reader.email(email_id)
+                if record is not None:
+                    yield record["receivedAt"], email_id, record
+
+        last = None
+        merged = heapq.merge(*(keyed(m) for m in sorted(readable)), key=lambda e: e[:2], reverse=descending)
+        for _, email_id, record in merged:
+            if email_id != last:  # an email in two readable mailboxes comes out of both, side by side
+                last = email_id
+                yield email_id, record
 
     def matches(self, descending: bool = True) -> Iterator[dict]:
         flt = self.query.filter

@@ -25,6 +25,7 @@ from datetime import datetime
 
 from app.addresses import may_send_as
 from app.identity import IDENTITY
+from app.mail.headers import is_addr_spec
 from app.protocol import machinery
 from app.protocol.errors import MethodError, invalid_arguments, set_error
 from app.protocol.registry import METHODS, SUBMISSION, method
@@ -119,7 +120,8 @@ class EmailSubmission(DataType):
         if len(rcpts) > env.MAX_RECIPIENTS:
             return fields, set_error("tooManyRecipients", f"more than {env.MAX_RECIPIENTS} recipients",
                                      maxRecipients=env.MAX_RECIPIENTS)
-        bad = [r["email"] for r in rcpts if not env.valid_mailbox(r["email"])]
+        # an SMTP path (RFC 5321 §4.1.2 Mailbox) is one addr-spec, as in a header
+        bad = [r["email"] for r in rcpts if not is_addr_spec(r["email"])]
         if not bad and ctx.relay is None:
             bad = [r["email"] for r in rcpts if not ctx.store.is_local_domain(r["email"].rpartition("@")[2])]
             why = "this server has no SMTP relay (tidings serve --smtp-relay) and delivers only to its own domains"

@@ -6,15 +6,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from app.mail.headers import convert_value, is_addr_spec, split_header_block
+from app.mail.headers import convert_value, split_header_block
 
 MAX_RECIPIENTS = 100  # tooManyRecipients beyond this (§7.5 maxRecipients)
 MAX_DELAYED_SEND = 30 * 86400  # seconds a FUTURERELEASE (RFC 4865) may hold a message
-
-def valid_mailbox(address: str) -> bool:
-    """An SMTP path (RFC 5321 §4.1.2 Mailbox): one addr-spec, as in a header."""
-    return is_addr_spec(address)
-
 
 def headers_of(raw: bytes) -> list[tuple[str, str]]:
     """The header fields of a message as (name, raw value)."""
@@ -137,5 +132,5 @@ def utc_date(ts: float) -> str:
 
 
 __all__ = ["MAX_DELAYED_SEND", "MAX_RECIPIENTS", "addresses_in", "check_envelope", "derive", "headers_of",
-           "identity_allows", "relay_parameters", "release_time", "utc_date", "valid_mailbox",
+           "identity_allows", "relay_parameters", "release_time", "utc_date",
            "without_bcc"]
