@@ -462,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     from app import quotacli  # quota set / show / list
 
     quotacli.register(sub, common, _Formatter, _Parser, _examples)
+    from app import backup, export  # backup / restore, export
+
+    for module in (backup, export):
+        module.register(sub, common, _Formatter, _Parser, _examples)
     return parser
 
 

@@ -80,6 +80,19 @@ _KEYWORD = re.compile(r'^[!#$&\'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,255}$')
 MAILDIR_FLAGS = {"S": "$seen", "R": "$answered", "F": "$flagged", "D": "$draft", "P": "$forwarded"}
 STATUS_FLAGS = {"R": "$seen"}  # mbox Status: R read, O old (neither new nor seen: ignored)
 X_STATUS_FLAGS = {"A": "$answered", "F": "$flagged", "T": "$draft"}  # D (deleted) is ignored
+# `tidings export` writes the keywords of a message in an mbox on this line right after the
+# `From ` line (app/export.py); read back and dropped, like the `From ` line
+KEYWORDS_FIELD = b"X-Tidings-Keywords:"
+NO_EOL = "(no-eol)"  # on that line: the message's last line has no line break
+EXPORTED_NAME = re.compile(r"\.tidings(?:[:!;]2,|$)")  # a Maildir file name tidings export made
+
+
+def parse_keywords_field(line: bytes) -> tuple[frozenset[str], bool] | None:
+    """(keywords, no final line break) of an `X-Tidings-Keywords:` line, or None for another line."""
+    if line[:len(KEYWORDS_FIELD)].lower() != KEYWORDS_FIELD.lower():
+        return None
+    words = line[len(KEYWORDS_FIELD):].decode("ascii", "replace").split()
+    return frozenset(w.lower() for w in words if w != NO_EOL and valid_keyword(w)), NO_EOL in words
 
 
 class SourceError(Exception):
@@ -94,6 +107,10 @@ class RawMessage:
     keywords: frozenset[str] = frozenset()
     consumed: int = 0  # bytes of the source consumed up to and including this message
     error: str | None = None  # set when the message (or its whole file) could not even be read
+    # written by `tidings export` (its mbox line, its Maildir file names): the message belongs in the
+    # target mailbox also when the account holds it already (an email in several mailboxes is in
+    # each mailbox's export); other already present messages are left as they are
+    place: bool = False
 
 
 def valid_keyword(keyword: str) -> bool:
@@ -298,6 +315,9 @@ def read_mbox(path: str, where: str | None = None) -> Iterator[RawMessage]:
         count = 0
         prev_blank = True
         at_line_start = True
+        lead = False
+
+        exported: tuple[frozenset[str], bool] | None = None  # the X-Tidings-Keywords line's
 
         def finish() -> RawMessage:
             nonlocal count
@@ -305,9 +325,12 @@ def read_mbox(path: str, where: str | None = None) -> Iterator[RawMessage]:
             if lines and lines[-1] in (b"\n", b"\r\n"):
                 lines.pop()  # the blank line mbox adds before the next separator
             data = b"".join(lines)
+            if exported is not None and exported[1] and data.endswith(b"\n"):
+                data = data[:-1]  # the message had no final line break (tidings export said so)
             consumed = raw.tell() if compressed else pos
-            return RawMessage(data, f"{name} message {count} (byte {start_pos})", received,
-                              frozenset(keywords), consumed)
+            found = exported[0] if exported is not None else frozenset(keywords)
+            return RawMessage(data, f"{name} message {count} (byte {start_pos})", received, found, consumed,
+                              place=exported is not None)
 
         while True:
             line = f.readline(MAX_LINE)
@@ -326,11 +349,19 @@ def read_mbox(path: str, where: str | None = None) -> Iterator[RawMessage]:
                 lines = []
                 received = parse_from_line(line)
                 keywords = set()
+                exported = None
                 in_headers = True
                 start_pos = pos
                 pos += len(line)
                 prev_blank = False
+                lead = True  # the next line may be tidings export's X-Tidings-Keywords line
                 continue
+            if lead:
+                lead = False
+                exported = parse_keywords_field(line) if line_start else None
+                if exported is not None:  # envelope, like the From line: not part of the message
+                    pos += len(line)
+                    continue
             pos += len(line)
             if not started and not line.strip():
                 continue  # blank lines before the first separator
@@ -348,7 +379,7 @@ def read_mbox(path: str, where: str | None = None) -> Iterator[RawMessage]:
                     elif line[:1] in (b"S", b"s", b"X", b"x"):
                         head, sep, value = line.partition(b":")
                         lowered = head.strip().lower()
-                        if sep and lowered in (b"status", b"x-status"):
+                        if sep and lowered in (b"status", b"x-status") and exported is None:
                             _status_keywords(lowered, value, keywords)
             prev_blank = line_start and line in (b"\n", b"\r\n")
             lines.append(line)
@@ -438,7 +469,7 @@ def read_maildir(path: str, where: str | None = None) -> Iterator[RawMessage]:
         consumed += st.st_size
         keywords = maildir_flags(entry.name, custom) if sub == "cur" else frozenset()
         yield RawMessage(strip_lead(data), f"{folder}/{sub}/{entry.name}", int(st.st_mtime), keywords,
-                         consumed)
+                         consumed, place=bool(EXPORTED_NAME.search(entry.name)))
 
 
 def date_header(data: bytes) -> int | None:
@@ -604,9 +635,17 @@ class Importer:
             self.after_batch(stored)
 
     def _one(self, writer, msg: RawMessage) -> tuple[bool, list[str]]:
+        present = writer.email_by_guid(ids.content_address(msg.data))
+        if present is not None:
+            # already in the account (as ingest would find): nothing to store, no mailbox to create;
+            # but a message of tidings export goes into this mailbox too (see RawMessage.place)
+            if msg.place and (self.mailbox_id is None or self.mailbox_id not in present["mailboxIds"]):
+                if self.mailbox_id is None:
+                    self.mailbox_id = create_mailbox_path(writer, self.create_path)["id"]
+                if self.mailbox_id not in present["mailboxIds"]:
+                    writer.update_email(present["id"], mailbox_ids={**present["mailboxIds"], self.mailbox_id: True})
+            return False, []
         if self.mailbox_id is None:
-            if writer.email_by_guid(ids.content_address(msg.data)) is not None:
-                return False, []  # already present (as ingest would find): no need for the mailbox yet
             self.mailbox_id = create_mailbox_path(writer, self.create_path)["id"]
         keywords = dict.fromkeys(sorted(self.keywords | msg.keywords), True)
         record, created, defects = ingest(writer, msg.data, {self.mailbox_id: True}, keywords,

@@ -15,7 +15,7 @@ from .base import (
     StoreError,
     Writer,
 )
-from .lmdb_store import LmdbStore
+from .lmdb_store import LmdbStore, restore_copy
 
 
 def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
@@ -25,4 +25,4 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
 
 __all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "OverQuota",
            "QUOTA_RESOURCES", "Reader",
-           "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store"]
+           "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store", "restore_copy"]

@@ -276,6 +276,12 @@ class Store(Protocol):
         transactions of at most `batch` items, checking each again before removing it, so writers
         never wait long for it; a file goes only after the removal of its blob committed."""
 
+    def copy_to(self, path: str, compact: bool = True, progress: Callable[[int], None] | None = None) -> dict:
+        """A consistent copy of the whole store (one snapshot: database and the blob files it
+        refers to) written into the directory `path`, while others keep reading and writing;
+        `store.restore_copy(path, data_dir)` installs it.  Returns {"blobFiles", "blobBytes",
+        "linked", "missing"} (missing: guids the snapshot refers to whose file was absent)."""
+
     # -- the journal (the change bus reads it)
     def on_commit(self, listener: Callable[[list[JournalEntry]], None]) -> None:
         """listener(entries) is called after each commit of this process that changed a state."""

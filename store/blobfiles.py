@@ -200,3 +200,104 @@ def stale_temp_files(data_dir: str, max_age: float) -> Iterator[tuple[str, int]]
             continue
         if now - st.st_mtime > max_age:
             yield path, st.st_size
+
+
+# ------------------------------------------------------------------------------- backup and restore
+PIN_PREFIX = "backup-"  # <data>/blobs/backup-<pid>-<random>/: a backup's hard links (not 2 letters: GC skips it)
+
+
+def pin_all(data_dir: str, pin_dir: str) -> int:
+    """Hard-links every file at a content address into pin_dir (flat, by guid); returns how many.
+    Called under the writer lock by a backup: a file the snapshot refers to is then kept (an
+    unlink by the collector removes a name, not the linked file) whatever happens next.  A file
+    system without hard links gets byte copies instead."""
+    os.makedirs(pin_dir, 0o700)
+    n = 0
+    for guid, path, _st in stored_files(data_dir):
+        target = os.path.join(pin_dir, guid)
+        try:
+            os.link(path, target)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            _copy_file(path, target)
+        n += 1
+    return n
+
+
+def sweep_pins(data_dir: str) -> None:
+    """Removes the pin directories of backups whose process is gone (killed mid-way)."""
+    root = blob_dir(data_dir)
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(PIN_PREFIX)]
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            pid = int(name[len(PIN_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue
+        remove_tree(os.path.join(root, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _copy_file(src: str, dst: str, progress=None) -> int:
+    """Copies src to dst (which must not exist) and fsyncs it; progress(n) after each piece."""
+    total = 0
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while True:
+            chunk = fin.read(1 << 20)
+            if not chunk:
+                break
+            fout.write(chunk)
+            total += len(chunk)
+            if progress:
+                progress(len(chunk))
+        fout.flush()
+        os.fsync(fout.fileno())
+    return total
+
+
+def place(src: str, dst: str, progress=None) -> bool:
+    """Puts the immutable blob file src at dst: a hard link when both are on one file system (no
+    bytes copied), else a synced byte copy.  Returns whether it was linked.  The caller syncs
+    the directories."""
+    try:
+        os.link(src, dst)
+        if progress:
+            progress(os.stat(dst).st_size)
+        return True
+    except OSError:
+        _copy_file(src, dst, progress)
+        return False
+
+
+def verify(path: str, guid: str, progress=None) -> bool:
+    """Whether the file's bytes hash to its guid (sha256 hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            digest.update(chunk)
+            if progress:
+                progress(len(chunk))
+    return digest.hexdigest() == guid

@@ -242,6 +242,68 @@ class LmdbStore:
             start, end = (int(x, 16) for x in span.split("-"))
             _libc().madvise(start, end - start, _MADV_DONTNEED)
 
+    # -- backup (`tidings backup`)
+    def copy_to(self, path: str, compact: bool = True, progress=None) -> dict:
+        """Writes a consistent copy of the whole store into the directory `path` (empty or new),
+        while other processes keep reading and writing: the database as of one snapshot
+        (`data.mdb`, compacted: free pages left out), and the blob files that snapshot refers to
+        (`blobs/ab/<guid>`, hard links when `path` is on the data directory's file system, else
+        synced copies).  progress(octets) follows the blob files.
+
+        The files are pinned under the writer lock, in the same instant the snapshot is taken: the
+        collector unlinks a file only under that lock after its record is gone, so every file the
+        snapshot refers to exists then, and is hard-linked aside (`blobfiles.pin_all`) before any
+        later commit can drop it.  The lock is held for those links only, not for the copy.
+        Returns {"blobFiles", "blobBytes", "linked", "missing"}: missing lists the guids the
+        snapshot refers to whose file was not there (a damaged data directory)."""
+        os.makedirs(path, exist_ok=True)
+        if os.path.exists(os.path.join(path, "data.mdb")):
+            raise StoreError(f"{path} already holds a database")
+        blobfiles.sweep_pins(self.path)
+        pin = os.path.join(blobfiles.blob_dir(self.path),
+                           f"{blobfiles.PIN_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        lock = self.env.begin(write=True)  # the writer lock: no commit, no collector unlink meanwhile
+        try:
+            snapshot = self.env.begin()
+            try:
+                blobfiles.pin_all(self.path, pin)
+            except BaseException:
+                snapshot.abort()
+                raise
+        finally:
+            lock.abort()
+        report = {"blobFiles": 0, "blobBytes": 0, "linked": 0, "missing": []}
+        try:
+            try:
+                wanted = [(key.decode(), _N.unpack(value[1:])[0])
+                          for key, value in snapshot.cursor(db=self.db["blobguid"]) if value[:1] == _FILE]
+                self.env.copy(path, compact=compact, txn=snapshot)
+            finally:
+                snapshot.abort()
+            with open(os.path.join(path, "data.mdb"), "rb") as f:
+                os.fsync(f.fileno())
+            made: set[str] = set()
+            for guid, size in wanted:
+                source = os.path.join(pin, guid)
+                if not os.path.exists(source):
+                    report["missing"].append(guid)
+                    continue
+                target = blobfiles.path_of(path, guid)
+                if os.path.dirname(target) not in made:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    made.add(os.path.dirname(target))
+                report["linked"] += blobfiles.place(source, target, progress)
+                report["blobFiles"] += 1
+                report["blobBytes"] += size
+            for d in made:
+                blobfiles.fsync_dir(d)
+            if made:
+                blobfiles.fsync_dir(blobfiles.blob_dir(path))
+            blobfiles.fsync_dir(path)
+        finally:
+            blobfiles.remove_tree(pin)
+        return report
+
     # -- account-scoped transactions
     @contextmanager
     def read(self, account_id: str) -> Iterator[LmdbReader]:
@@ -1483,3 +1545,43 @@ class LmdbWriter(LmdbReader):
         self._delete("records", collection.name.encode() + SEP + record_id.encode())
         if collection.log:
             self._changed(collection.log, record_id, b"d")
+
+
+def restore_copy(source: str, data_dir: str, progress=None) -> dict:
+    """Installs a copy made by `LmdbStore.copy_to` into data_dir, which holds no database: the
+    database file, then each blob file (hard-linked when on one file system: blob files are
+    immutable; else copied), each checked against its content address first, everything synced.
+    progress(octets) follows the blob files.  Raises StoreError for a copy that is incomplete or
+    damaged, before the database is put in place.  Returns {"blobFiles", "blobBytes"}."""
+    database = os.path.join(source, "data.mdb")
+    if not os.path.isfile(database):
+        raise StoreError(f"{source}: no data.mdb")
+    if os.path.exists(os.path.join(data_dir, "data.mdb")):
+        raise StoreError(f"{data_dir} already holds a database")
+    os.makedirs(data_dir, exist_ok=True)
+    report = {"blobFiles": 0, "blobBytes": 0}
+    made: set[str] = set()
+    for guid, path, st in sorted(blobfiles.stored_files(source)):
+        if not blobfiles.verify(path, guid, progress):
+            raise StoreError(f"blob file {path} is damaged: its bytes do not match its name")
+        target = blobfiles.path_of(data_dir, guid)
+        if os.path.dirname(target) not in made:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            made.add(os.path.dirname(target))
+        if not os.path.exists(target):
+            blobfiles.place(path, target)
+        report["blobFiles"] += 1
+        report["blobBytes"] += st.st_size
+    for d in made:
+        blobfiles.fsync_dir(d)
+    if made:
+        blobfiles.fsync_dir(blobfiles.blob_dir(data_dir))
+    partial = os.path.join(data_dir, "data.mdb.restoring")
+    with open(database, "rb") as fin, open(partial, "wb") as fout:
+        while chunk := fin.read(8 << 20):
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    os.rename(partial, os.path.join(data_dir, "data.mdb"))
+    blobfiles.fsync_dir(data_dir)
+    return report
