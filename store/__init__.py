@@ -11,9 +11,11 @@ from .base import (
     OverQuota,
     Reader,
     StorageFull,
+    StorageUnavailable,
     Store,
     StoreError,
     Writer,
+    storage_error,
 )
 from .lmdb_store import LmdbStore
 
@@ -25,4 +27,5 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
 
 __all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "OverQuota",
            "QUOTA_RESOURCES", "Reader",
-           "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store"]
+           "StorageFull", "StorageUnavailable", "Store", "StoreError", "Writer", "ids", "open_store",
+           "storage_error"]
