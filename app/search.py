@@ -28,7 +28,7 @@ from indexer import (
     UnsupportedQuery,
     open_index,
 )
-from store import StorageUnavailable, ids, storage_error
+from store import StorageFull, StorageUnavailable, disk_nearly_full, ids, storage_error
 
 from . import ipc
 from .mail import headers as header_forms
@@ -163,7 +163,10 @@ class SearchService:
                     continue
                 except Exception as exc:
                     self.index.abandon(account_id)
-                    failure = storage_error(exc)
+                    failure = storage_error(exc, self.root)
+                    if failure is None and disk_nearly_full(self.root):
+                        # tantivy reports a worker's ENOSPC as "an index writer was killed"
+                        failure = StorageFull(f"the server's disk is full ({exc})")
                     if failure is not None and failure is not exc:
                         raise failure from exc
                     raise

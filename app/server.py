@@ -441,7 +441,7 @@ def create_app(config: Config) -> FastAPI:
             return problem(over_quota_problem(exc))
         except Exception as exc:
             # the temp file of a large blob fills the disk before any transaction: an OSError
-            failure = storage_error(exc)
+            failure = storage_error(exc, tidings.config.data_dir)
             if failure is None:
                 raise
             log.warning("upload refused: %s", failure)

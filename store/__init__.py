@@ -15,6 +15,7 @@ from .base import (
     Store,
     StoreError,
     Writer,
+    disk_nearly_full,
     storage_error,
 )
 from .lmdb_store import LmdbStore
@@ -28,4 +29,4 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
 __all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "OverQuota",
            "QUOTA_RESOURCES", "Reader",
            "StorageFull", "StorageUnavailable", "Store", "StoreError", "Writer", "ids", "open_store",
-           "storage_error"]
+           "disk_nearly_full", "storage_error"]

@@ -124,10 +124,32 @@ _FULL_TEXTS = tuple(os.strerror(n) for n in _FULL_ERRNOS)
 _FAILED_TEXTS = tuple(os.strerror(n) for n in _FAILED_ERRNOS)
 
 
-def storage_error(exc: BaseException) -> StorageUnavailable | None:
+LOW_SPACE = 4 << 20  # free octets under which a failed write is put down to a full disk
+
+
+def disk_nearly_full(path: str | os.PathLike[str]) -> bool:
+    """Whether the file system holding path has less than LOW_SPACE free for unprivileged use."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE
+
+
+def storage_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> StorageUnavailable | None:
     """What `exc` (or an exception it was raised from) means if the disk caused it: the
     StorageUnavailable itself, a StorageFull for ENOSPC/EDQUOT, a StorageUnavailable for EIO/EROFS
-    (from an OSError's errno, else from the errno's text in the message); None for anything else."""
+    (from an OSError's errno, else from the errno's text in the message); None for anything else.
+    With `path` (where the write went), an EIO on a nearly full disk is a StorageFull: LMDB
+    reports a short write, which is how a full disk ends a write, as EIO."""
+    failure = _storage_error(exc)
+    if (failure is not None and not isinstance(failure, StorageFull) and path is not None
+            and disk_nearly_full(path)):
+        return StorageFull(f"the server's disk is full; nothing was stored ({failure})")
+    return failure
+
+
+def _storage_error(exc: BaseException) -> StorageUnavailable | None:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

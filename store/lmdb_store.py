@@ -111,7 +111,7 @@ class MapFullError(StorageFull, lmdb.MapFullError):
     """The LMDB map is full: a StorageFull that is still the lmdb error it was."""
 
 
-def _disk_failure(exc: BaseException) -> StorageUnavailable | None:
+def _disk_failure(exc: BaseException, path: str) -> StorageUnavailable | None:
     """A write's exception as the store's error when the disk or the map caused it (see
     base.storage_error; lmdb's MapFullError and DiskError are those by their class)."""
     if isinstance(exc, StorageUnavailable):
@@ -120,7 +120,7 @@ def _disk_failure(exc: BaseException) -> StorageUnavailable | None:
         return MapFullError(f"the database map is full (raise --map-size); nothing was stored ({exc})")
     if isinstance(exc, lmdb.DiskError):  # ENOSPC
         return StorageFull(f"the server's disk is full; nothing was stored ({exc})")
-    return storage_error(exc)
+    return storage_error(exc, path)
 
 
 def _log_code(type_name: str) -> bytes:
@@ -289,7 +289,7 @@ class LmdbStore:
             txn.commit()
         except BaseException as exc:
             txn.abort()
-            failure = _disk_failure(exc)
+            failure = _disk_failure(exc, self.path)
             if failure is None or failure is exc:
                 raise
             log.warning("write refused: %s", failure)
