@@ -292,7 +292,7 @@ class LmdbStore:
             failure = _disk_failure(exc, self.path)
             if failure is None or failure is exc:
                 raise
-            log.warning("write refused: %s", failure)
+            log.info("write refused: %s", failure)  # the caller says what it means for its client
             raise failure from exc
 
     # -- the journal: every commit's (account, {type: state}), in commit order

@@ -183,6 +183,17 @@ def test_writes_on_a_full_disk_fail_cleanly_and_succeed_once_there_is_room(disk,
         code, reply = lmtp.getreply()
         assert (code, reply[:5]) == (452, b"4.3.1"), (code, reply)
 
+    big_mail = message("by the CLI", words(40_000))
+    delivered = tidings("deliver", "--user", "alice", input=big_mail.decode(), data=data, check=False)
+    assert delivered.returncode == 75, delivered  # EX_TEMPFAIL: the MTA keeps the message
+    assert "storage full" in delivered.stderr and "Traceback" not in delivered.stderr, delivered.stderr
+    mbox = tmp_path / "in.mbox"
+    mbox.write_bytes(b"From bob@example.org Mon Jan  1 10:00:00 2024\n" + big_mail.replace(b"\r\n", b"\n"))
+    imported = tidings("import", "--user", "alice", "--no-progress", str(mbox), data=data, check=False)
+    assert imported.returncode == 1, imported
+    error_lines = imported.stderr.strip().splitlines()
+    assert len(error_lines) == 1 and "disk is full" in error_lines[0], imported.stderr
+
     # reads go on, and nothing stored is damaged
     got = alice.ok("Email/get", ids=[earlier["id"]], properties=["subject", "blobId"])["list"][0]
     assert got["subject"] == "earlier"
