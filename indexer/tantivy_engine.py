@@ -167,7 +167,10 @@ class TantivyIndex(SearchIndex):
             if w is not None:
                 with contextlib.suppress(Exception):
                     w.rollback()
-                del w                       # frees the writer lock
+                # frees the writer lock now: the failed call's traceback still refers to the
+                # writer, so dropping our reference would not
+                with contextlib.suppress(Exception):
+                    w.wait_merging_threads()
             self._indexes.pop(account_id, None)  # reopened: it sees the index's last commit
 
     def verify(self, account_id: str) -> None:
