@@ -432,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=textwrap.dedent("""
             Compares, for one account (--user) or every account, the emails in the store with the
             documents in the full-text index, and reports every difference: emails missing from
-            the index, documents of emails that no longer exist, and work still queued for the
-            indexer. Exit status 0 when they agree, 1 when they differ (run `tidings reindex`).
+            the index, documents of emails that no longer exist, work still queued for the
+            indexer, and an index that cannot be read (a file cut short by a full disk). Exit
+            status 0 when they agree, 1 when they differ (run `tidings reindex`).
             Also reports the blobs nothing references: how many and how large are reclaimable
             now (past the grace period: run `tidings gc`) and how many are within it."""),
         epilog=_examples("tidings check\ntidings check --user alice --search-engine whoosh"))
@@ -1035,7 +1036,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from app.search import SearchService
-    from indexer import Match, Not
+    from indexer import IndexMismatch, Match, Not
 
     data = _data_dir(args)
     store = _open(data)
@@ -1045,9 +1046,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         for name, account_id in _accounts(store, args.user):
             with store.read(account_id) as reader:
                 stored = set(reader.email_ids_by_date(None))
-            search.index.refresh(account_id)
-            indexed = search.index.search(account_id, Not(Match("text", "")))  # every document
             queued = store.index_queue_length(account_id)
+            try:
+                search.index.refresh(account_id)
+                indexed = search.index.search(account_id, Not(Match("text", "")))  # every document
+            except IndexMismatch as exc:  # a marker or index file cut short by a full disk, ...
+                print(f"{name}: {len(stored)} emails stored, index UNREADABLE, {queued} queued: {exc}")
+                print(f"  run `tidings reindex --user {name}` (a running server also rebuilds it at the "
+                      "account's next search)")
+                differ = True
+                continue
             missing, extra = sorted(stored - indexed), sorted(indexed - stored)
             state = "ok" if not (missing or extra) else "DIFFERENT"
             print(f"{name}: {len(stored)} emails stored, {len(indexed)} indexed, {queued} queued: {state}")

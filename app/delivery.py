@@ -16,7 +16,6 @@ adds it, Postfix's ``R`` flag).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import secrets
@@ -30,7 +29,7 @@ from app.mail.headers import message_problem, split_header_block
 from app.mail.ingest import ingest
 from app.mailbox.model import name_key
 from app.mailimport import create_mailbox_path
-from store import Collection, OverQuota
+from store import Collection, OverQuota, StorageFull, storage_error
 
 log = logging.getLogger("tidings.delivery")
 
@@ -106,11 +105,6 @@ def check_message(raw: bytes) -> None:
         raise NotAMessage(problem)
 
 
-def is_storage_full(exc: BaseException) -> bool:
-    return type(exc).__name__ == "MapFullError" or (
-        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
-
-
 def deliver(store, user: dict, raw: bytes, *, envelope_sender: str, trace: bytes = b"",
             mailbox: str | None = None, now: float | None = None, reply_queue=None) -> Delivered:
     """Stores `trace + raw` in the user's mailbox (the one with role inbox, or the one named
@@ -143,9 +137,12 @@ def deliver(store, user: dict, raw: bytes, *, envelope_sender: str, trace: bytes
         log.warning("delivery to %s refused: %s", user["name"], exc)
         raise MailboxFull(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever it was, the MTA keeps the message and retries
-        full = is_storage_full(exc)
-        log.exception("delivery to %s failed%s", user["name"], " (storage full)" if full else "")
-        raise TemporaryFailure(f"{type(exc).__name__}: {exc}", full=full) from exc
+        failure = storage_error(exc)
+        if failure is not None:  # the disk's trouble, not the code's: one line, no traceback
+            log.warning("delivery to %s failed: %s", user["name"], failure)
+            raise TemporaryFailure(str(failure), full=isinstance(failure, StorageFull)) from exc
+        log.exception("delivery to %s failed", user["name"])
+        raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _earlier(w, key: str) -> dict | None:

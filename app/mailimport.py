@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from store import OverQuota, ids
+from store import OverQuota, ids, storage_error
 
 from .mail.ingest import ingest
 from .mail.mime import message_problem
@@ -526,7 +526,8 @@ def _message_problem(data: bytes) -> str | None:
 def _is_fatal(exc: BaseException) -> bool:
     """Storage errors (disk or map full, corrupt environment) end the whole import; anything else
     (a parser failure on one odd message) fails only that message."""
-    return type(exc).__module__.split(".")[0] in ("lmdb",) or isinstance(exc, MemoryError)
+    return (type(exc).__module__.split(".")[0] in ("lmdb",) or isinstance(exc, MemoryError)
+            or storage_error(exc) is not None)  # e.g. ENOSPC writing a large message's blob file
 
 
 class _Rollback(Exception):

@@ -16,8 +16,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from indexer import And, HeaderMatch, IndexDoc, Match, Not, Or, TextQuery, UnsupportedQuery, open_index
-from store import ids
+from indexer import (
+    And,
+    HeaderMatch,
+    IndexDoc,
+    IndexMismatch,
+    Match,
+    Not,
+    Or,
+    TextQuery,
+    UnsupportedQuery,
+    open_index,
+)
+from store import StorageFull, StorageUnavailable, disk_nearly_full, ids, storage_error
 
 from . import ipc
 from .mail import headers as header_forms
@@ -99,6 +110,7 @@ class SearchService:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._seen_generation: dict[str, int] = {}
+        self._rebuild_queued: set[str] = set()  # accounts whose rebuild this process queued
 
     # -- the writer role
     @property
@@ -122,24 +134,65 @@ class SearchService:
               known: Mapping[str, bytes] | None = None) -> int:
         """As the writer, indexes the account's queue until it is empty; returns the entries done.
         known: raw messages the caller still holds by email id (checked against the stored
-        guid), so a bulk import need not read every message back through the memory map."""
+        guid), so a bulk import need not read every message back through the memory map.
+
+        A batch that fails is abandoned with the engine's writer (the queue keeps it, so the next
+        drain indexes it again with a new writer): StorageUnavailable when the disk refused it.
+        An index that cannot be read (IndexMismatch, IndexDamaged) is rebuilt: dropped, and every
+        message of the account queued again."""
         if not self.is_writer:
             raise RuntimeError("only the index writer drains the queue")
         done = 0
+        repaired = False
         with self._drain_lock:
             while True:
                 entries = self.store.index_queue(account_id, BATCH)
                 if not entries:
                     break
-                self._index_batch(account_id, entries, known or {})
-                self.index.commit(account_id)
+                try:
+                    self._index_batch(account_id, entries, known or {})
+                    self.index.commit(account_id)
+                except IndexMismatch as exc:
+                    if repaired:  # a fresh index refused again: not something a rebuild mends
+                        raise
+                    repaired = True
+                    self.index.abandon(account_id)
+                    self._rebuild(account_id, exc)
+                    # the rebuild's queue entries cover every email: the batch needs no indexing
+                    self.store.index_queue_ack(account_id, [key for key, _ in entries])
+                    continue
+                except Exception as exc:
+                    self.index.abandon(account_id)
+                    failure = storage_error(exc, self.root)
+                    if failure is None and disk_nearly_full(self.root):
+                        # tantivy reports a worker's ENOSPC as "an index writer was killed"
+                        failure = StorageFull(f"the server's disk is full ({exc})")
+                    if failure is not None and failure is not exc:
+                        raise failure from exc
+                    raise
                 # acknowledged only after the index commit: a crash in between re-indexes the batch
                 self.store.index_queue_ack(account_id, [key for key, _ in entries])
                 done += len(entries)
                 if progress:
                     progress(len(entries))
+        self._rebuild_queued.discard(account_id)  # done: a later fault may queue another rebuild
         self._seen_generation[account_id] = self.store.index_generation(account_id)
         return done
+
+    def _rebuild(self, account_id: str, why: Exception) -> None:
+        """Repairs an index that cannot be read: the writer drops it; either process queues a
+        reset and every email of the account (the reset makes the writer drop it too)."""
+        log.warning("the search index of account %s cannot be used (%s): rebuilding it", account_id, why)
+        if self.is_writer:
+            self.index.drop(account_id)
+        self.store.queue_reindex(account_id)
+        self._rebuild_queued.add(account_id)
+
+    def request_rebuild(self, account_id: str, why: Exception) -> None:
+        """A search found the account's index unreadable: queue its rebuild once per process (the
+        writer drains it at the next search or in the background)."""
+        if account_id not in self._rebuild_queued:
+            self._rebuild(account_id, why)
 
     def _index_batch(self, account_id: str, entries: list, known: Mapping[str, bytes]) -> None:
         latest: dict[str, str] = {}  # the last entry for an email wins
@@ -172,9 +225,17 @@ class SearchService:
         us if we are the writer, else by waiting for the writer), and commits made by another
         process are picked up."""
         deadline = time.monotonic() + timeout
+        try:
+            self.index.verify(account_id)
+        except IndexMismatch as exc:  # rebuilt first, so that the search below reads a good index
+            self.request_rebuild(account_id, exc)
         while self.store.index_queue(account_id, 1):
             if self.is_writer or self.try_become_writer():
-                self.drain(account_id)
+                try:
+                    self.drain(account_id)
+                except StorageUnavailable as exc:
+                    # searching the index as it is would miss the account's own latest mail
+                    raise IndexBehind(f"the search index cannot be brought up to date: {exc}") from exc
                 break
             if time.monotonic() > deadline:
                 # never answer from an index that misses the account's own writes
@@ -202,6 +263,8 @@ class SearchService:
     def _run(self, interval: float) -> None:
         announced = False
         released = time.monotonic()
+        failing: str | None = None  # what the last failed round logged, said once until it changes
+        backoff = 2.0
         while not self._stop.is_set():
             if time.monotonic() - released > RELEASE_SECONDS:
                 # what the store's memory map holds only grows with what was read: give it back
@@ -219,9 +282,21 @@ class SearchService:
                         n = self.drain(account_id)
                         if n:
                             log.info("indexed %d change(s) for account %s", n, account_id)
-            except Exception:
-                log.exception("background indexing failed; retrying")
-                self._stop.wait(2)
+                if failing is not None:
+                    log.warning("background indexing works again")
+                    failing, backoff = None, 2.0
+            except Exception as exc:
+                # a full disk fails every round until there is room: one line when it starts (and
+                # when the error changes), no traceback, and rounds further apart meanwhile
+                said = f"{type(exc).__name__}: {exc}"
+                if said != failing:
+                    if isinstance(exc, StorageUnavailable):
+                        log.warning("background indexing paused: %s; retrying", exc)
+                    else:
+                        log.exception("background indexing failed; retrying")
+                    failing = said
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
             self._stop.wait(interval if self.is_writer else 1.0)
 
     def stop(self) -> None:

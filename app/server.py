@@ -7,7 +7,6 @@ Push runs on the change bus (`app.push`); the API request pipeline of both trans
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
 import re
@@ -25,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from store import OverQuota, StorageFull, open_store
+from store import OverQuota, StorageFull, StorageUnavailable, open_store, storage_error
 
 from .access import accounts_for
 from .auth import LAST_USED_EVERY, Authenticator, scheme
@@ -93,6 +92,16 @@ def over_quota_problem(exc: OverQuota) -> ProblemError:
     never become part of the account's mail.  507 as for WebDAV quotas (RFC 4331 §6), with a type
     of its own so that a client tells it from a full server."""
     return ProblemError("overQuota", 507, str(exc), resource=exc.resource)
+
+def storage_problem(exc: StorageUnavailable) -> ProblemError:
+    """A write the disk refused, as problem details (RFC 7807): 507 Insufficient Storage (RFC 4918
+    §11.5) when the disk is full, 503 when it failed otherwise; both say that nothing was stored
+    and that the same request may succeed later.  Not ``overQuota``: the account is within its
+    limits, the server is not."""
+    if isinstance(exc, StorageFull):
+        return ProblemError("about:blank", 507, f"{exc}; try again later", title="Insufficient Storage")
+    return ProblemError("about:blank", 503, f"{exc}; try again later", title="Service Unavailable")
+
 
 QUEUE_SECONDS = 10.0  # how long a request over the concurrency limit waits for a slot
 
@@ -430,11 +439,13 @@ def create_app(config: Config) -> FastAPI:
             info = await run_in_threadpool(put)
         except OverQuota as exc:
             return problem(over_quota_problem(exc))
-        except (StorageFull, OSError) as exc:
-            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except Exception as exc:
+            # the temp file of a large blob fills the disk before any transaction: an OSError
+            failure = storage_error(exc, tidings.config.data_dir)
+            if failure is None:
                 raise
-            log.error("upload refused: %s", exc)
-            return problem(ProblemError("about:blank", 507, "the server has no room for this blob now"))
+            log.warning("upload refused: %s", failure)
+            return problem(storage_problem(failure))
         finally:
             sink.close()
             tidings._release(slot)
@@ -560,8 +571,14 @@ def create_app(config: Config) -> FastAPI:
             await tidings.deliverer.close()
             await run_in_threadpool(tidings.close)
 
+    async def storage_failed(request: Request, exc: Exception) -> Response:
+        """Any other route whose write the disk refused (a token's last use, ...): a problem
+        response instead of a plain 500 and a dropped connection."""
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return problem(storage_problem(exc))  # type: ignore[arg-type]
+
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
-                  lifespan=lifespan)
+                  lifespan=lifespan, exception_handlers={StorageUnavailable: storage_failed})
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
                        allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400,
                        # a browser client may read the challenges of a 401 and the wait of a 429

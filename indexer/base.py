@@ -9,6 +9,7 @@ engines implement the same semantics and nothing can be injected into an engine'
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -245,31 +246,81 @@ class IndexMismatch(RuntimeError):
     """An account directory holds another engine's (or schema's) index: reindex the account."""
 
 
+class IndexDamaged(IndexMismatch):
+    """An account's index cannot be read: an empty or garbled marker, a directory with files but
+    no marker, index files the engine refuses (a write cut short by a full disk or a crash of an
+    older version).  Like a mismatch, it is repaired by rebuilding the account's index."""
+
+
+_DISK_TEXTS = tuple(os.strerror(n) for n in (errno.ENOSPC, errno.EDQUOT, errno.EIO))
+
+
+def disk_trouble(exc: BaseException) -> bool:
+    """Whether an engine's error is the disk's (full, I/O error): the engines keep only the text."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    return any(text in str(exc) for text in _DISK_TEXTS)
+
+
+def write_marker(directory: Path, content: dict) -> None:
+    """Writes the marker atomically: a temp file, fsync'd, renamed over the marker, the directory
+    fsync'd; a full disk or a crash leaves the old marker or none, never a part of one."""
+    tmp = directory / f".{MARKER}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(json.dumps(content).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, directory / MARKER)
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_marker(directory: Path) -> dict:
+    """The marker's content; IndexDamaged if it cannot be read as a JSON object."""
+    try:
+        found = json.loads((directory / MARKER).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise IndexDamaged(f"{directory / MARKER} cannot be read ({exc}): the index is rebuilt") from exc
+    if not isinstance(found, dict):
+        raise IndexDamaged(f"{directory / MARKER} is not an index marker: the index is rebuilt")
+    return found
+
+
 def account_dir(root: Path, account_id: str, engine: str, schema: int,
                 create: Callable[[Path], object] | None = None) -> Path | None:
     """The account's index directory, checked to be this engine's; None if there is none and
     create is None. create(path) makes an empty index in an empty directory: a missing index is
     made that way in a staging directory, marked, and only then renamed into place, so a kill -9
-    while an index is created leaves the staging directory (removed at the next try), never a
-    half-made index without a marker, which would be refused (IndexMismatch) until a reindex."""
+    or a full disk while an index is created leaves the staging directory (removed at the next
+    try), never a half-made index or an empty marker under the account's name.  IndexDamaged if
+    the directory has files but no readable marker, IndexMismatch if another engine or schema
+    wrote it."""
     d = root / check_account_id(account_id)
     marker = d / MARKER
     expected = {"engine": engine, "schema": schema}
     if not marker.exists():
         if d.exists() and any(d.iterdir()):
-            raise IndexMismatch(f"{d} is not a tidings {engine} index: reindex the account")
+            raise IndexDamaged(f"{d} has no index marker: the index is rebuilt")
         if create is None:
             return None
         staging = root / f".{account_id}.new"  # "." is never in an account id
         shutil.rmtree(staging, ignore_errors=True)  # left by a kill during an earlier creation
         staging.mkdir(parents=True)
         create(staging)
-        (staging / MARKER).write_text(json.dumps(expected))
+        write_marker(staging, expected)
         if d.exists():
             d.rmdir()  # an empty directory
         os.rename(staging, d)
+        _fsync_dir(root)
         return d
-    found = json.loads(marker.read_text())
+    found = read_marker(d)
     if found != expected:
         raise IndexMismatch(f"index of account {account_id} is {found}, expected {expected}: "
                             "reindex the account")
@@ -365,6 +416,17 @@ class SearchIndex(ABC):
     @abstractmethod
     def refresh(self, account_id: str) -> None:
         """See commits made by other processes now (they also appear by themselves, later)."""
+
+    def verify(self, account_id: str) -> None:
+        """Opens the account's index if it has one: IndexDamaged (IndexMismatch) if it cannot be
+        read, so that a caller repairs it before a search depends on it."""
+        self.doc_count(account_id)
+
+    @abstractmethod
+    def abandon(self, account_id: str) -> None:
+        """Forgets the account's uncommitted changes and its writer after a failed write (a full
+        disk): the next change opens a new writer on the last commit, so indexing goes on once
+        the disk has room, without a restart.  The caller indexes the changes again."""
 
     @abstractmethod
     def drop(self, account_id: str) -> None:

@@ -14,6 +14,7 @@ with (0, 0) there and read from the stored ``id`` field.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from .base import (
     AllOf,
     AnyOf,
     Everything,
+    IndexDamaged,
     IndexDoc,
     Nothing,
     PhraseIn,
@@ -34,6 +36,7 @@ from .base import (
     Without,
     account_dir,
     check_account_id,
+    disk_trouble,
     lower,
     remove_account_dir,
 )
@@ -93,7 +96,12 @@ class TantivyIndex(SearchIndex):
             if d is None:
                 return None
             # reuse: also an index whose marker an older version wrote before the index was made
-            idx = tantivy.Index(self.schema, path=str(d), reuse=True)
+            try:
+                idx = tantivy.Index(self.schema, path=str(d), reuse=True)
+            except ValueError as exc:  # a meta.json cut short, a missing segment file
+                if disk_trouble(exc):
+                    raise
+                raise IndexDamaged(f"the index of account {account_id} cannot be opened ({exc})") from exc
             self._indexes[account_id] = idx
             return idx
 
@@ -143,8 +151,30 @@ class TantivyIndex(SearchIndex):
             w = self._writers.get(account_id)
             if w is None:
                 return
-            w.commit()
+            try:
+                w.commit()
+            except BaseException:
+                # a writer whose commit failed (ENOSPC) refuses every later operation: drop it,
+                # so that the next batch opens a new one on the last good commit
+                self.abandon(account_id)
+                raise
             self._indexes[account_id].reload()     # read-your-writes in this process
+
+    def abandon(self, account_id: str) -> None:
+        check_account_id(account_id)
+        with self._lock:
+            w = self._writers.pop(account_id, None)
+            if w is not None:
+                with contextlib.suppress(Exception):
+                    w.rollback()
+                # frees the writer lock now: the failed call's traceback still refers to the
+                # writer, so dropping our reference would not
+                with contextlib.suppress(Exception):
+                    w.wait_merging_threads()
+            self._indexes.pop(account_id, None)  # reopened: it sees the index's last commit
+
+    def verify(self, account_id: str) -> None:
+        self._index(account_id, create=False)
 
     # --------------------------------------------------------------------------- reading
     def _compile(self, plan: Plan) -> tantivy.Query:

@@ -26,6 +26,7 @@ from .base import (
     AllOf,
     AnyOf,
     Everything,
+    IndexDamaged,
     IndexDoc,
     Nothing,
     PhraseIn,
@@ -35,6 +36,7 @@ from .base import (
     Without,
     account_dir,
     check_account_id,
+    disk_trouble,
     lower,
     remove_account_dir,
 )
@@ -97,7 +99,13 @@ class WhooshIndex(SearchIndex):
                             (lambda path: index.create_in(str(path), self.schema)) if create else None)
             if d is None:
                 return None
-            ix = self._indexes[account_id] = index.open_dir(str(d))
+            try:
+                ix = index.open_dir(str(d))
+            except Exception as exc:  # a table of contents cut short: EOFError, an unpickling error
+                if disk_trouble(exc):
+                    raise
+                raise IndexDamaged(f"the index of account {account_id} cannot be opened ({exc!r})") from exc
+            self._indexes[account_id] = ix
             return ix
 
     def _searcher(self, account_id: str) -> Any | None:
@@ -223,6 +231,15 @@ class WhooshIndex(SearchIndex):
             # not Searcher.refresh(): it reuses segment readers, which keep stale deletions
             s.close()
             self._searchers[account_id] = ix.searcher()
+
+    def abandon(self, account_id: str) -> None:
+        check_account_id(account_id)
+        with self._lock:
+            # a failed commit cancelled its writer (and released the lock) already
+            self._pending.pop(account_id, None)
+
+    def verify(self, account_id: str) -> None:
+        self._index(account_id, create=False)
 
     # --------------------------------------------------------------------------- lifecycle
     def drop(self, account_id: str) -> None:

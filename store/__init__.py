@@ -11,9 +11,12 @@ from .base import (
     OverQuota,
     Reader,
     StorageFull,
+    StorageUnavailable,
     Store,
     StoreError,
     Writer,
+    disk_nearly_full,
+    storage_error,
 )
 from .lmdb_store import LmdbStore, restore_copy
 
@@ -25,4 +28,5 @@ def open_store(path: str, map_size: int = 1 << 36) -> LmdbStore:
 
 __all__ = ["CannotCalculateChanges", "Changes", "Collection", "JournalEntry", "LmdbStore", "NotFound", "OverQuota",
            "QUOTA_RESOURCES", "Reader",
-           "StorageFull", "Store", "StoreError", "Writer", "ids", "open_store", "restore_copy"]
+           "StorageFull", "StorageUnavailable", "Store", "StoreError", "Writer", "disk_nearly_full", "ids",
+           "open_store", "restore_copy", "storage_error"]

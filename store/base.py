@@ -55,10 +55,16 @@ Contract, for every backend:
   `Writer.add_email` refuses with `OverQuota` an email that would take a resource over its
   limit, before writing anything, so the caller may carry on in the same transaction;
   `Reader.check_room` applies the same rule to a planned write (an upload, a /set's creates).
+* **A disk that fails a write** (full, ENOSPC/EDQUOT, or an I/O error, EIO) makes the write raise
+  `StorageUnavailable` (`StorageFull` when the disk or the database map is full) with the
+  transaction aborted: nothing of it is stored, what was stored before is intact, reads go on, and
+  the same write succeeds once the disk has room again, without reopening anything.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -95,8 +101,69 @@ class OverQuota(StoreError):
 QUOTA_RESOURCES: dict[str, str] = {"messages": "count", "storage": "octets"}
 
 
-class StorageFull(StoreError):
+class StorageUnavailable(StoreError):
+    """The disk failed a write (an I/O error, a read-only file system): nothing was written, and
+    the write may succeed later.  The JMAP layer answers ``serverUnavailable`` (methods), 503 or
+    507 (uploads), LMTP a 4xx, `tidings deliver` EX_TEMPFAIL."""
+
+    def __init__(self, message: str = "the server could not write to its disk; nothing was stored"):
+        super().__init__(message)
+
+
+class StorageFull(StorageUnavailable):
     """The disk (or the database's map) has no room for the write; nothing was written."""
+
+    def __init__(self, message: str = "the server's disk is full; nothing was stored"):
+        super().__init__(message)
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_FAILED_ERRNOS = (errno.EIO, errno.EROFS)
+# libraries that lose the errno on the way (lmdb's generic Error, tantivy's ValueError) keep its text
+_FULL_TEXTS = tuple(os.strerror(n) for n in _FULL_ERRNOS)
+_FAILED_TEXTS = tuple(os.strerror(n) for n in _FAILED_ERRNOS)
+
+
+LOW_SPACE = 4 << 20  # free octets under which a failed write is put down to a full disk
+
+
+def disk_nearly_full(path: str | os.PathLike[str]) -> bool:
+    """Whether the file system holding path has less than LOW_SPACE free for unprivileged use."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < LOW_SPACE
+
+
+def storage_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> StorageUnavailable | None:
+    """What `exc` (or an exception it was raised from) means if the disk caused it: the
+    StorageUnavailable itself, a StorageFull for ENOSPC/EDQUOT, a StorageUnavailable for EIO/EROFS
+    (from an OSError's errno, else from the errno's text in the message); None for anything else.
+    With `path` (where the write went), an EIO on a nearly full disk is a StorageFull: LMDB
+    reports a short write, which is how a full disk ends a write, as EIO."""
+    failure = _storage_error(exc)
+    if (failure is not None and not isinstance(failure, StorageFull) and path is not None
+            and disk_nearly_full(path)):
+        return StorageFull(f"the server's disk is full; nothing was stored ({failure})")
+    return failure
+
+
+def _storage_error(exc: BaseException) -> StorageUnavailable | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StorageUnavailable):
+            return current
+        code = current.errno if isinstance(current, OSError) else None
+        text = str(current)
+        if code in _FULL_ERRNOS or (code is None and any(t in text for t in _FULL_TEXTS)):
+            return StorageFull(f"the server's disk is full; nothing was stored ({text})")
+        if code in _FAILED_ERRNOS or (code is None and any(t in text for t in _FAILED_TEXTS)):
+            return StorageUnavailable(f"the server could not write to its disk; nothing was stored ({text})")
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -262,7 +329,8 @@ class BlobSink(Protocol):
 class Store(Protocol):
     def read(self, account_id: str) -> AbstractContextManager[Reader]: ...
     def write(self, account_id: str) -> AbstractContextManager[Writer]:
-        """StorageFull when the disk or the database is full (the transaction is aborted)."""
+        """StorageFull when the disk or the database is full, StorageUnavailable when the disk
+        failed the write otherwise (the transaction is aborted in both cases)."""
 
     # -- blobs
     def blob_sink(self) -> BlobSink: ...

@@ -54,7 +54,6 @@ acknowledged write survives kill -9.
 from __future__ import annotations
 
 import ctypes
-import errno
 import functools
 import hashlib
 import io
@@ -78,7 +77,9 @@ from .base import (
     NotFound,
     OverQuota,
     StorageFull,
+    StorageUnavailable,
     StoreError,
+    storage_error,
 )
 
 log = logging.getLogger("tidings.store")
@@ -108,6 +109,18 @@ _LEGACY_LOG = {"Mailbox": "m", "Email": "e", "Thread": "t", "Identity": "i"}
 
 class MapFullError(StorageFull, lmdb.MapFullError):
     """The LMDB map is full: a StorageFull that is still the lmdb error it was."""
+
+
+def _disk_failure(exc: BaseException, path: str) -> StorageUnavailable | None:
+    """A write's exception as the store's error when the disk or the map caused it (see
+    base.storage_error; lmdb's MapFullError and DiskError are those by their class)."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    if isinstance(exc, lmdb.MapFullError):
+        return MapFullError(f"the database map is full; nothing was stored ({exc})")
+    if isinstance(exc, lmdb.DiskError):  # ENOSPC
+        return StorageFull(f"the server's disk is full; nothing was stored ({exc})")
+    return storage_error(exc, path)
 
 
 def _log_code(type_name: str) -> bytes:
@@ -183,7 +196,7 @@ class LmdbStore:
     def _count_storage(self) -> None:
         """Data directories made before quotas: every account's storage counter (the sum of its
         emails' sizes), counted once; later the writers keep it."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             if txn.get(_QUOTAS_COUNTED, db=self.db["counters"]) is not None:
                 return
             totals: dict[bytes, int] = {}
@@ -198,7 +211,7 @@ class LmdbStore:
 
     def _index_addresses(self) -> None:
         """Data directories made before the addresses database: every user's address, once."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             if txn.stat(self.db["addresses"])["entries"] or not txn.stat(self.db["users"])["entries"]:
                 return
             for _, raw in txn.cursor(db=self.db["users"]):
@@ -210,7 +223,7 @@ class LmdbStore:
 
     def _index_blob_accounts(self) -> None:
         """Data directories made before the blobacct database: which accounts have each blob."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             if txn.stat(self.db["blobacct"])["entries"] or not txn.stat(self.db["blobref"])["entries"]:
                 return
             for key in txn.cursor(db=self.db["blobref"]).iternext(values=False):
@@ -312,31 +325,37 @@ class LmdbStore:
 
     @contextmanager
     def write(self, account_id: str) -> Iterator[LmdbWriter]:
-        txn = self.env.begin(write=True)
-        try:
+        """One write transaction on the account (base.Store.write); StorageFull/StorageUnavailable
+        when the disk fails it, with the transaction aborted."""
+        with self._txn() as txn:
             w = LmdbWriter(self, txn, account_id)
             yield w
             w.flush()
-            txn.commit()
-        except lmdb.MapFullError as exc:
-            txn.abort()
-            if isinstance(exc, StorageFull):
-                raise
-            raise MapFullError(*exc.args) from exc
-        except OSError as exc:
-            txn.abort()
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull(f"no space left for blob files: {exc}") from exc
-            raise
-        except BaseException:
-            txn.abort()
-            raise
         if w.journaled:
             for listener in list(self._listeners):
                 try:
                     listener(w.journaled)
                 except Exception:  # noqa: BLE001 - a listener never fails a committed write
                     log.exception("commit listener failed")
+
+    @contextmanager
+    def _txn(self) -> Iterator[lmdb.Transaction]:
+        """A write transaction, committed when the block ends, aborted if it raises; a failure the
+        disk caused is raised as StorageFull/StorageUnavailable.  With writemap off (the default,
+        kept on purpose) LMDB writes its pages with pwrite at commit, so a full disk is an ENOSPC
+        from the commit and the aborted transaction leaves the file as it was; a writable memory
+        map would instead take a SIGBUS when tmpfs or a sparse file has no page to give."""
+        txn = self.env.begin(write=True)
+        try:
+            yield txn
+            txn.commit()
+        except BaseException as exc:
+            txn.abort()
+            failure = _disk_failure(exc, self.path)
+            if failure is None or failure is exc:
+                raise
+            log.info("write refused: %s", failure)  # the caller says what it means for its client
+            raise failure from exc
 
     # -- the journal: every commit's (account, {type: state}), in commit order
     def on_commit(self, listener) -> None:
@@ -367,7 +386,7 @@ class LmdbStore:
 
     # -- users and accounts
     def create_user(self, name: str, password_hash: str, email: str) -> dict:
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             if txn.get(name.encode(), db=self.db["users"]) is not None:
                 raise StoreError(f"user {name!r} already exists")
             account_id = "A" + secrets.token_hex(5)
@@ -400,7 +419,7 @@ class LmdbStore:
             return [orjson.loads(v) for _, v in txn.cursor(db=self.db["users"])]
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.get(name.encode(), db=self.db["users"])
             if raw is None:
                 raise NotFound(f"no user {name!r}")
@@ -410,7 +429,7 @@ class LmdbStore:
 
     def set_aliases(self, name: str, aliases: list[str]) -> dict:
         """Replaces the user's aliases (addresses ``local@domain`` or whole domains ``@domain``)."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.get(name.encode(), db=self.db["users"])
             if raw is None:
                 raise NotFound(f"no user {name!r}")
@@ -483,7 +502,7 @@ class LmdbStore:
                 would_remove.update(self._acct_key(key) for key in chunk)
                 dead_guids.update(key.partition(SEP)[2][1:] for key in chunk)
                 continue
-            with self.env.begin(write=True) as txn:
+            with self._txn() as txn:
                 for key in removable(txn, chunk):  # again, under the writer lock
                     txn.delete(key, db=db["blobref"])
                     txn.delete(self._acct_key(key), db=db["blobacct"])
@@ -499,7 +518,7 @@ class LmdbStore:
                 would_remove.update(chunk)
                 dead_guids.update(key.partition(SEP)[0] for key in chunk)
                 continue
-            with self.env.begin(write=True) as txn:
+            with self._txn() as txn:
                 for key in chunk:
                     if stale(txn, key, b""):
                         txn.delete(key, db=db["blobacct"])
@@ -518,7 +537,7 @@ class LmdbStore:
         for i in range(0, len(ordered), batch):
             chunk = ordered[i:i + batch]
             files: list[str] = []
-            with self.env.begin(write=not dry_run) as txn:
+            with (self.env.begin() if dry_run else self._txn()) as txn:
                 for guid in chunk:
                     if self._gc_owned(txn, guid, would_remove):
                         continue
@@ -550,7 +569,7 @@ class LmdbStore:
                 if now - st.st_mtime > grace and txn.get(guid.encode(), db=db["blobguid"]) is None:
                     orphans.append((guid, path))
         for i in range(0, len(orphans), batch):
-            with self.env.begin(write=True) as txn:
+            with self._txn() as txn:
                 for guid, path in orphans[i:i + batch]:
                     try:
                         st = os.stat(path)
@@ -610,7 +629,7 @@ class LmdbStore:
     def _gc_unlink(self, files: list[str], report: dict) -> None:
         """Unlinks the files of removed blobs: under the writer lock (an upload renames its file
         into place inside a write transaction) and only if still not recorded."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             for guid in files:
                 if txn.get(guid.encode(), db=self.db["blobguid"]) is None:
                     try:
@@ -659,7 +678,7 @@ class LmdbStore:
 
     def delete_user(self, name: str) -> None:
         """Removes the user and every key of its account (a CLI operation, not a request path)."""
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.get(name.encode(), db=self.db["users"])
             if raw is None:
                 raise NotFound(f"no user {name!r}")
@@ -715,7 +734,7 @@ class LmdbStore:
 
     # -- bearer tokens
     def create_token(self, user: str, secret_hash: str, name: str | None, expires: int | None) -> dict:
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.get(user.encode(), db=self.db["users"])
             if raw is None:
                 raise NotFound(f"no user {user!r}")
@@ -739,7 +758,7 @@ class LmdbStore:
         return sorted((t for t in found if user is None or t["user"] == user), key=lambda t: int(t["id"][1:], 16))
 
     def touch_token(self, token_id: str, when: int) -> None:
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.get(token_id.encode(), db=self.db["tokens"])
             if raw is not None:
                 record = orjson.loads(raw)
@@ -747,7 +766,7 @@ class LmdbStore:
                 txn.put(token_id.encode(), orjson.dumps(record), db=self.db["tokens"])
 
     def revoke_token(self, token_id: str) -> dict:
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             raw = txn.pop(token_id.encode(), db=self.db["tokens"])
         if raw is None:
             raise NotFound(f"no token {token_id!r}")
@@ -774,7 +793,7 @@ class LmdbStore:
         """Removes indexed entries and bumps the account's index generation, which tells other
         processes that the index changed."""
         gen_key = account_id.encode() + SEP + b"indexgen"
-        with self.env.begin(write=True) as txn:
+        with self._txn() as txn:
             for key in keys:
                 txn.delete(key, db=self.db["indexq"])
             raw = txn.get(gen_key, db=self.db["counters"])

@@ -33,7 +33,9 @@ def tidings(*args: str, data: Path, input: str | None = None, check: bool = True
 
 class Server:
     def __init__(self, data: Path, tls: tuple[str, str] | None = None, extra: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, log_dir: Path | None = None):
+        """log_dir: where the server's log goes (default: the data directory; tests that fill the
+        data directory's disk keep the log elsewhere)."""
         self.data = data
         self.port = free_port()
         scheme = "https" if tls else "http"
@@ -42,7 +44,8 @@ class Server:
                "--port", str(self.port), "--log-level", "warning", *extra]
         if tls:
             cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        self.log = open(data / f"server-{self.port}.log", "w")
+        self.log_path = (log_dir or data) / f"server-{self.port}.log"
+        self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.wait_ready(verify=False if tls else True)
@@ -51,7 +54,7 @@ class Server:
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.data / f'server-{self.port}.log').read_text()}")
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
             try:
                 httpx.get(self.base + "/.well-known/jmap", verify=verify, timeout=2)
                 return

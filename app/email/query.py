@@ -246,21 +246,25 @@ def text_hits(ctx, reader, conditions: list[dict]) -> dict[int, set[str]]:
                           f"filter condition(s) {', '.join(names)} need full-text search, "
                           "which is not enabled on this server")
     hits: dict[int, set[str]] = {}
-    with _engine_errors():
+    with _engine_errors(ctx, reader.account_id):
         for cond in conditions:
             hits[id(cond)] = ctx.search.index.search(reader.account_id, condition_query(cond))
     return hits
 
 
 @contextmanager
-def _engine_errors():
+def _engine_errors(ctx, account_id: str):
     try:
         yield
     except UnsupportedQuery as exc:
         raise MethodError("unsupportedFilter", f"the search engine cannot answer this filter: {exc}") \
             from None
-    except IndexMismatch as exc:  # the engine was changed without `tidings reindex`
-        raise MethodError("serverUnavailable", f"the search index needs a rebuild: {exc}") from None
+    except IndexMismatch as exc:
+        # unreadable (a file cut short) or another schema's: ensure_fresh found it sound a moment
+        # ago, so it broke since; queue its rebuild and let the client try again
+        ctx.search.request_rebuild(account_id, exc)
+        raise MethodError("serverUnavailable", f"the search index of the account is being rebuilt ({exc}); "
+                          "try again shortly") from None
 
 
 def _top_from_index(ctx, reader, query: Query, position: int, limit: int) -> tuple[int, list[str]] | None:
@@ -271,7 +275,7 @@ def _top_from_index(ctx, reader, query: Query, position: int, limit: int) -> tup
     if (ctx.search is None or not flt or "operator" in flt or not set(flt) <= TEXT_CONDITIONS
             or descending is None or query.collapse or position < 0 or not ctx.access(reader.account_id).owner):
         return None
-    with _engine_errors():
+    with _engine_errors(ctx, reader.account_id):
         total, ids = ctx.search.index.search_top(reader.account_id, condition_query(flt), position, limit,
                                                  descending)
     # an email destroyed since the index caught up is not shown
@@ -574,7 +578,9 @@ def _index_current(ctx, account_id: str, query: Query) -> None:
     if ctx.search is not None and query.text_conditions():
         try:
             ctx.search.ensure_fresh(account_id)
-        except IndexBehind as exc:
+        except (IndexBehind, IndexMismatch) as exc:
+            # the disk refused the index's update, the writer is busy, or a rebuilt index was
+            # refused again: never answer from an index that misses the account's mail
             raise MethodError("serverUnavailable", f"{exc}; try again shortly") from None
 
 

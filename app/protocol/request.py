@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from store import storage_error
+
 from .errors import MethodError, ProblemError
 from .registry import CORE, METHODS
 from .resultref import resolve_references
@@ -178,7 +180,15 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
             log.warning("method %s (call %s): arguments nested too deeply", name, call_id)
             responses.append(["error", {"type": "invalidArguments",
                                         "description": "an argument is nested too deeply"}, call_id])
-        except Exception:
+        except Exception as exc:
+            failure = storage_error(exc)
+            if failure is not None:
+                # the disk refused the write (full, I/O error): the transaction was aborted, so
+                # nothing of the call was stored and the client may try again once there is room
+                # (RFC 8620 §3.6.2 serverUnavailable); one log line, no traceback
+                log.warning("method %s (call %s): %s", name, call_id, failure)
+                responses.append(["error", {"type": "serverUnavailable", "description": str(failure)}, call_id])
+                continue
             log.exception("method %s (call %s) failed", name, call_id)
             responses.append(["error", {"type": "serverFail",
                                         "description": "internal error; the server logged it"}, call_id])

@@ -163,6 +163,9 @@ def _load_or_create_key(path: str) -> ec.EllipticCurvePrivateKey:
     try:
         os.write(fd, pem)
         os.fsync(fd)
+    except OSError:  # a full disk: no part of a key file stays behind
+        os.unlink(tmp)
+        raise
     finally:
         os.close(fd)
     try:

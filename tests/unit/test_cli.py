@@ -491,7 +491,8 @@ def test_storage_error_ends_the_run_and_keeps_what_was_stored(cli, data, alice, 
     rc, out, err = cli("import", "--user", "alice", "--no-progress", "--batch", "1", str(path))
     assert rc == 1 and out == ""
     assert one_line_error(err).startswith("tidings import: error: stopped after storing 3 messages: "
-                                          "MapFullError: mdb_put: MDB_MAP_FULL")
+                                          "MapFullError: the database map is full; nothing was stored "
+                                          "(mdb_put: MDB_MAP_FULL")
     emails, _ = mailbox_emails(data)
     assert [raw for _, raw in emails] == msgs[:3]
 

@@ -247,17 +247,14 @@ def test_account_index_creation_survives_a_kill(engine, marker, tmp_path, monkey
 
     root = tmp_path / "index"
     first = open_index(engine, str(root))
-    real_write = Path.write_text
 
-    def killed_at_marker(path, text, *a, **kw):
-        if path.name == base.MARKER:
-            if marker == "empty":
-                real_write(path, "")
-            raise Killed
-        return real_write(path, text, *a, **kw)
+    def killed_at_marker(directory, content):
+        if marker == "empty":
+            (directory / base.MARKER).write_text("")
+        raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(Path, "write_text", killed_at_marker)
+        m.setattr(base, "write_marker", killed_at_marker)
         with pytest.raises(Killed):
             first.add(ACC, DOCS)     # tantivy makes the index for its writer, whoosh at commit
             first.commit(ACC)
@@ -360,3 +357,47 @@ def test_search_top_pages_in_sort_key_order(tmp_path):
         assert index.search_top(ACC, Match("subject", "word1"), 0, 10) == (2, ["M3", "M1"])
         assert index.search_top(ACC, Match("subject", "absent"), 0, 10) == (0, [])
         index.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("content", [b"", b'{"engine": "tant', b"[]"])
+def test_unreadable_marker_is_reported_as_damaged_and_a_drop_repairs_it(engine, content, tmp_path):
+    """An empty or half-written marker (a full disk under an older version) was a JSON decode error
+    on every search and in `tidings check`; it is IndexDamaged, which the app repairs by a rebuild."""
+    from indexer import IndexDamaged, IndexMismatch
+
+    root = tmp_path / "index"
+    first = open_index(engine, str(root))
+    first.add(ACC, DOCS)
+    first.commit(ACC)
+    first.close()
+    (root / ACC / "tidings-index.json").write_bytes(content)
+    again = open_index(engine, str(root))
+    try:
+        with pytest.raises(IndexDamaged) as caught:
+            again.verify(ACC)
+        assert isinstance(caught.value, IndexMismatch)  # callers that repair a mismatch repair this too
+        with pytest.raises(IndexDamaged):
+            again.search(ACC, Match("text", "cafe"))
+        again.drop(ACC)
+        again.add(ACC, DOCS)
+        again.commit(ACC)
+        assert ids(again, Match("text", "cafe")) == ["M3"]
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_marker_is_written_atomically(engine, tmp_path):
+    """No temp file is left beside the marker, and the marker is whole JSON."""
+    import json
+
+    root = tmp_path / "index"
+    index = open_index(engine, str(root))
+    try:
+        index.add(ACC, DOCS)
+        index.commit(ACC)
+    finally:
+        index.close()
+    assert json.loads((root / ACC / "tidings-index.json").read_text())["engine"] == engine
+    assert not list((root / ACC).glob(".tidings-index.json*"))
