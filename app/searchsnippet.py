@@ -36,7 +36,8 @@ def search_snippet_get(ctx, args: dict) -> dict:
                 not_found.append(email_id)
             elif query is not None:
                 raw = reader.blob(record["blobId"]) or b""
-                previews[email_id] = (record.get("subject"), mime.body_text(raw))
+                previews[email_id] = (record.get("subject"),
+                                      mime.body_text(raw, reader.email_outline(email_id)))
     found = [e for e in dict.fromkeys(email_ids) if e not in not_found]
     if query is None:  # no text in the filter: nothing can match (§5: null subject and preview)
         snippets = {}

@@ -221,6 +221,11 @@ class Reader(Protocol):
 
     # -- emails
     def email(self, email_id: str) -> dict | None: ...
+
+    def email_outline(self, email_id: str) -> list | None:
+        """The MIME outline add_email stored with the email (summary["outline"], opaque JSON owned
+        by app.mail.mime), or None (none stored: emails stored before outlines existed)."""
+
     def email_by_guid(self, guid: str) -> dict | None: ...
     def email_ids_by_date(self, mailbox_id: str | None, descending: bool = True,
                           after: int | None = None, before: int | None = None) -> Iterator[str]: ...
@@ -278,7 +283,8 @@ class Writer(Reader, Protocol):
 
     def add_email(self, summary: dict, guid: str, mailbox_ids: dict, keywords: dict,
                   received_at: int) -> tuple[dict, bool]:
-        """Stores a parsed message whose bytes are the blob ``G<guid>``; (record, created): an
+        """Stores a parsed message whose bytes are the blob ``G<guid>``, and summary["outline"]
+        apart from the record (`email_outline`); (record, created): an
         account holding the guid already returns that email.  OverQuota (nothing written) when
         one more message or summary["size"] more octets would exceed a limit."""
     def update_email(self, email_id: str, keywords: dict | None = None,

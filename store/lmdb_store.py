@@ -86,7 +86,7 @@ log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold", "tokens")
+        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold", "tokens", "outline")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -959,6 +959,9 @@ class LmdbReader:
     def email(self, email_id: str) -> dict | None:
         return self._json("emails", email_id.encode())
 
+    def email_outline(self, email_id: str) -> list | None:
+        return self._json("outline", email_id.encode())
+
     def email_by_guid(self, guid: str) -> dict | None:
         email_id = self._get("guid", guid.encode())
         return self.email(email_id.decode()) if email_id else None
@@ -1359,7 +1362,7 @@ class LmdbWriter(LmdbReader):
                 raise NotFound(mailbox_id)
         email_id = ids.email_id(self._next("email"))
         thread_id = self._thread_for(summary.get("thread_ids") or [])
-        record = {k: v for k, v in summary.items() if k not in ("thread_ids", "defects")}
+        record = {k: v for k, v in summary.items() if k not in ("thread_ids", "defects", "outline")}
         record.update({"id": email_id, "blobId": ids.blob_id(guid), "threadId": thread_id,
                        "mailboxIds": dict.fromkeys(mailbox_ids, True),
                        "keywords": dict.fromkeys(keywords, True), "receivedAt": int(received_at)})
@@ -1375,6 +1378,8 @@ class LmdbWriter(LmdbReader):
             self._keyword_counts(mailbox_id, record["keywords"], 1)
         self._put("alldate", ts + SEP + email_id.encode(), b"")
         self._put("emails", email_id.encode(), orjson.dumps(record))
+        if summary.get("outline") is not None:
+            self._put("outline", email_id.encode(), orjson.dumps(summary["outline"]))
         self._put("guid", guid.encode(), email_id.encode())
         entries = self._json("threads", thread_id.encode()) or []
         entries.append([int(received_at), email_id])
@@ -1474,6 +1479,7 @@ class LmdbWriter(LmdbReader):
             self._keyword_counts(mailbox_id, record["keywords"], -1)
         self._delete("alldate", ts + SEP + eid)
         self._delete("emails", eid)
+        self._delete("outline", eid)
         self._delete("guid", ids.guid_of(record["blobId"]).encode())
         self._released(record["blobId"])
         entries = [e for e in (self._json("threads", thread_id.encode()) or []) if e[1] != email_id]

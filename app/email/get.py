@@ -42,6 +42,12 @@ class Render:
     def needs_message(self) -> bool:
         return any(p not in FROM_RECORD for p in self.props)
 
+    @property
+    def needs_body(self) -> bool:
+        """Whether a body property (not only header fields) is asked for."""
+        return any(p not in FROM_RECORD and p != "headers" and not p.startswith("header:")
+                   for p in self.props)
+
 
 def _check_property(prop: str, known: tuple[str, ...], what: str) -> str | None:
     if prop in known:
@@ -81,9 +87,10 @@ def parse_render_args(args: dict, with_id: bool = True) -> Render:
                   uint_arg(args, "maxBodyValueBytes", 0) or 0)
 
 
-def render(record: dict, raw: bytes | None, how: Render) -> dict:
+def render(record: dict, raw: bytes | None, how: Render, outline: list | None = None) -> dict:
     """The Email object with the requested properties. record holds the stored metadata (for
-    Email/parse, what parse_summary gives); raw is the message, needed only if how.needs_message."""
+    Email/parse, what parse_summary gives); raw is the message, needed only if how.needs_message;
+    outline its stored MIME outline, if any (saves splitting it again)."""
     out: dict = {}
     headers = None
     body = None
@@ -108,7 +115,7 @@ def render(record: dict, raw: bytes | None, how: Render) -> dict:
                     want_html="htmlBody" in want, want_attachments="attachments" in want,
                     body_props=how.body_props, fetch_text=how.fetch_text, fetch_html=how.fetch_html,
                     fetch_all=how.fetch_all, max_bytes=how.max_bytes,
-                    blob_prefix=ids.part_blob_prefix(record.get("blobId") or "G"))
+                    blob_prefix=ids.part_blob_prefix(record.get("blobId") or "G"), outline=outline)
             out[prop] = body.get(prop, {} if prop == "bodyValues" else None)
     return out
 
@@ -148,8 +155,10 @@ def readable_ids(reader, access) -> Iterator[str]:
 
 
 def render_email(self, ctx, reader, record: dict, props: list[str], how: Render) -> dict:
-    raw = reader.blob(record["blobId"]) if how.needs_message else None
-    return render(record, raw, how)
+    if not how.needs_message:
+        return render(record, None, how)
+    outline = reader.email_outline(record["id"]) if how.needs_body else None
+    return render(record, reader.blob(record["blobId"]), how, outline)
 
 
 @method("Email/parse", MAIL)
@@ -180,6 +189,6 @@ def email_parse(ctx, args: dict) -> dict:
         summary = mime.parse_summary(raw)  # total: broken mail gives a best-effort summary
         record = {**summary, "id": None, "blobId": blob_id, "threadId": None, "mailboxIds": None,
                   "keywords": None, "receivedAt": None}
-        parsed[blob_id] = render(record, raw, how)
+        parsed[blob_id] = render(record, raw, how, summary.get("outline"))
     return {"accountId": account_id, "parsed": parsed or None, "notParsable": not_parsable or None,
             "notFound": not_found or None}

@@ -20,6 +20,7 @@ text cannot be decoded.  ``valid_text`` is the one place that repairs them.
 
 from __future__ import annotations
 
+import codecs
 import re
 from functools import lru_cache
 
@@ -134,9 +135,28 @@ def valid_text(text: str) -> tuple[str, bool]:
     return _SURROGATE_RE.sub("\ufffd", text), True
 
 
+def _surrogate_free(codec: str) -> bool:
+    """Whether the codec's decoder can never yield a lone surrogate: UTF-8 and ASCII (read as
+    UTF-8 or windows-1252) reject them, and a one-octet-per-character table maps none to one."""
+    if codec in ("utf-8", "ascii"):
+        return True
+    if codecs.lookup(codec).incrementaldecoder.__mro__[1] is not codecs.IncrementalDecoder:
+        return False  # stateful or multi-octet (CJK, UTF-16/32/7): left to valid_text
+    try:
+        table = bytes(range(256)).decode(codec, "replace")
+    except Exception:  # noqa: BLE001 - a stateful codec may refuse the octets outright
+        return False
+    return len(table) == 256 and not _SURROGATE_RE.search(table)
+
+
+_SURROGATE_FREE = frozenset(c for c in set(LABELS.values()) if _surrogate_free(c))
+
+
 def decode_codec(data: bytes, codec: str) -> tuple[str, bool]:
     """Like ``decode``, for a codec ``codec_for`` returned."""
     text, problem = _decode_with(data, codec)
+    if codec in _SURROGATE_FREE:  # the search for lone surrogates costs as much as the decoding
+        return text, problem
     text, bad = valid_text(text)
     return text, problem or bad
 

@@ -102,13 +102,17 @@ _UU_CTE = frozenset(("x-uuencode", "uuencode", "x-uue"))
 
 
 class _Part:
-    """One MIME entity: header fields plus the byte range of its (encoded) body."""
+    """One MIME entity: header fields plus the byte range of its (encoded) body.  A part rebuilt
+    from a stored outline (`_from_outline`) parses its header fields only when they are asked for."""
 
-    __slots__ = ("data", "headers", "start", "end", "content", "type", "subparts", "part_id", "_attrs", "_decoded")
+    __slots__ = ("data", "_headers", "hstart", "start", "end", "content", "type", "subparts", "part_id",
+                 "_attrs", "_decoded", "_size", "_cte")
 
-    def __init__(self, data: bytes, headers: list[tuple[str, str]], start: int, end: int) -> None:
+    def __init__(self, data: bytes, headers: list[tuple[str, str]] | None, start: int, end: int,
+                 hstart: int = 0) -> None:
         self.data = data
-        self.headers = headers
+        self._headers = headers
+        self.hstart = hstart  # where the header section starts (it ends at start)
         self.start = start
         self.end = end
         self.content: _Content | None = None
@@ -117,6 +121,21 @@ class _Part:
         self.part_id: str | None = None
         self._attrs: dict | None = None
         self._decoded: tuple[bytes, bool] | None = None
+        self._size: int | None = None
+        self._cte: str | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            self._headers = split_header_block(self.data, self.hstart, self.end, [])[0] \
+                if self.hstart < self.start else []
+        return self._headers
+
+    def size(self) -> int:
+        """§4.1.4 size: the decoded octets of a leaf, the encoded body of a multipart."""
+        if self._size is None:
+            self._size = len(self.decoded()[0]) if self.subparts is None else self.end - self.start
+        return self._size
 
     def header(self, lname: str) -> str | None:
         value = None
@@ -148,10 +167,10 @@ class _Part:
         return self.data[self.start : self.end]
 
     def cte(self) -> str:
-        value = self.header("content-transfer-encoding")
-        if value is None:
-            return ""
-        return strip_comments(unfold(value)).strip().lower()
+        if self._cte is None:
+            value = self.header("content-transfer-encoding")
+            self._cte = "" if value is None else strip_comments(unfold(value)).strip().lower()
+        return self._cte
 
     def decoded(self) -> tuple[bytes, bool]:
         """(content after transfer decoding, whether the encoding was known)."""
@@ -476,7 +495,7 @@ def _parse_entity(
     from that list, up to the first close delimiter, which is the sender's intent; its end
     then moves to the end of that close delimiter."""
     headers, body_start = split_header_block(data, start, end, st.defects)
-    p = _Part(data, headers, body_start, end)
+    p = _Part(data, headers, body_start, end, start)
     st.count += 1
     p.content = _Content(p.header("content-type"), p.header("content-disposition"), default_type)
     p.type = p.content.type
@@ -508,7 +527,7 @@ def _parse_children(p: _Part, path: str, depth: int, st: _State, outer: _Multipa
         # type), so the text is still shown and downloadable
         st.defects.append(f"{category}: {p.type} {problem}")
         child_type = "application/octet-stream" if "deeply" in problem else "text/plain"
-        child = _Part(data, [], body_start, end)
+        child = _Part(data, [], body_start, end, body_start)
         child.type = child_type
         child.content = _Content(None, None, child_type)
         child.part_id = f"{path}.1" if path else "1"
@@ -538,6 +557,44 @@ def _parse(raw: bytes) -> tuple[_Part, list[str]]:
     st = _State()
     root = _parse_entity(raw, 0, len(raw), "", 0, "text/plain", st)
     return root, st.defects
+
+
+# -- the outline: the structure found at ingest, stored beside the email (`Writer.add_email`), so that
+# Email/get's body properties need not split the message again.  A JSON list per entity:
+# [header start, body start, end, type, partId, transfer encoding, size, [name, disposition,
+# charset, cid, language, location], charset given, sub-entities or None], in [OUTLINE_VERSION, root].
+OUTLINE_VERSION = 1
+_ATTR_NAMES = ("name", "disposition", "charset", "cid", "language", "location")
+
+
+def _outline(p: _Part) -> list:
+    a = p.attrs()
+    leaf = p.subparts is None
+    return [p.hstart, p.start, p.end, p.type, p.part_id, p.cte() if leaf else "", p.size(),
+            [a[k] for k in _ATTR_NAMES], p.content is not None and "charset" in p.content.params,
+            None if leaf else [_outline(c) for c in p.subparts or []]]
+
+
+def _from_outline(data: bytes, node: list) -> _Part:
+    hstart, start, end, ptype, part_id, cte, size, attrs, charset_given, children = node
+    p = _Part(data, None, start, end, hstart)
+    p.type, p.part_id, p._size, p._cte = ptype, part_id, size, cte
+    p._attrs = dict(zip(_ATTR_NAMES, attrs, strict=True))
+    p.content = _Content(None, None, ptype)
+    p.content.disposition = attrs[1]
+    if charset_given:
+        p.content.params = {"charset": attrs[2]}
+    if children is not None:
+        p.subparts = [_from_outline(data, c) for c in children]
+    return p
+
+
+def _root(raw: bytes, outline: list | None) -> _Part:
+    """The message's structure: rebuilt from its stored outline when there is one of this version
+    and it fits the bytes, else split again."""
+    if outline and outline[0] == OUTLINE_VERSION and outline[1][2] == len(raw):
+        return _from_outline(raw, outline[1])
+    return _parse(raw)[0]
 
 
 def _leaves(p: _Part):
@@ -846,6 +903,7 @@ def parse_summary(raw: bytes) -> dict:
             "sender": None, "from": None, "to": None, "cc": None, "bcc": None, "replyTo": None,
             "subject": None, "sentAt": None, "hasAttachment": False, "preview": "",
             "thread_ids": [], "normalized_subject": "", "defects": [f"internal parser error: {exc!r}"],
+            "outline": None,
         }  # fmt: skip
 
 
@@ -892,6 +950,7 @@ def _parse_summary(raw: bytes) -> dict:
         "thread_ids": thread_ids,
         "normalized_subject": normalize_subject(subject),
         "defects": defects,
+        "outline": [OUTLINE_VERSION, _outline(root)],
     }
 
 
@@ -951,7 +1010,7 @@ class _Serializer:
             elif prop == "blobId":
                 out[prop] = self.blob_prefix + p.part_id if p.part_id else None
             elif prop == "size":
-                out[prop] = len(p.decoded()[0]) if p.subparts is None else p.end - p.start
+                out[prop] = p.size()
             elif prop == "type":
                 out[prop] = p.type
             elif prop in attrs:
@@ -984,8 +1043,10 @@ def body_properties(
     fetch_all: bool,
     max_bytes: int,
     blob_prefix: str,
+    outline: list | None = None,
 ) -> dict:
     """bodyStructure / textBody / htmlBody / attachments / bodyValues (RFC 8621 §4.1.4).
+    ``outline`` is the structure parse_summary found at ingest (summary["outline"]), if stored.
 
     ``bodyValues`` is present iff a fetch_* flag is set (possibly ``{}``).  fetch_text
     covers text/* parts of textBody, fetch_html those of htmlBody and fetch_all every
@@ -993,7 +1054,7 @@ def body_properties(
     bodyStructure always carries subParts on multipart nodes; other lists never do.
     """
     try:
-        root, _ = _parse(raw)
+        root = _root(raw, outline)
         text, html, atts = _flatten(root)
         ser = _Serializer(body_props if body_props is not None else DEFAULT_BODY_PROPERTIES, blob_prefix)
         out: dict = {}
@@ -1089,10 +1150,11 @@ def _body_texts(root: _Part, chunks: list[str], depth: int) -> None:
         chunks.append(text[: MAX_INDEX_TEXT - total])
 
 
-def body_text(raw: bytes) -> str:
-    """Only the body part of message_text (what a search snippet's preview is cut from)."""
+def body_text(raw: bytes, outline: list | None = None) -> str:
+    """Only the body part of message_text (what a search snippet's preview is cut from);
+    ``outline`` as for body_properties."""
     try:
-        root, _ = _parse(raw)
+        root = _root(raw, outline)
         chunks: list[str] = []
         _body_texts(root, chunks, 0)
         return "\n".join(chunks)

@@ -66,6 +66,7 @@ def ids(parts: list[dict]) -> list[str]:
 SUMMARY_KEYS = {
     "size", "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo",
     "subject", "sentAt", "hasAttachment", "preview", "thread_ids", "normalized_subject", "defects",
+    "outline",
 }  # fmt: skip
 
 SIMPLE = msg(

@@ -224,3 +224,23 @@ def test_every_commit_is_journaled_and_announced(store, account):
     with store.write(account) as w:
         pass  # a transaction that changes nothing announces nothing
     assert store.journal_head() == head + 2
+
+
+def test_an_emails_outline_is_kept_apart_from_its_record_and_goes_with_it(store, account):
+    from app.mail.ingest import ingest
+
+    box = inbox(store, account)
+    raw = (b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\ntext\r\n"
+           b"--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0K\r\n--b--\r\n")
+    with store.write(account) as w:
+        record, created, _ = ingest(w, raw, {box: True}, {}, 1_700_000_000)
+    assert created and "outline" not in record
+    with store.read(account) as r:
+        outline = r.email_outline(record["id"])
+        assert "outline" not in r.email(record["id"])
+    assert outline[1][3] == "multipart/mixed" and [c[4] for c in outline[1][9]] == ["1", "2"]
+    assert outline[1][9][1][6] == 6  # the decoded size of the image, counted once at ingest
+    with store.write(account) as w:
+        w.destroy_email(record["id"])
+    with store.read(account) as r:
+        assert r.email_outline(record["id"]) is None
