@@ -1251,20 +1251,20 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
     configure(level, fmt)
 
 
-def _metrics_dir() -> str:
-    """An empty directory for the metrics of the workers, in $PROMETHEUS_MULTIPROC_DIR (see
-    app.metrics): the operator's, emptied, or a new temporary one.  Here and not in app.metrics,
-    because prometheus-client must not be imported before the variable is set."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
+def _metrics_dir(data: str, port: int) -> str:
+    """An empty directory for the metrics of the workers, set in $PROMETHEUS_MULTIPROC_DIR (see
+    app.metrics): the operator's, or DATA/metrics/PORT; emptied, since values of an earlier run
+    would be added to this one's.  In the data directory rather than a temporary one: uvicorn ends
+    its process by the signal it got, so no clean-up code runs at exit.  Here and not in
+    app.metrics, because prometheus-client must not be imported before the variable is set."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(data, "metrics", str(port))
+    try:
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
-            if name.endswith(".db"):  # values of an earlier run would be added to this one's
+            if name.endswith(".db"):
                 os.remove(os.path.join(path, name))
-        return path
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix="tidings-metrics-")
+    except OSError as exc:
+        raise CliError(f"cannot prepare the metrics directory {path}: {exc.strerror or exc}") from exc
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
     return path
 
@@ -1349,24 +1349,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
     os.environ.update(env)
-    metrics_dir = _metrics_dir()  # before app.server (and so prometheus-client) is imported
-    try:
-        if args.workers > 1:
-            uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
-            return 0
-        from app.server import create_app
-
-        try:
-            app = create_app(_env_config())
-        except Exception as exc:
-            raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
-        uvicorn.run(app, **options)
+    _metrics_dir(data, args.port)  # before app.server (and so prometheus-client) is imported
+    if args.workers > 1:
+        uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
         return 0
-    finally:
-        if os.path.basename(metrics_dir).startswith("tidings-metrics-"):  # ours: temporary
-            import shutil
+    from app.server import create_app
 
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    try:
+        app = create_app(_env_config())
+    except Exception as exc:
+        raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
+    uvicorn.run(app, **options)
+    return 0
 
 
 def _available(module: str, fallback: str) -> str:

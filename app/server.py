@@ -376,7 +376,7 @@ def login_failed(name: str | None, address: str, why: str) -> None:
     """The one line for a failed login: the user name given (None: none could be read), the
     client address and why; never the password or a token's secret."""
     shown = name[:100] if name is not None else None
-    log.warning("login failed: user %r from %s: %s", shown if shown is not None else "-", address, why,
+    log.warning("login failed: user %s from %s: %s", repr(shown) if shown is not None else "-", address, why,
                 extra={"fields": {"event": "login_failed", "user": shown, "client": address, "reason": why}})
 
 
