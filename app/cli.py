@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import secrets
 import sys
@@ -20,6 +19,10 @@ from collections.abc import Sequence
 DEFAULT_DATA = "./data"
 ENGINES = ("tantivy", "whoosh")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_FORMATS = ("text", "json")
+METRICS_MODES = ("off", "local", "on")  # app.server.METRICS_MODES (not imported: see cmd_serve)
+HEADER_TIMEOUT = 10.0  # app.shutdown.HEADER_TIMEOUT
+BODY_TIMEOUT = 30.0  # app.slowclients.BODY_TIMEOUT
 
 
 class CliError(Exception):
@@ -111,10 +114,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
     _engine_option(p)
     p.add_argument("--public-url", metavar="URL", default=os.environ.get("TIDINGS_PUBLIC_URL"),
-                   help="absolute base URL put in the session's apiUrl etc. (default: $TIDINGS_PUBLIC_URL, "
-                        "else relative URLs)")
+                   help="scheme, host and optional path prefix of every URL in the session resource "
+                        "(apiUrl, downloadUrl, uploadUrl, eventSourceUrl, the WebSocket url), e.g. "
+                        "https://mail.example.org; only the session's URLs: tidings still serves its "
+                        "paths at the root (default: $TIDINGS_PUBLIC_URL, else the scheme and host the "
+                        "client used, or those a trusted proxy forwarded)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level (default: info)")
-    p.add_argument("--no-access-log", action="store_true", help="do not log every HTTP request")
+    p.add_argument("--log-format", choices=LOG_FORMATS, default=os.environ.get("TIDINGS_LOG_FORMAT") or "text",
+                   help="text: one line with an ISO 8601 timestamp per record; json: one JSON object "
+                        "per line (default: $TIDINGS_LOG_FORMAT, else text)")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="do not log a line per request (time, client address, user, JMAP methods, "
+                        "status, duration)")
+    p.add_argument("--forwarded-allow-ips", metavar="LIST",
+                   default=os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1",
+                   help="comma list of proxy addresses or networks (or '*') whose X-Forwarded-For, "
+                        "-Proto, -Host and Forwarded headers are believed: the client address, and the "
+                        "scheme and host of the session's URLs (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)")
+    p.add_argument("--metrics", choices=METRICS_MODES, default=os.environ.get("TIDINGS_METRICS") or "local",
+                   help="GET /metrics (Prometheus, no authentication): off; local: only to clients on "
+                        "loopback (default); on: to any client (firewall it, or keep it from the proxy)")
+    p.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT, metavar="SECONDS",
+                   help=f"close a connection whose request header is not complete this long after it "
+                        f"opened or after its previous response, with 408 if part came (default: "
+                        f"{HEADER_TIMEOUT:g}; 0: none)")
+    p.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT, metavar="SECONDS",
+                   help=f"answer 408 and close when a request body stalls this long (default: "
+                        f"{BODY_TIMEOUT:g}; 0: none)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes sharing the port (default: 1)")
     p.add_argument("--demo", action="store_true",
@@ -1175,7 +1201,11 @@ def _env_config():
                   push_allow_http=os.environ.get("TIDINGS_PUSH_ALLOW_HTTP") == "1",
                   smtp_relay=_relay_from_env(),
                   lmtp_port=int(os.environ["TIDINGS_LMTP_PORT"]) if os.environ.get("TIDINGS_LMTP_PORT") else None,
-                  lmtp_host=os.environ.get("TIDINGS_LMTP_HOST") or "127.0.0.1")
+                  lmtp_host=os.environ.get("TIDINGS_LMTP_HOST") or "127.0.0.1",
+                  forwarded_allow_ips=os.environ.get("TIDINGS_FORWARDED_ALLOW_IPS") or "127.0.0.1",
+                  metrics=os.environ.get("TIDINGS_METRICS") or "local",
+                  access_log=os.environ.get("TIDINGS_ACCESS_LOG") != "0",
+                  body_timeout=float(os.environ.get("TIDINGS_BODY_TIMEOUT") or BODY_TIMEOUT))
 
 
 def _relay_from_env():
@@ -1223,13 +1253,32 @@ def app_from_env():
     comes from the environment that `tidings serve` set."""
     from app.server import create_app
 
-    _configure_logging(os.environ.get("TIDINGS_LOG_LEVEL") or "info")
+    _configure_logging(os.environ.get("TIDINGS_LOG_LEVEL") or "info", os.environ.get("TIDINGS_LOG_FORMAT") or "text")
     return create_app(_env_config())
 
 
-def _configure_logging(level: str) -> None:
-    numeric = logging.DEBUG if level == "trace" else getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=numeric, format="%(levelname)-9s %(name)s: %(message)s")
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from app.logs import configure
+
+    configure(level, fmt)
+
+
+def _metrics_dir(data: str, port: int) -> str:
+    """An empty directory for the metrics of the workers, set in $PROMETHEUS_MULTIPROC_DIR (see
+    app.metrics): the operator's, or DATA/metrics/PORT; emptied, since values of an earlier run
+    would be added to this one's.  In the data directory rather than a temporary one: uvicorn ends
+    its process by the signal it got, so no clean-up code runs at exit.  Here and not in
+    app.metrics, because prometheus-client must not be imported before the variable is set."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(data, "metrics", str(port))
+    try:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    except OSError as exc:
+        raise CliError(f"cannot prepare the metrics directory {path}: {exc.strerror or exc}") from exc
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def ensure_demo(data: str) -> str | None:
@@ -1272,11 +1321,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--workers must be at least 1")
     if args.lmtp_port is not None and not 0 < args.lmtp_port < 65536:
         raise CliError(f"bad LMTP port {args.lmtp_port}")
+    if not (args.header_timeout >= 0 and args.body_timeout >= 0):
+        raise CliError("--header-timeout and --body-timeout must be 0 or more seconds")
     try:
         os.makedirs(data, exist_ok=True)
     except OSError as exc:
         raise CliError(f"cannot create the data directory {data}: {exc.strerror or exc}") from exc
-    _configure_logging(args.log_level)
+    _configure_logging(args.log_level, args.log_format)
     if args.demo:
         password = ensure_demo(data)
         if password:
@@ -1287,12 +1338,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     tls = bool(args.tls_cert)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"{'https' if tls else 'http'}://{shown}:{args.port}"
-    options = dict(host=args.host, port=args.port, log_level=args.log_level,
-                   access_log=not args.no_access_log, server_header=False,
+    # uvicorn's access log and proxy headers are replaced by app.accesslog and app.proxy (which
+    # also knows X-Forwarded-Host); log_config None: the handler of app.logs formats uvicorn's lines too
+    options = dict(host=args.host, port=args.port, log_level=args.log_level, log_config=None,
+                   access_log=False, proxy_headers=False, server_header=False,
                    ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
                    http="app.shutdown:HttpProtocol", ws_per_message_deflate=False, loop=_available("uvloop", "auto"))
     env = {"TIDINGS_DATA": data, "TIDINGS_SEARCH_ENGINE": args.search_engine,
-           "TIDINGS_LOG_LEVEL": args.log_level}
+           "TIDINGS_LOG_LEVEL": args.log_level, "TIDINGS_LOG_FORMAT": args.log_format,
+           "TIDINGS_ACCESS_LOG": "0" if args.no_access_log else "1",
+           "TIDINGS_FORWARDED_ALLOW_IPS": args.forwarded_allow_ips, "TIDINGS_METRICS": args.metrics,
+           "TIDINGS_HEADER_TIMEOUT": str(args.header_timeout), "TIDINGS_BODY_TIMEOUT": str(args.body_timeout)}
     if args.public_url:
         env["TIDINGS_PUBLIC_URL"] = args.public_url
     if args.push_allow_http:
@@ -1305,6 +1361,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
     os.environ.update(env)
+    _metrics_dir(data, args.port)  # before app.server (and so prometheus-client) is imported
     if args.workers > 1:
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
         return 0

@@ -25,7 +25,7 @@ Both limits can be set with the environment, as "FAILURES/SECONDS":
 ``TIDINGS_LOGIN_LIMIT_ADDRESS`` (default 50/300) and ``TIDINGS_LOGIN_LIMIT_USER`` (default 200/900).
 
 The client address is the connection's peer, or X-Forwarded-For when the peer is a trusted proxy
-(uvicorn's $FORWARDED_ALLOW_IPS, default 127.0.0.1 and ::1).
+(`tidings serve --forwarded-allow-ips`, default 127.0.0.1; app.proxy).
 """
 
 from __future__ import annotations

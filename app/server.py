@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket
 
 from store import OverQuota, StorageFull, StorageUnavailable, open_store, storage_error
 
+from . import accesslog, metrics, slowclients
 from .access import accounts_for
 from .auth import LAST_USED_EVERY, Authenticator, scheme
 from .blob import gc as blob_gc
@@ -34,10 +35,11 @@ from .blob.http import blob_response
 from .loginlimit import LoginLimiter
 from .protocol.errors import ProblemError
 from .protocol.legacy import is_legacy, run_legacy
-from .protocol.registry import load_methods
+from .protocol.registry import METHODS, load_methods
 from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, decode_request, process
 from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_calls, encode_response
+from .proxy import ForwardedMiddleware
 from .push.bus import LocalBus
 from .push.eventsource import BadParameter, eventsource_response
 from .push.webpush import PushService
@@ -56,6 +58,14 @@ DOWNLOAD_PATH = "/jmap/download/"
 VCARD_PATH = "/jmap/vcard/"  # {accountId}/{ContactCard or AddressBook id}: vCard 4.0 (app.contacts)
 EVENTS_PATH = "/jmap/eventsource/"
 WS_PATH = "/jmap/ws/"
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+# the route label of a request path in the metrics (app.metrics), first match wins
+ROUTE_LABELS = (("/.well-known/jmap", "session"), (API_PATH, "api"), (UPLOAD_PATH, "upload"),
+                (DOWNLOAD_PATH, "download"), (EVENTS_PATH, "eventsource"), (WS_PATH, "websocket"),
+                (VCARD_PATH, "vcard"), ("/jmap/calendar/", "calendar"), (HEALTH_PATH, "healthz"),
+                (METRICS_PATH, "metrics"))
+METRICS_MODES = ("off", "local", "on")
 
 
 @dataclass
@@ -69,6 +79,11 @@ class Config:
     smtp_relay: RelayConfig | None = None  # where mail to other domains goes (app.submission.relay)
     lmtp_port: int | None = None  # the LMTP listener (app.lmtp); None: none
     lmtp_host: str = "127.0.0.1"
+    # proxies whose X-Forwarded-*/Forwarded headers are believed (app.proxy): addresses, networks, "*"
+    forwarded_allow_ips: str = "127.0.0.1"
+    metrics: str = "local"  # /metrics: "off", "local" (loopback clients only) or "on" (anyone)
+    access_log: bool = True  # one line per request (app.accesslog)
+    body_timeout: float = slowclients.BODY_TIMEOUT  # seconds without request body data (app.slowclients)
 
 
 def _json(body: object, status: int = 200, headers: dict | None = None,
@@ -77,6 +92,7 @@ def _json(body: object, status: int = 200, headers: dict | None = None,
 
 
 def problem(err: ProblemError, headers: dict | None = None) -> Response:
+    metrics.observe_problem(err.type)
     return _json(err.body(), err.status, headers, media_type="application/problem+json")
 
 
@@ -202,20 +218,22 @@ class Tidings:
         if kind == "bearer":
             user, token, why = self.auth.authenticate_bearer(header)
             if user is None:
-                log.warning("authentication failed: %s, from %s", why, address)
+                login_failed(None, address, why)
                 return unauthorized(invalid_token=True)
             now = int(time.time())
             if token["lastUsed"] is None or token["lastUsed"] <= now - LAST_USED_EVERY:
                 await run_in_threadpool(self.store.touch_token, token["id"], now)  # a write: rarely
+            accesslog.note_user(user["name"])
             return user
         if kind != "basic":
             return unauthorized()
         user = self.auth.authenticate_cached(header)  # the common case: no hashing, no thread hop
         if user is not None:
+            accesslog.note_user(user["name"])
             return user
         name = self.auth.basic_name(header)
         if name is None:
-            log.warning("authentication failed: malformed Basic credentials, from %s", address)
+            login_failed(None, address, "malformed Basic credentials")
             return unauthorized()
         refused = self.limiter.check(name, address)
         if refused is not None:
@@ -226,8 +244,7 @@ class Tidings:
         user = await run_in_threadpool(self.auth.authenticate, header)
         if user is None:
             address_blocked, user_blocked = self.limiter.failed(name, address)
-            log.warning("authentication failed: user %r (unknown, or a wrong password), from %s",
-                        name[:100], address)
+            login_failed(name, address, "unknown user or wrong password")
             if address_blocked:
                 log.warning("failed logins: address %s refused for %d s after %d failures", address,
                             self.limiter.address_window, self.limiter.per_address)
@@ -236,6 +253,7 @@ class Tidings:
                             name[:100], self.limiter.user_window, self.limiter.per_user)
             return unauthorized()
         self.limiter.succeeded(name, address)
+        accesslog.note_user(user["name"])
         return user
 
     async def _acquire(self, key: str, limit: int, wait: float = QUEUE_SECONDS) -> bool:
@@ -245,9 +263,14 @@ class Tidings:
         slots = self._slots.get(key)
         if slots is None:
             slots = self._slots[key] = asyncio.Semaphore(limit)
+        if not slots.locked():  # a slot is free: taken at once, without waiting
+            await slots.acquire()
+            return True
+        metrics.LIMIT_QUEUED.inc()
         try:
             await asyncio.wait_for(slots.acquire(), timeout=wait)
         except TimeoutError:
+            metrics.LIMIT_REJECTED.inc()
             return False
         return True
 
@@ -255,8 +278,9 @@ class Tidings:
         self._slots[key].release()
 
     def session(self, user: dict, base_url: str = "") -> dict:
-        """The Session object (RFC 8620 §2). URLs are absolute, from --public-url or else from the
-        address the client used, since clients such as jmapc use them as they are."""
+        """The Session object (RFC 8620 §2). URLs are absolute, since clients such as jmapc use
+        them as they are: --public-url (scheme, host and an optional path prefix) when set, else
+        `base_url`, the scheme and host the client used (those a trusted proxy forwarded, app.proxy)."""
         account_id = user["accountId"]
         base = (self.config.public_url or base_url).rstrip("/")
         session = {
@@ -342,7 +366,7 @@ class Tidings:
                                push_allow_http=self.config.push_allow_http, credential=user.get("credential") or user["name"],
                                relay=self.config.smtp_relay)
 
-        response = process(request, ctx_factory, self.capabilities)
+        response = process(request, ctx_factory, self.capabilities, observe=_observe_call)
         response["sessionState"] = self.session_state(user)
         return response
 
@@ -357,8 +381,41 @@ class Tidings:
         return run_legacy(calls, user["accountId"], run)
 
 
+def login_failed(name: str | None, address: str, why: str) -> None:
+    """The one line for a failed login: the user name given (None: none could be read), the
+    client address and why; never the password or a token's secret."""
+    shown = name[:100] if name is not None else None
+    log.warning("login failed: user %s from %s: %s", repr(shown) if shown is not None else "-", address, why,
+                extra={"fields": {"event": "login_failed", "user": shown, "client": address, "reason": why}})
+
+
+def _observe_call(name: str, seconds: float, error: str | None, result: object) -> None:
+    """process()'s observer: the metrics of each JMAP invocation, and its name for the access log."""
+    label = metrics.method_name(name, METHODS)
+    metrics.observe_call(label, seconds, error, result)
+    accesslog.note_method(label)
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    return host == "::1" or host.startswith("127.") or host == "localhost"
+
+
+async def _counted(stream, transport: str):
+    """A push stream's body, counted in the push_connections gauge while it runs."""
+    gauge = metrics.PUSH_CONNECTIONS.labels(transport)
+    gauge.inc()
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        gauge.dec()
+
+
 def create_app(config: Config) -> FastAPI:
     tidings = Tidings(config)
+    for transport in ("eventsource", "websocket"):  # shown as 0 before the first connection
+        metrics.PUSH_CONNECTIONS.labels(transport)
 
     async def session_resource(request: Request) -> Response:
         user = await tidings.user_for(request)
@@ -517,12 +574,14 @@ def create_app(config: Config) -> FastAPI:
         if isinstance(user, Response):  # 401 or 429
             return user
         try:
-            return eventsource_response(request, store=tidings.store, bus=tidings.bus,
-                                        accounts=tidings.push_accounts(user), known_types=tidings.push_types,
-                                        accounts_now=lambda: tidings.push_accounts(user),
-                                        alive=lambda: tidings.auth.still_valid(user))
+            response = eventsource_response(request, store=tidings.store, bus=tidings.bus,
+                                            accounts=tidings.push_accounts(user), known_types=tidings.push_types,
+                                            accounts_now=lambda: tidings.push_accounts(user),
+                                            alive=lambda: tidings.auth.still_valid(user))
         except BadParameter as exc:
             return problem(ProblemError("about:blank", 400, str(exc)))
+        response.body_iterator = _counted(response.body_iterator, "eventsource")
+        return response
 
     async def websocket(ws: WebSocket) -> None:
         # RFC 8887 §4.2: the jmap subprotocol and the same authentication as every resource
@@ -540,10 +599,33 @@ def create_app(config: Config) -> FastAPI:
         await ws.accept(subprotocol=SUBPROTOCOL)
         sock = JmapSocket(tidings, ws, user, tidings.push_accounts(user), tidings.push_types)
         tidings.sockets.add(sock)
+        gauge = metrics.PUSH_CONNECTIONS.labels("websocket")
+        gauge.inc()
         try:
             await sock.run()
         finally:
+            gauge.dec()
             tidings.sockets.discard(sock)
+
+    async def healthz(request: Request) -> Response:
+        """200 {"status": "ok"} when the store answers a read transaction; else 503. No
+        authentication and nothing about any account: for load balancers and HEALTHCHECK."""
+        if tidings.bus.stopping:
+            return _json({"status": "stopping"}, 503, {"Cache-Control": "no-store"})
+        try:
+            tidings.store.healthy()  # microseconds: an LMDB read transaction never waits for a writer
+        except Exception as exc:  # noqa: BLE001 - any failure of the store is "not healthy"
+            log.error("health check: the store does not answer: %s: %s", type(exc).__name__, exc)
+            return _json({"status": "unavailable"}, 503, {"Cache-Control": "no-store"})
+        return _json({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    async def metrics_resource(request: Request) -> Response:
+        """Prometheus text format (app.metrics), per --metrics: off, local (loopback clients only,
+        after the proxy headers of a trusted proxy are applied) or on."""
+        if config.metrics == "off" or (config.metrics == "local" and not _loopback(request)):
+            return problem(ProblemError("about:blank", 404, "not found"))
+        body = await run_in_threadpool(metrics.exposition, tidings.store)
+        return Response(body, headers={"Content-Type": metrics.CONTENT_TYPE, "Cache-Control": "no-store"})
 
     routes = [
         Route("/.well-known/jmap", session_resource, methods=["GET"]),
@@ -555,7 +637,14 @@ def create_app(config: Config) -> FastAPI:
         # iCalendar of a CalendarEvent or a Calendar (app/calendar/http.py)
         Route("/jmap/calendar/{account_id}/{obj_id}.ics", calendar_download, methods=["GET"]),
         WebSocketRoute(WS_PATH, websocket),
+        Route(HEALTH_PATH, healthz, methods=["GET", "HEAD"]),
+        Route(METRICS_PATH, metrics_resource, methods=["GET"]),
     ]
+
+    async def body_timed_out(request: Request, exc: Exception) -> Response:
+        slowclients.log_body_timeout(request, exc)
+        return problem(ProblemError("about:blank", 408, str(exc)), {"Connection": "close"})
+
     @asynccontextmanager
     async def lifespan(app):
         tidings.start()  # the background indexer, the change bus
@@ -570,6 +659,7 @@ def create_app(config: Config) -> FastAPI:
             await tidings.push.close()
             await tidings.deliverer.close()
             await run_in_threadpool(tidings.close)
+            metrics.worker_exit()
 
     async def storage_failed(request: Request, exc: Exception) -> Response:
         """Any other route whose write the disk refused (a token's last use, ...): a problem
@@ -578,11 +668,19 @@ def create_app(config: Config) -> FastAPI:
         return problem(storage_problem(exc))  # type: ignore[arg-type]
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,
-                  lifespan=lifespan, exception_handlers={StorageUnavailable: storage_failed})
+                  lifespan=lifespan, exception_handlers={
+                      StorageUnavailable: storage_failed,
+                      slowclients.ClientDisconnect: slowclients.client_gone,
+                      slowclients.BodyTimeout: body_timed_out})
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST", "OPTIONS"],
                        allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID"], max_age=86400,
                        # a browser client may read the challenges of a 401 and the wait of a 429
                        expose_headers=["WWW-Authenticate", "Retry-After"])
+    # the last added runs first: proxy headers, then the access log (which needs the real client
+    # address), then the body timeout around everything that reads a body
+    app.add_middleware(slowclients.BodyTimeoutMiddleware, seconds=config.body_timeout)
+    app.add_middleware(accesslog.AccessLog, routes=ROUTE_LABELS, enabled=config.access_log)
+    app.add_middleware(ForwardedMiddleware, trusted=config.forwarded_allow_ips)
     app.state.tidings = tidings
     return app
 

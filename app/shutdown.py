@@ -14,24 +14,49 @@ of connection would keep it waiting:
   lingered 30 s after uvicorn closed it). `HttpProtocol` gives TLS connections a close() that
   aborts the connection once its output is flushed and the peer has had `TLS_CLOSE_GRACE` seconds
   to answer.
+
+It also gives every connection a timeout for the request header (o07: uvicorn has none, so a
+client that sends half a header held its connection for ever): ``--header-timeout`` seconds
+(default `HEADER_TIMEOUT`, in $TIDINGS_HEADER_TIMEOUT for the workers) from the connection's start,
+and again from the end of each response, for the next header to be complete.  Then the connection
+is closed, after a 408 if part of a header had come.  A request being answered (an EventSource
+stream, a slow search) is never cut by it: the timer only looks at connections waiting for a header.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+
+    _HTTPTOOLS = True
 except ImportError:  # pragma: no cover - httptools is optional in uvicorn
     from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol
+
+    _HTTPTOOLS = False  # the header timeout relies on httptools' parser callbacks: none with h11
 
 log = logging.getLogger("tidings.http")
 
 TLS_CLOSE_GRACE = 0.5
+
+
+HEADER_TIMEOUT = 10.0  # default of --header-timeout, seconds
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: 32\r\nConnection: close\r\n\r\nrequest header not sent in time\n")
+
+
+def header_timeout() -> float:
+    """The header timeout in seconds from $TIDINGS_HEADER_TIMEOUT (0 or less: none)."""
+    try:
+        return float(os.environ.get("TIDINGS_HEADER_TIMEOUT") or HEADER_TIMEOUT)
+    except ValueError:
+        return HEADER_TIMEOUT
 
 
 GOODBYE_SECONDS = 2.0  # how long uvicorn's shutdown waits for the push connections' own goodbyes
@@ -98,9 +123,62 @@ class _TlsTransport:
 
 
 class HttpProtocol(_BaseProtocol):
-    """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport` (see the module docstring)."""
+    """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport` and the header timeout (see
+    the module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_seconds = header_timeout() if _HTTPTOOLS else 0.0
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._heads = 0  # requests whose header is complete
+        self._answered = 0  # responses complete: while equal to _heads, a header is awaited
+        self._partial = False  # bytes of the awaited header have come
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         if transport.get_extra_info("sslcontext") is not None:
             transport = _TlsTransport(transport, self.loop)
         super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._heads == self._answered:
+            self._partial = True
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._heads += 1
+        self._partial = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self._answered += 1
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        if self._header_seconds > 0:
+            self._header_timer = self.loop.call_later(self._header_seconds, self._header_timed_out)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timed_out(self) -> None:
+        self._header_timer = None
+        # a pipelined request whose header is complete is being (or waiting to be) answered
+        if self.transport.is_closing() or self._heads != self._answered:
+            return
+        if self._partial:
+            client = self.client[0] if self.client else "unknown"
+            log.info("closing the connection of %s: no complete request header in %g s", client,
+                     self._header_seconds)
+            self.transport.write(_TIMEOUT_408)
+        self.transport.close()

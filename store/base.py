@@ -419,4 +419,7 @@ class Store(Protocol):
     def release_memory(self) -> None:
         """Gives back memory the backend holds only as a cache (a no-op where there is none)."""
 
+    def healthy(self) -> None:
+        """Returns when the store answers a read (`GET /healthz`); raises when it does not."""
+
     def close(self) -> None: ...

@@ -26,7 +26,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | msgid     | A\\0sha1(message-id)[:16]    | threadId                                | threading at ingest          |
 | changes   | A\\0type\\0modseq(n)\\0id    | b"c" created, b"u" updated, b"k" counts, b"d" destroyed | /changes: O(changes) |
 | states    | A\\0type                     | modseq(n) of the type's last change     | states                       |
-| indexq    | A\\0seq(n)                   | JSON {"op": "add"/"del", "id": emailId} | background indexer queue     |
+| indexq    | A\\0seq(n)                   | JSON {"op": "add"/"del", "id": emailId, "at": unix s} | background indexer queue |
 | records   | A\\0collection\\0id          | record JSON                             | generic collections by id    |
 | recidx    | A\\0collection\\0prop\\0value\\0id | -                                  | declared indexes: =, range   |
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
@@ -240,6 +240,11 @@ class LmdbStore:
         """A new blob's bytes, written piecewise (an upload streams into it); store it with
         `Writer.put_blob(sink, type)`, and close it (a context manager) in any case."""
         return blobfiles.BlobSink(self.path, self.inline_max)
+
+    def healthy(self) -> None:
+        """A read transaction and one get (microseconds): raises lmdb.Error if the store does not answer."""
+        with self.env.begin() as txn:
+            txn.get(b"health", db=self.db["counters"])
 
     def release_memory(self) -> None:
         """Drops this process's mapping of the data file's pages (Linux madvise DONTNEED on the
@@ -1411,7 +1416,9 @@ class LmdbWriter(LmdbReader):
         return thread_id
 
     def _queue_index(self, op: str, email_id: str) -> None:
-        self._put("indexq", _n(self._next("indexq")), orjson.dumps({"op": op, "id": email_id}))
+        # "at": when it was queued, for the index lag of /metrics (app.metrics)
+        self._put("indexq", _n(self._next("indexq")),
+                  orjson.dumps({"op": op, "id": email_id, "at": int(time.time())}))
 
     def update_email(self, email_id: str, keywords: dict | None = None,
                      mailbox_ids: dict | None = None) -> dict:

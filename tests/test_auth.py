@@ -302,8 +302,8 @@ def test_failures_are_logged_with_user_and_address_never_the_secret(guarded):
         assert c.get(SESSION, headers=bearer("tdg_K0777_" + "s3cr3t" * 8)).status_code == 401
     time.sleep(0.3)
     log = (guarded.data / f"server-{guarded.port}.log").read_text()
-    assert "authentication failed: user 'carol' (unknown, or a wrong password), from 127.0.0.5" in log
-    assert "authentication failed: unknown or revoked token K0777, from 127.0.0.5" in log
+    assert "login failed: user 'carol' from 127.0.0.5: unknown user or wrong password" in log
+    assert "login failed: user - from 127.0.0.5: unknown or revoked token K0777" in log
     assert "Secret-Guess-1" not in log and "s3cr3t" not in log
 
 

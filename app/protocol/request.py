@@ -5,6 +5,7 @@ HTTP layer."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import orjson
@@ -143,8 +144,10 @@ def check_request(request: object, limits: Limits) -> dict:
     return request
 
 
-def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
-    """Runs the method calls of a parsed request in order and returns the Response object."""
+def process(request: dict, ctx_factory, known_capabilities: set[str], observe=None) -> dict:
+    """Runs the method calls of a parsed request in order and returns the Response object.
+    observe: None, or called after each invocation as observe(method name, seconds, the error
+    type or None, the response arguments or None) (metrics and the access log, app.metrics)."""
     using = set(request["using"])
     unknown = sorted(using - known_capabilities)
     if unknown:
@@ -157,6 +160,8 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
     for name, args, call_id in request["methodCalls"]:
         ctx.call_id = call_id
         ctx.method_capability = ""
+        started = time.perf_counter()
+        before = len(responses)
         try:
             args = resolve_references(args, responses)
             entry = METHODS.get(name)
@@ -192,6 +197,10 @@ def process(request: dict, ctx_factory, known_capabilities: set[str]) -> dict:
             log.exception("method %s (call %s) failed", name, call_id)
             responses.append(["error", {"type": "serverFail",
                                         "description": "internal error; the server logged it"}, call_id])
+        if observe is not None:
+            first = responses[before] if len(responses) > before else None
+            error = first[1].get("type") if first is not None and first[0] == "error" else None
+            observe(name, time.perf_counter() - started, error, first[1] if first is not None else None)
     response = {"methodResponses": responses}
     if "createdIds" in request:
         response["createdIds"] = ctx.created_ids
