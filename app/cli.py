@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import os
 import secrets
 import sys
@@ -1264,12 +1265,20 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
 
 
 def _metrics_dir(data: str, port: int) -> str:
-    """An empty directory for the metrics of the workers, set in $PROMETHEUS_MULTIPROC_DIR (see
-    app.metrics): the operator's, or DATA/metrics/PORT; emptied, since values of an earlier run
-    would be added to this one's.  In the data directory rather than a temporary one: uvicorn ends
-    its process by the signal it got, so no clean-up code runs at exit.  Here and not in
-    app.metrics, because prometheus-client must not be imported before the variable is set."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(data, "metrics", str(port))
+    """An empty directory for the metrics of several workers, set in $PROMETHEUS_MULTIPROC_DIR (see
+    app.metrics): the operator's, else one in /dev/shm named after the data directory and port,
+    else DATA/metrics/PORT.  prometheus-client keeps the values in memory-mapped files: on a disk
+    that fills up, a write to such a page kills the process (SIGBUS), so they stay off the data
+    disk when they can.  Emptied, since values of an earlier run would be added to this one's
+    (uvicorn ends its process by the signal it got, so no clean-up code runs at exit).  Here and
+    not in app.metrics, because prometheus-client must not be imported before the variable is
+    set.  One worker needs none of this: its own registry is in memory."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        tag = hashlib.sha256(os.path.abspath(data).encode()).hexdigest()[:12]
+        shm = "/dev/shm"
+        path = (os.path.join(shm, f"tidings-metrics-{os.getuid()}-{tag}-{port}")
+                if os.path.isdir(shm) and os.access(shm, os.W_OK) else os.path.join(data, "metrics", str(port)))
     try:
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
@@ -1361,7 +1370,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
     os.environ.update(env)
-    _metrics_dir(data, args.port)  # before app.server (and so prometheus-client) is imported
+    if args.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _metrics_dir(data, args.port)  # before app.server (and so prometheus-client) is imported
     if args.workers > 1:
         uvicorn.run("app.cli:app_from_env", factory=True, workers=args.workers, **options)
         return 0

@@ -21,11 +21,11 @@ What is counted (every name starts with ``tidings_``; durations in seconds):
   read from the store at scrape time, so every worker reports the same values.
 
 Several workers (``tidings serve --workers N``): prometheus-client's multiprocess mode.  `tidings
-serve` points $PROMETHEUS_MULTIPROC_DIR at an empty directory (DATA/metrics/PORT unless the
-variable is set) before any worker starts; each worker
+serve` points $PROMETHEUS_MULTIPROC_DIR at an empty directory (in /dev/shm, off the data disk,
+unless the variable is set: see app.cli._metrics_dir) before any worker starts; each worker
 writes its values there, a scrape (answered by any worker) adds them up, and a worker that exits
-marks itself dead, so that its gauges drop out.  Without the variable (tests that build the app in
-process) the process's own registry is used.
+marks itself dead, so that its gauges drop out.  Without the variable (one worker, or tests that
+build the app in process) the process's own registry is used.
 """
 
 from __future__ import annotations
