@@ -229,6 +229,11 @@ class Reader(Protocol):
     def email_by_guid(self, guid: str) -> dict | None: ...
     def email_ids_by_date(self, mailbox_id: str | None, descending: bool = True,
                           after: int | None = None, before: int | None = None) -> Iterator[str]: ...
+
+    def email_ids_by_keyword(self, mailbox_id: str, keyword: str, descending: bool = True) -> Iterator[str]:
+        """The ids of the mailbox's emails with the keyword, in email_ids_by_date's order (an
+        index kept by the writers, so that inMailbox + hasKeyword reads no email records)."""
+
     def email_count(self) -> int: ...
 
     # -- threads

@@ -86,7 +86,8 @@ log = logging.getLogger("tidings.store")
 
 _DBS = ("users", "accounts", "counters", "blobs", "blobguid", "blobref", "emails", "guid", "mbuid", "mbdate",
         "alldate", "mailboxes", "mbthread", "mbkw", "threads", "msgid", "changes", "states", "indexq",
-        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold", "tokens", "outline")
+        "records", "recidx", "journal", "addresses", "grants", "blobacct", "blobhold", "tokens", "outline",
+        "mbkwdate")
 _N = struct.Struct(">Q")
 _TS_OFFSET = 1 << 62
 SEP = b"\x00"
@@ -99,6 +100,7 @@ _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
 _JOURNAL_SEQ = b"\x00journal"
 _TOKEN_SEQ = b"\x00tokenseq"
 _QUOTAS_COUNTED = b"\x00quotas"  # set once every account's storage counter is right (the migration)
+_KEYWORD_DATES = b"\x00kwdates"  # set once the mbkwdate index holds every email (the migration)
 _USED = {"messages": "emails", "storage": "octets"}  # the counter holding each resource's `used`
 JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
 
@@ -151,6 +153,11 @@ def _libc():
     return libc
 
 
+def _keyword_date_key(mailbox_id: str, keyword: str, ts: bytes, eid: bytes) -> bytes:
+    """An mbkwdate key (after the account prefix): mailbox, keyword, receivedAt, email id."""
+    return mailbox_id.encode() + SEP + keyword.encode() + SEP + ts + SEP + eid
+
+
 def _n(value: int) -> bytes:
     return _N.pack(value)
 
@@ -192,6 +199,7 @@ class LmdbStore:
         self._index_addresses()
         self._index_blob_accounts()
         self._count_storage()
+        self._index_keyword_dates()
 
     def _count_storage(self) -> None:
         """Data directories made before quotas: every account's storage counter (the sum of its
@@ -208,6 +216,26 @@ class LmdbStore:
             txn.put(_QUOTAS_COUNTED, _n(1), db=self.db["counters"])
             if totals:
                 log.info("counted the storage of %d accounts for quotas", len(totals))
+
+    def _index_keyword_dates(self) -> None:
+        """Data directories made before the mbkwdate index (mailbox + keyword + receivedAt + id):
+        every email's entries, once; later the writers keep it with the keyword counts."""
+        with self._txn() as txn:
+            if txn.get(_KEYWORD_DATES, db=self.db["counters"]) is not None:
+                return
+            n = 0
+            for key, raw in txn.cursor(db=self.db["emails"]):
+                account, _, eid = key.partition(SEP)
+                record = orjson.loads(raw)
+                ts = _ts(record["receivedAt"])
+                for mailbox_id in record["mailboxIds"]:
+                    for keyword in record["keywords"]:
+                        txn.put(account + SEP + _keyword_date_key(mailbox_id, keyword, ts, eid), b"",
+                                db=self.db["mbkwdate"])
+                n += 1
+            txn.put(_KEYWORD_DATES, _n(1), db=self.db["counters"])
+            if n:
+                log.info("indexed the keywords of %d emails by mailbox and date", n)
 
     def _index_addresses(self) -> None:
         """Data directories made before the addresses database: every user's address, once."""
@@ -985,6 +1013,14 @@ class LmdbReader:
         for key in self._prefix_keys(db, prefix, reverse=descending, lo=lo, hi=hi):
             yield key[skip:].decode()
 
+    def email_ids_by_keyword(self, mailbox_id: str, keyword: str, descending: bool = True) -> Iterator[str]:
+        """The ids of the mailbox's emails that have the keyword, ordered by receivedAt (then id):
+        a range read of the mbkwdate index."""
+        prefix = self.prefix + _keyword_date_key(mailbox_id, keyword, b"", b"")[:-1]
+        skip = len(prefix) + 9
+        for key in self._prefix_keys("mbkwdate", prefix, reverse=descending):
+            yield key[skip:].decode()
+
     def email_count(self) -> int:
         return self._counter("emails")
 
@@ -1341,7 +1377,9 @@ class LmdbWriter(LmdbReader):
         self._put("mailboxes", mailbox_id.encode(), orjson.dumps(mb))
         self._changed("Mailbox", mailbox_id, b"k")
 
-    def _keyword_counts(self, mailbox_id: str, keywords, delta: int) -> None:
+    def _keyword_counts(self, mailbox_id: str, keywords, delta: int, ts: bytes, eid: bytes) -> None:
+        """An email with these keywords entered (delta 1) or left (-1) the mailbox, or gained or
+        lost them there: the per-mailbox keyword counts and the mbkwdate index follow."""
         for keyword in keywords:
             key = mailbox_id.encode() + SEP + keyword.encode()
             value = self.mailbox_keyword_count(mailbox_id, keyword) + delta
@@ -1349,6 +1387,11 @@ class LmdbWriter(LmdbReader):
                 self._put("mbkw", key, _n(value))
             else:
                 self._delete("mbkw", key)
+            dated = _keyword_date_key(mailbox_id, keyword, ts, eid)
+            if delta > 0:
+                self._put("mbkwdate", dated, b"")
+            else:
+                self._delete("mbkwdate", dated)
 
     # -- emails
     def add_email(self, summary: dict, guid: str, mailbox_ids: dict, keywords: dict,
@@ -1380,7 +1423,7 @@ class LmdbWriter(LmdbReader):
             self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), email_id.encode())
             self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + email_id.encode(), b"")
             self._mailbox_counts(mailbox_id, thread_id, 1, int(unread))
-            self._keyword_counts(mailbox_id, record["keywords"], 1)
+            self._keyword_counts(mailbox_id, record["keywords"], 1, ts, email_id.encode())
         self._put("alldate", ts + SEP + email_id.encode(), b"")
         self._put("emails", email_id.encode(), orjson.dumps(record))
         if summary.get("outline") is not None:
@@ -1444,20 +1487,20 @@ class LmdbWriter(LmdbReader):
                 self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
             self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
             self._mailbox_counts(mailbox_id, thread_id, -1, -int(old_unread))
-            self._keyword_counts(mailbox_id, record["keywords"], -1)
+            self._keyword_counts(mailbox_id, record["keywords"], -1, ts, eid)
         for mailbox_id in new_boxes - old_boxes:
             uid = self._next("uid:" + mailbox_id)
             record["uids"][mailbox_id] = uid
             self._put("mbuid", mailbox_id.encode() + SEP + _n(uid), eid)
             self._put("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid, b"")
             self._mailbox_counts(mailbox_id, thread_id, 1, int(new_unread))
-            self._keyword_counts(mailbox_id, new_keywords, 1)
+            self._keyword_counts(mailbox_id, new_keywords, 1, ts, eid)
         if keywords is not None:
             gone = set(record["keywords"]) - set(new_keywords)
             came = set(new_keywords) - set(record["keywords"])
             for mailbox_id in old_boxes & new_boxes:
-                self._keyword_counts(mailbox_id, gone, -1)
-                self._keyword_counts(mailbox_id, came, 1)
+                self._keyword_counts(mailbox_id, gone, -1, ts, eid)
+                self._keyword_counts(mailbox_id, came, 1, ts, eid)
         if old_unread != new_unread:
             delta = int(new_unread) - int(old_unread)
             for mailbox_id in old_boxes & new_boxes:
@@ -1483,7 +1526,7 @@ class LmdbWriter(LmdbReader):
                 self._delete("mbuid", mailbox_id.encode() + SEP + _n(uid))
             self._delete("mbdate", mailbox_id.encode() + SEP + ts + SEP + eid)
             self._mailbox_counts(mailbox_id, thread_id, -1, -int(unread))
-            self._keyword_counts(mailbox_id, record["keywords"], -1)
+            self._keyword_counts(mailbox_id, record["keywords"], -1, ts, eid)
         self._delete("alldate", ts + SEP + eid)
         self._delete("emails", eid)
         self._delete("outline", eid)

@@ -188,6 +188,22 @@ def test_has_keyword_and_not_keyword(corpus):
     assert corpus.q({"hasKeyword": "never-set"}) == []
 
 
+def test_mailbox_and_keyword_pages_read_from_the_indexes_equal_those_found_by_matching(corpus):
+    """{inMailbox} and {inMailbox, hasKeyword} sorted by receivedAt are answered from date indexes
+    and stored counts; a condition that needs the records (minSize: 0, true of every email) makes
+    the same query go the long way, and both must agree on every window and direction."""
+    for keyword in (None, "$seen", "$flagged", "$FLAGGED", "never-set"):
+        fast = {"hasKeyword": keyword} if keyword else {}
+        slow = {**fast, "minSize": 0}
+        for ascending in (False, True):
+            sort = [{"property": "receivedAt", "isAscending": ascending}]
+            for position, limit in ((0, 50), (1, 2), (2, 1), (4, 10), (9, 3)):
+                args = dict(sort=sort, position=position, limit=limit, calculateTotal=True)
+                a, b = corpus.query(fast, **args), corpus.query(slow, **args)
+                assert (a["ids"], a["total"], a["position"]) == (b["ids"], b["total"], b["position"]), \
+                    (keyword, ascending, position)
+
+
 def test_thread_keyword_conditions(corpus):
     # T1 = e1 ($seen), e2 ($flagged), e5 ($seen); T3 = e3 (none); T4 = e4 ($seen $flagged)
     assert corpus.q({"allInThreadHaveKeyword": "$seen"}) == ["e4"]

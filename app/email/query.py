@@ -34,6 +34,7 @@ keyword conditions or sorts), the changes are widened to every email of each aff
 from __future__ import annotations
 
 import heapq
+import itertools
 import re
 import string
 import unicodedata
@@ -280,6 +281,30 @@ def _top_from_index(ctx, reader, query: Query, position: int, limit: int) -> tup
                                                  descending)
     # an email destroyed since the index caught up is not shown
     return total, [i for i in ids if reader.email(i) is not None]
+
+
+def _top_from_dates(ctx, reader, query: Query, position: int, limit: int) -> tuple[int, list[str]] | None:
+    """{inMailbox} or {inMailbox, hasKeyword} sorted by receivedAt, for the account's owner: one
+    page of a date index (of the mailbox, or of the mailbox's emails with the keyword), the total
+    from the stored counts; no email record is read.  None when the query is not of that shape."""
+    flt = query.filter
+    descending = query.date_order()
+    if (not flt or descending is None or query.collapse or position < 0
+            or not ctx.access(reader.account_id).owner):
+        return None
+    flt = _merged_conditions(flt)
+    if flt is None or "inMailbox" not in flt or not set(flt) <= {"inMailbox", "hasKeyword"}:
+        return None
+    mailbox = reader.mailbox(flt["inMailbox"])
+    if mailbox is None:
+        return 0, []
+    if "hasKeyword" in flt:
+        total = reader.mailbox_keyword_count(flt["inMailbox"], flt["hasKeyword"])
+        ids = reader.email_ids_by_keyword(flt["inMailbox"], flt["hasKeyword"], descending)
+    else:
+        total = mailbox["totalEmails"]
+        ids = reader.email_ids_by_date(flt["inMailbox"], descending)
+    return total, list(itertools.islice(ids, position, position + limit))
 
 
 # ---------------------------------------------------------------- planning and matching
@@ -600,7 +625,10 @@ def email_query(ctx, args: dict) -> dict:
     _index_current(ctx, account_id, query)
     with ctx.store.read(account_id) as reader:
         state = reader.state("Email")
-        top = _top_from_index(ctx, reader, query, position, limit) if anchor is None else None
+        top = None
+        if anchor is None:
+            top = _top_from_dates(ctx, reader, query, position, limit) or \
+                _top_from_index(ctx, reader, query, position, limit)
         if top is not None:
             total, page = top
             out = {"accountId": account_id, "queryState": state, "canCalculateChanges": True,

@@ -412,9 +412,16 @@ def test_streams_and_stops_early(mail):
     inbox = mail.box["inbox"]
     res, counts = counted(mail, limit=3)
     assert mail.names_of(res["ids"]) == [49, 48, 47] and counts["email"] == 3
+    # {inMailbox} and {inMailbox, hasKeyword}: a page of a date index, the total from the counts,
+    # no email record read
     res, counts = counted(mail, filter={"inMailbox": inbox}, limit=2, position=1, calculateTotal=True)
-    assert mail.names_of(res["ids"]) == [47, 45] and res["total"] == 25 and counts["email"] == 3
+    assert mail.names_of(res["ids"]) == [47, 45] and res["total"] == 25 and "email" not in counts
     assert counts["ranges"][0][0][0] == inbox
+    res, counts = counted(mail, filter={"inMailbox": inbox, "hasKeyword": "$seen"}, calculateTotal=True)
+    assert res["ids"] == [] and res["total"] == 0 and "email" not in counts
+    # with the one condition more that needs the records, the mailbox streams and stops early
+    res, counts = counted(mail, filter={"inMailbox": inbox, "maxSize": 10**6}, limit=2, position=1)
+    assert mail.names_of(res["ids"]) == [47, 45] and counts["email"] == 3
     res, counts = counted(mail, calculateTotal=True, position=-2)
     assert mail.names_of(res["ids"]) == [1, 0] and res["total"] == 50 and counts["email"] == 50
     res, counts = counted(mail, anchor=mail.ids[40], anchorOffset=-1, limit=2)

@@ -244,3 +244,57 @@ def test_an_emails_outline_is_kept_apart_from_its_record_and_goes_with_it(store,
         w.destroy_email(record["id"])
     with store.read(account) as r:
         assert r.email_outline(record["id"]) is None
+
+
+def test_the_keyword_date_index_follows_every_keyword_and_mailbox_change(store, account):
+    import random
+
+    box = inbox(store, account)
+    with store.write(account) as w:
+        other = w.create_mailbox({"name": "Other"})["id"]
+        emails = [add(w, n, [box], keywords=["$seen"] if n % 2 else [], received=1_700_000_000 + n % 7)["id"]
+                  for n in range(40)]
+    rng = random.Random(7)
+    for _ in range(120):
+        email_id = rng.choice(emails)
+        with store.write(account) as w:
+            if w.email(email_id) is None:
+                continue
+            roll = rng.random()
+            if roll < 0.5:
+                w.update_email(email_id, keywords=dict.fromkeys(rng.sample(["$seen", "$flagged", "k"], rng.randint(0, 3)), True))
+            elif roll < 0.9:
+                w.update_email(email_id, mailbox_ids=dict.fromkeys(rng.sample([box, other], rng.randint(1, 2)), True))
+            else:
+                w.destroy_email(email_id)
+    with store.read(account) as r:
+        for mailbox_id in (box, other):
+            by_date = list(r.email_ids_by_date(mailbox_id))
+            for keyword in ("$seen", "$flagged", "k", "absent"):
+                want = [e for e in by_date if keyword in r.email(e)["keywords"]]
+                assert list(r.email_ids_by_keyword(mailbox_id, keyword)) == want
+                assert list(r.email_ids_by_keyword(mailbox_id, keyword, descending=False)) == want[::-1]
+                assert r.mailbox_keyword_count(mailbox_id, keyword) == len(want)
+
+
+def test_a_data_directory_from_before_the_keyword_date_index_gets_it_at_open(tmp_path):
+    import lmdb
+
+    path = str(tmp_path / "data")
+    s = open_store(path)
+    account = s.create_user("u", "hash", "u@example.com")["accountId"]
+    box = inbox(s, account)
+    with s.write(account) as w:
+        ids = [add(w, n, [box], keywords=["$seen"])["id"] for n in range(5)]
+    s.close()
+    env = lmdb.open(path, max_dbs=64)  # as an older tidings left it: no index, no marker
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"mbkwdate", txn=txn), delete=False)
+        txn.delete(b"\x00kwdates", db=env.open_db(b"counters", txn=txn))
+    env.close()
+    s = open_store(path)
+    try:
+        with s.read(account) as r:
+            assert list(r.email_ids_by_keyword(box, "$seen")) == ids[::-1]
+    finally:
+        s.close()
