@@ -12,7 +12,8 @@ Python (stdlib and psutil, which Locust brings). Each run:
 2. starts `python -m app serve --workers W` of this checkout on a free loopback port (with
    --tidings-python, default .venv/bin/python) and waits for /.well-known/jmap; exits 2 if it
    does not come up;
-3. runs `locust --headless` with locustfile.py (stats reset once all users are spawned), writing
+3. runs `locust --headless` with locustfile.py (its statistics reset once every user has logged in
+   and synced: the figures are of the steady mix; the logins are reported apart), writing
    OUT/locust_stats.csv (and _failures, _exceptions, _stats_history) and OUT/report.html;
 4. samples the memory of the server's processes every second (OUT/rss.csv: RSS, and RssAnon, the
    private memory that a leak would grow; RSS also counts LMDB's mapped file pages);
@@ -116,7 +117,7 @@ class MemorySampler(threading.Thread):
     def __init__(self, pid: int, path: Path, interval: float):
         super().__init__(daemon=True)
         self.root, self.path, self.interval = pid, path, interval
-        self.samples: list[tuple[float, int, int, int]] = []  # (t, rss, rss_anon, processes)
+        self.samples: list[tuple[float, int, int, int, float]] = []  # (t, rss, rss_anon, processes, epoch)
         self.stopping = threading.Event()
         self.t0 = time.monotonic()
 
@@ -144,7 +145,7 @@ class MemorySampler(threading.Thread):
             except OSError:
                 continue
             rss, anon, n = rss + r, anon + a, n + 1
-        self.samples.append((time.monotonic() - self.t0, rss, anon, n))
+        self.samples.append((time.monotonic() - self.t0, rss, anon, n, time.time()))
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -157,7 +158,7 @@ class MemorySampler(threading.Thread):
         with open(self.path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["seconds", "rss_bytes", "rss_anon_bytes", "processes"])
-            for t, rss, anon, n in self.samples:
+            for t, rss, anon, n, _ in self.samples:
                 w.writerow([f"{t:.1f}", rss, anon, n])
 
 
@@ -218,12 +219,15 @@ def num(row: dict, key: str) -> float:
         return 0.0
 
 
-def memory_summary(samples: list, window: float) -> dict:
+def memory_summary(samples: list, window: float, since: float = 0.0) -> dict:
+    """Start, peak and end of the memory samples, and the means of the first `window` seconds from
+    `since` (epoch: when the measurement started, after the logins) and of the last `window` seconds."""
     if not samples:
         return {}
     end = samples[-1][0]
-    first = [s for s in samples if s[0] <= window] or samples[:1]
-    last = [s for s in samples if s[0] >= end - window] or samples[-1:]
+    steady = [s for s in samples if s[4] >= since] or samples
+    first = [s for s in steady if s[0] <= steady[0][0] + window]
+    last = [s for s in steady if s[0] >= end - window]
 
     def mean(rows, i):
         return sum(r[i] for r in rows) / len(rows)
@@ -274,10 +278,10 @@ def run_once(opts, out: Path, window: float | None = None) -> dict:
         env = dict(os.environ, LOADTEST_ACCOUNTS=str(opts.accounts), LOADTEST_PREFIX=seed_info["prefix"],
                    LOADTEST_PASSWORD=seed_info["password"], LOADTEST_TERMS=str(seeded / "terms.txt"),
                    LOADTEST_WAIT=opts.wait, LOADTEST_PUSH_FRACTION=str(opts.push_fraction),
-                   LOADTEST_SUMMARY=str(out / "api_summary.json"))
+                   LOADTEST_SUMMARY=str(out / "api_summary.json"), LOADTEST_RESET_AFTER_LOGIN="1")
         rate = opts.rate or max(1, min(opts.users, 8))
         lcmd = [str(LOCUST), "-f", str(HERE / "locustfile.py"), "--host", base, "--headless", "-u", str(opts.users),
-                "-r", str(rate), "-t", opts.time, "--reset-stats", "--only-summary", "--stop-timeout", "5",
+                "-r", str(rate), "-t", opts.time, "--only-summary", "--stop-timeout", "5",
                 "--csv", str(out / "locust"), "--html", str(out / "report.html"), "--loglevel", "WARNING"]
         print(f"load: {opts.users} users ({rate}/s) for {opts.time} on {opts.workers} worker(s), "
               f"{opts.accounts} accounts x {opts.messages} messages -> {out}", flush=True)
@@ -310,8 +314,14 @@ def run_once(opts, out: Path, window: float | None = None) -> dict:
     summary["all_failures"] = sum(int(num(r, "Failure Count")) for r in rows if r["Name"] != "Aggregated")
     summary["per_name"] = [{"type": r["Type"], "name": r["Name"], "requests": int(num(r, "Request Count")),
                             "failures": int(num(r, "Failure Count")), "rps": num(r, "Requests/s"),
-                            **{p: num(r, p) for p in PERCENTILES}} for r in rows if r["Name"] != "Aggregated"]
-    summary["memory"] = memory_summary(sampler.samples, window or 60)
+                            **{p: num(r, p) for p in PERCENTILES}}
+                           for r in rows if r["Name"] != "Aggregated" and num(r, "Request Count")]
+    since = summary["total"].get("measured_from", 0)
+    summary["memory"] = memory_summary(sampler.samples, window or 60, since)
+    steady = [x for x in sampler.samples if x[4] >= since]
+    if summary["memory"] and steady:
+        summary["memory"]["rss_peak_steady"] = max(x[1] for x in steady)
+        summary["memory"]["anon_peak_steady"] = max(x[2] for x in steady)
     summary["failures_detail"] = [{"name": r.get("Name"), "error": r.get("Error"), "count": r.get("Occurrences")}
                                   for r in read_stats(out / "locust_failures.csv")]
     failed = summary["all_failures"] > 0 or not summary["server_alive"] or summary["total"]["requests"] == 0
@@ -336,11 +346,17 @@ def render(s: dict) -> str:
              f"API requests {t['requests']}, {t['rps']:.1f} req/s, p50/p95/p99 {t['50%']:.0f}/{t['95%']:.0f}/"
              f"{t['99%']:.0f} ms, failures {t['failures']} (push included: {s['all_failures']}); "
              f"concurrency limit: {fmt_limits(s['limits'])}", ""]
+    login = t.get("login")
+    if login:
+        lines += [f"logins (first session fetch, not in the figures above): {login['requests']} in "
+                  f"{login['seconds']:.0f} s, p50 {login['50%']:.0f} ms, p95 {login['95%']:.0f} ms, max "
+                  f"{login['max']:.0f} ms, failures {login['failures']}; measured for {t.get('seconds', 0):.0f} s after", ""]
     m = s["memory"]
     if m:
         lines += [f"server memory ({m['processes']} processes): RSS {mib(m['rss_start'])} start, "
-                  f"{mib(m['rss_peak'])} peak, {mib(m['rss_end'])} end; private (RssAnon) "
-                  f"{mib(m['anon_start'])} / {mib(m['anon_peak'])} / {mib(m['anon_end'])}", ""]
+                  f"{mib(m['rss_peak'])} peak ({mib(m.get('rss_peak_steady', 0))} after the logins), "
+                  f"{mib(m['rss_end'])} end; private (RssAnon) {mib(m['anon_start'])} start, {mib(m['anon_peak'])} "
+                  f"peak ({mib(m.get('anon_peak_steady', 0))} after the logins), {mib(m['anon_end'])} end", ""]
     lines += ["| type | name | requests | fail | req/s | p50 ms | p95 ms | p99 ms |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in s["per_name"]:
         lines.append(f"| {r['type']} | {r['name']} | {r['requests']} | {r['failures']} | {r['rps']:.2f} | "
@@ -395,7 +411,8 @@ def soak(opts) -> int:
     pct = 100 * growth / m["anon_first_mean"] if m["anon_first_mean"] else 0.0
     flat = pct <= opts.rss_tolerance
     verdict = [f"## Soak: {opts.time}, {opts.users} users, {opts.workers} worker(s)", "",
-               f"private memory (RssAnon), mean of the first {window / 60:.0f} min {mib(m['anon_first_mean'])}, "
+               f"private memory (RssAnon), mean of the first {window / 60:.0f} min after the logins "
+               f"{mib(m['anon_first_mean'])}, "
                f"of the last {window / 60:.0f} min {mib(m['anon_last_mean'])}: {growth / 2**20:+.1f} MiB ({pct:+.1f}%)"
                f" -> {'FLAT' if flat else 'GROWING'} (tolerance {opts.rss_tolerance}%)",
                f"RSS (with mapped LMDB pages) {mib(m['rss_first_mean'])} -> {mib(m['rss_last_mean'])}",
