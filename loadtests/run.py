@@ -330,6 +330,7 @@ def run_once(opts, out: Path, window: float | None = None) -> dict:
     text = render(summary)
     (out / "summary.md").write_text(text)
     print(text)
+    summary["_samples"] = sampler.samples  # for the soak's verdict (not in summary.json)
     return summary
 
 
@@ -411,13 +412,24 @@ def soak(opts) -> int:
     pct = 100 * growth / m["anon_first_mean"] if m["anon_first_mean"] else 0.0
     flat = pct <= opts.rss_tolerance
     verdict = [f"## Soak: {opts.time}, {opts.users} users, {opts.workers} worker(s)", "",
-               f"private memory (RssAnon), mean of the first {window / 60:.0f} min after the logins "
+               f"private memory (RssAnon), mean of the first {window / 60:g} min after the logins "
                f"{mib(m['anon_first_mean'])}, "
-               f"of the last {window / 60:.0f} min {mib(m['anon_last_mean'])}: {growth / 2**20:+.1f} MiB ({pct:+.1f}%)"
+               f"of the last {window / 60:g} min {mib(m['anon_last_mean'])}: {growth / 2**20:+.1f} MiB ({pct:+.1f}%)"
                f" -> {'FLAT' if flat else 'GROWING'} (tolerance {opts.rss_tolerance}%)",
                f"RSS (with mapped LMDB pages) {mib(m['rss_first_mean'])} -> {mib(m['rss_last_mean'])}",
                f"failures: {s['total']['failures']} of {s['total']['requests']} requests -> "
                f"{'NO ERROR' if s['total']['failures'] == 0 else 'ERRORS'}", ""]
+    since = s["total"].get("measured_from", 0)
+    steady = [x for x in s.get("_samples", []) if x[4] >= since]
+    if steady:
+        step = max(window, 60.0)
+        means, t0 = [], steady[0][0]
+        while t0 <= steady[-1][0]:
+            chunk = [x[2] for x in steady if t0 <= x[0] < t0 + step]
+            if chunk:
+                means.append(f"{sum(chunk) / len(chunk) / 2**20:.0f}")
+            t0 += step
+        verdict.insert(-3, f"RssAnon means per {step / 60:g} min (MiB): {' '.join(means)}")
     text = "\n".join(verdict)
     (out / "soak.md").write_text(text + "\n" + render(s))
     print(text)
