@@ -13,6 +13,7 @@ Email state, then runs a weighted mix (the weights are those of the @task decora
 | weight | request name (stats table)         | what a client does                                         |
 |--------|------------------------------------|------------------------------------------------------------|
 | 8      | Mailbox/get+Email/changes          | sync: mailbox counts and the Email changes since its state |
+|        | Email/get changed                  | then mailboxIds and keywords of what changed (50 at most)  |
 | 6      | Email/query inbox                  | the Inbox newest first, 50 ids                             |
 | 6      | Email/get previews                 | the list properties and preview of the last query's ids   |
 | 6      | Email/get body                     | open a message: bodyValues of its text and HTML parts     |
@@ -191,7 +192,6 @@ class MailClient(HttpUser):
         self.inbox = self.archive = None
         self.inbox_ids: list[str] = []
         self.previews: dict[str, dict] = {}
-        self.opened: list[str] = []
         self.pending_write: float | None = None  # when the oldest write not yet seen on push was sent
         self._push = None
         try:
@@ -267,6 +267,7 @@ class MailClient(HttpUser):
                 self.mailboxes(responses[0][1]["list"])
                 self.email_state = responses[1][1]["state"]
             return
+        changed: set[str] = set()
         for _ in range(5):
             calls = [["Mailbox/get", {"accountId": acct, "ids": None}, "m"],
                      ["Email/changes", {"accountId": acct, "sinceState": self.email_state, "maxChanges": 256}, "c"]]
@@ -280,10 +281,19 @@ class MailClient(HttpUser):
                 self.inbox_ids = []
                 return
             self.email_state = changes["newState"]
+            changed.update(changes["created"], changes["updated"])
             for gone in changes["destroyed"]:
                 self.previews.pop(gone, None)
+                changed.discard(gone)
             if not changes["hasMoreChanges"]:
-                return
+                break
+        if changed:  # what changed: its flags and mailboxes (a client refreshes its cached list)
+            ids = sorted(changed)[:PAGE]
+            responses = self.call("Email/get changed", [["Email/get", {
+                "accountId": acct, "ids": ids, "properties": ["threadId", "mailboxIds", "keywords"]}, "g"]])
+            for email in responses[0][1]["list"] if responses else []:
+                if email["id"] in self.previews:
+                    self.previews[email["id"]].update(email)
 
     def mailboxes(self, boxes: list) -> None:
         roles = {b.get("role"): b["id"] for b in boxes}
@@ -318,8 +328,8 @@ class MailClient(HttpUser):
         responses = self.call("Email/get body", [["Email/get", {
             "accountId": self.account_id, "ids": [email_id], "properties": BODY_PROPERTIES,
             "fetchTextBodyValues": True, "fetchHTMLBodyValues": True, "maxBodyValueBytes": 256 * 1024}, "b"]])
-        if responses and responses[0][1]["list"]:
-            self.opened = (self.opened + [email_id])[-20:]
+        if responses and not responses[0][1]["list"]:
+            self.inbox_ids = [i for i in self.inbox_ids if i != email_id]  # gone meanwhile
 
     @task(4)
     def mark_read(self) -> None:

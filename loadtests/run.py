@@ -350,7 +350,7 @@ def render(s: dict) -> str:
     login = t.get("login")
     if login:
         lines += [f"logins (first session fetch, not in the figures above): {login['requests']} in "
-                  f"{login['seconds']:.0f} s, p50 {login['50%']:.0f} ms, p95 {login['95%']:.0f} ms, max "
+                  f"{login['seconds']:.1f} s, p50 {login['50%']:.0f} ms, p95 {login['95%']:.0f} ms, max "
                   f"{login['max']:.0f} ms, failures {login['failures']}; measured for {t.get('seconds', 0):.0f} s after", ""]
     m = s["memory"]
     if m:
