@@ -34,6 +34,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -117,7 +118,9 @@ class MemorySampler(threading.Thread):
     def __init__(self, pid: int, path: Path, interval: float):
         super().__init__(daemon=True)
         self.root, self.path, self.interval = pid, path, interval
-        self.samples: list[tuple[float, int, int, int, float]] = []  # (t, rss, rss_anon, processes, epoch)
+        # (t, rss, rss_anon, processes, epoch, CPU seconds of the processes so far)
+        self.samples: list[tuple[float, int, int, int, float, float]] = []
+        self.cpu_seen: dict[int, float] = {}  # pid -> its last CPU seconds (those of exited ones count on)
         self.stopping = threading.Event()
         self.t0 = time.monotonic()
 
@@ -142,10 +145,12 @@ class MemorySampler(threading.Thread):
         for p in procs:
             try:
                 r, a = self.status(p.pid)
-            except OSError:
+                cpu = p.cpu_times()
+            except (OSError, psutil.Error):
                 continue
             rss, anon, n = rss + r, anon + a, n + 1
-        self.samples.append((time.monotonic() - self.t0, rss, anon, n, time.time()))
+            self.cpu_seen[p.pid] = cpu.user + cpu.system
+        self.samples.append((time.monotonic() - self.t0, rss, anon, n, time.time(), sum(self.cpu_seen.values())))
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -157,9 +162,9 @@ class MemorySampler(threading.Thread):
         self.join()
         with open(self.path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["seconds", "rss_bytes", "rss_anon_bytes", "processes"])
-            for t, rss, anon, n, _ in self.samples:
-                w.writerow([f"{t:.1f}", rss, anon, n])
+            w.writerow(["seconds", "rss_bytes", "rss_anon_bytes", "processes", "cpu_seconds"])
+            for t, rss, anon, n, _, cpu in self.samples:
+                w.writerow([f"{t:.1f}", rss, anon, n, f"{cpu:.2f}"])
 
 
 def parse_metrics(text: str) -> dict[str, dict[str, float]]:
@@ -285,10 +290,15 @@ def run_once(opts, out: Path, window: float | None = None) -> dict:
                 "--csv", str(out / "locust"), "--html", str(out / "report.html"), "--loglevel", "WARNING"]
         print(f"load: {opts.users} users ({rate}/s) for {opts.time} on {opts.workers} worker(s), "
               f"{opts.accounts} accounts x {opts.messages} messages -> {out}", flush=True)
+        summary["loadavg_before"] = round(os.getloadavg()[0], 2)
         started = time.monotonic()
+        children_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(out / "locust.log", "w") as llog:
             locust = subprocess.run(lcmd, cwd=ROOT, env=env, stdout=llog, stderr=subprocess.STDOUT)
         summary["seconds"] = round(time.monotonic() - started, 1)
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)  # the server is not waited for yet: Locust's
+        summary["locust_cpu_percent"] = round(100 * (used.ru_utime + used.ru_stime - children_cpu.ru_utime
+                                                     - children_cpu.ru_stime) / max(summary["seconds"], 1e-3), 1)
         summary["locust_exit"] = locust.returncode
         after = scrape(base, auth, 4 * opts.workers)
         summary["server_alive"] = server.poll() is None
@@ -322,6 +332,8 @@ def run_once(opts, out: Path, window: float | None = None) -> dict:
     if summary["memory"] and steady:
         summary["memory"]["rss_peak_steady"] = max(x[1] for x in steady)
         summary["memory"]["anon_peak_steady"] = max(x[2] for x in steady)
+        wall = steady[-1][0] - steady[0][0]
+        summary["server_cpu_percent"] = round(100 * (steady[-1][5] - steady[0][5]) / wall, 1) if wall > 0 else None
     summary["failures_detail"] = [{"name": r.get("Name"), "error": r.get("Error"), "count": r.get("Occurrences")}
                                   for r in read_stats(out / "locust_failures.csv")]
     failed = summary["all_failures"] > 0 or not summary["server_alive"] or summary["total"]["requests"] == 0
@@ -347,6 +359,9 @@ def render(s: dict) -> str:
              f"API requests {t['requests']}, {t['rps']:.1f} req/s, p50/p95/p99 {t['50%']:.0f}/{t['95%']:.0f}/"
              f"{t['99%']:.0f} ms, failures {t['failures']} (push included: {s['all_failures']}); "
              f"concurrency limit: {fmt_limits(s['limits'])}", ""]
+    lines += [f"server CPU {s.get('server_cpu_percent')}% of one core after the logins, Locust's own CPU "
+              f"{s.get('locust_cpu_percent')}%, load average before the run {s.get('loadavg_before')} "
+              f"({os.cpu_count()} CPUs, Locust on the same machine)", ""]
     login = t.get("login")
     if login:
         lines += [f"logins (first session fetch, not in the figures above): {login['requests']} in "
@@ -381,16 +396,21 @@ def matrix(opts) -> int:
                 return 2
     lines = [f"# Load test matrix ({time.strftime('%Y-%m-%d %H:%M')}, {opts.time} per run, "
              f"{opts.accounts} accounts x {opts.messages} messages, think time {opts.wait} s)", "",
-             f"Machine: {os.cpu_count()} CPUs, load average before the last run "
-             f"{os.getloadavg()[0]:.2f}; Locust runs on the same machine.", "",
+             f"Machine: {os.cpu_count()} CPUs; Locust runs on the same machine. Figures are of the API requests "
+             "after every user has logged in (push events and the logins apart); server CPU is in % of one "
+             "core over that time; RSS includes LMDB's mapped pages, RssAnon is private memory.", "",
              "| workers | users | requests | req/s | p50 ms | p95 ms | p99 ms | failures | queued / refused | "
-             "RSS peak | RssAnon start → end |", "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+             "logins p95 ms | server CPU | Locust CPU | RSS peak (after logins) | RssAnon start → end | load avg |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|---:|"]
     for s in results:
         t, m = s["total"], s["memory"]
         lim = "n/a" if s["limits"] is None else f"{s['limits'][METRICS[0]]:.0f} / {s['limits'][METRICS[1]]:.0f}"
+        login = (t.get("login") or {}).get("95%", 0)
         lines.append(f"| {s['workers']} | {s['users']} | {t['requests']} | {t['rps']:.1f} | {t['50%']:.0f} | "
-                     f"{t['95%']:.0f} | {t['99%']:.0f} | {t['failures']} | {lim} | {mib(m.get('rss_peak', 0))} | "
-                     f"{mib(m.get('anon_start', 0))} → {mib(m.get('anon_end', 0))} |")
+                     f"{t['95%']:.0f} | {t['99%']:.0f} | {s.get('all_failures', t['failures'])} | {lim} | {login:.0f} | "
+                     f"{s.get('server_cpu_percent')}% | {s.get('locust_cpu_percent')}% | "
+                     f"{mib(m.get('rss_peak', 0))} ({mib(m.get('rss_peak_steady', 0))}) | "
+                     f"{mib(m.get('anon_start', 0))} → {mib(m.get('anon_end', 0))} | {s.get('loadavg_before')} |")
     lines += ["", "Per run: `w{W}-u{U}/summary.md` (per request name), `report.html`, `locust_stats.csv`, `rss.csv`."]
     text = "\n".join(lines) + "\n"
     base_out.mkdir(parents=True, exist_ok=True)
