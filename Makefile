@@ -62,7 +62,7 @@ format: $(VENV)/.installed-test
 # accounts (cached in loadtests/.data/), starts `tidings serve --workers WORKERS` on a free loopback
 # port, runs Locust headless and writes loadtests/out/w{WORKERS}-u{USERS}/ (CSV, report.html,
 # summary.md). None of these targets is part of `make test` or CI.
-#   make loadtest [USERS=16 WORKERS=1 TIME=60s ACCOUNTS=20 MESSAGES=500 RATE= WAIT=0.2,1.0]
+#   make loadtest [USERS=16 WORKERS=1 TIME=60s ACCOUNTS=20 MESSAGES=500 RATE= WAIT=0.2,1.0 OUT=dir]
 #   make loadtest-matrix [TIME=60s]       1 and 2 workers x 16 and 64 users -> loadtests/out/matrix.md
 #   make soak [SOAK_USERS=16 SOAK_TIME=30m]  memory flatness and errors over a long run
 USERS    ?= 16
@@ -74,8 +74,9 @@ RATE     ?= 0
 WAIT     ?= 0.2,1.0
 SOAK_USERS ?= 16
 SOAK_TIME  ?= 30m
+OUT      ?=
 LOADRUN = loadtests/.venv/bin/python loadtests/run.py --tidings-python $(BIN)/python \
-	--accounts $(ACCOUNTS) --messages $(MESSAGES) --rate $(RATE) --wait $(WAIT)
+	--accounts $(ACCOUNTS) --messages $(MESSAGES) --rate $(RATE) --wait $(WAIT) $(if $(OUT),--out $(OUT))
 
 loadtests/.venv/.installed: loadtests/requirements.txt
 	$(PYTHON) -m venv loadtests/.venv
