@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 import time
@@ -30,17 +31,23 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from store import ids
 
 _hasher = PasswordHasher()  # argon2id with the library's current defaults
+# Each argon2 hash or verification holds its memory cost (64 MiB by default) while it runs: a burst
+# of logins on every thread of the pool would take a gigabyte, and on these few cores more at once
+# are not faster.  The others wait their turn.
+_HASHING = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
 TOKEN_PREFIX = "token:"  # a token's credential (a user name has no ':', so the two never meet)
 LAST_USED_EVERY = 300  # seconds: how stale a token's lastUsed may get before a request rewrites it
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _HASHING:
+        return _hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        with _HASHING:
+            return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
