@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -74,14 +75,20 @@ def unpack_id(k0: int, k1: int) -> str:
 class TantivyIndex(SearchIndex):
     engine = ENGINE
 
-    def __init__(self, path: str | Path, *, writer_heap: int = 50_000_000, writer_threads: int = 1):
+    def __init__(self, path: str | Path, *, writer_heap: int = 50_000_000, writer_threads: int = 1,
+                 max_writers: int = 4):
         self.root = Path(path)
         self.root.mkdir(parents=True, exist_ok=True)
         self.schema = _schema()
         self.writer_heap = writer_heap
         self.writer_threads = writer_threads
         self._indexes: dict[str, tantivy.Index] = {}
-        self._writers: dict[str, tantivy.IndexWriter] = {}
+        # open writers, least recently used first: each holds up to writer_heap bytes of memory,
+        # so a server of many accounts keeps only max_writers open (closing one that has nothing
+        # uncommitted; `_dirty` are those with added or deleted documents not yet committed)
+        self._writers: OrderedDict[str, tantivy.IndexWriter] = OrderedDict()
+        self._dirty: set[str] = set()
+        self.max_writers = max(1, max_writers)
         self._lock = threading.RLock()
 
     # --------------------------------------------------------------------------- plumbing
@@ -108,13 +115,23 @@ class TantivyIndex(SearchIndex):
     def _writer(self, account_id: str) -> tantivy.IndexWriter:
         with self._lock:
             w = self._writers.get(account_id)
-            if w is None:
+            if w is not None:
+                self._writers.move_to_end(account_id)
+            else:
+                self._close_idle_writers(self.max_writers - 1)
                 idx = self._index(account_id, create=True)
                 assert idx is not None
                 # kept open between commits: opening a writer takes the index's writer lock
                 w = self._writers[account_id] = idx.writer(heap_size=self.writer_heap,
                                                            num_threads=self.writer_threads)
             return w
+
+    def _close_idle_writers(self, keep: int) -> None:
+        """Closes least recently used writers with nothing uncommitted until at most keep are open."""
+        for account_id in [a for a in self._writers if a not in self._dirty]:
+            if len(self._writers) <= keep:
+                return
+            self._writers.pop(account_id).wait_merging_threads()  # ends it and frees its lock
 
     def _document(self, doc: IndexDoc) -> tantivy.Document:
         d = tantivy.Document()
@@ -135,6 +152,7 @@ class TantivyIndex(SearchIndex):
         built = [(doc.email_id, self._document(doc)) for doc in docs]   # analysis outside the lock
         with self._lock:
             w = self._writer(account_id)
+            self._dirty.add(account_id)
             for email_id, d in built:
                 # a delete applies to documents added before it, so re-adding within a batch works
                 w.delete_documents_by_term("id", email_id)
@@ -143,6 +161,7 @@ class TantivyIndex(SearchIndex):
     def delete(self, account_id: str, email_ids: Iterable[str]) -> None:
         with self._lock:
             w = self._writer(account_id)
+            self._dirty.add(account_id)
             for email_id in email_ids:
                 w.delete_documents_by_term("id", email_id)
 
@@ -158,12 +177,14 @@ class TantivyIndex(SearchIndex):
                 # so that the next batch opens a new one on the last good commit
                 self.abandon(account_id)
                 raise
+            self._dirty.discard(account_id)
             self._indexes[account_id].reload()     # read-your-writes in this process
 
     def abandon(self, account_id: str) -> None:
         check_account_id(account_id)
         with self._lock:
             w = self._writers.pop(account_id, None)
+            self._dirty.discard(account_id)
             if w is not None:
                 with contextlib.suppress(Exception):
                     w.rollback()
@@ -258,6 +279,7 @@ class TantivyIndex(SearchIndex):
         check_account_id(account_id)
         with self._lock:
             w = self._writers.pop(account_id, None)
+            self._dirty.discard(account_id)
             if w is not None:
                 w.rollback()
                 del w                       # frees the writer lock
@@ -270,4 +292,5 @@ class TantivyIndex(SearchIndex):
                 w.rollback()
                 w.wait_merging_threads()
             self._writers.clear()
+            self._dirty.clear()
             self._indexes.clear()

@@ -203,6 +203,31 @@ def test_accounts_are_isolated(idx):
     assert ids(idx, Match("subject", "rebuilt"), other) == ["M2"]
 
 
+def test_tantivy_keeps_only_a_few_writers_open_and_never_drops_uncommitted_work(tmp_path):
+    """Each open writer holds up to its heap of memory: a server of many accounts keeps at most
+    max_writers open, closing the least recently used one that has nothing uncommitted."""
+    from indexer.tantivy_engine import TantivyIndex
+
+    index = TantivyIndex(tmp_path / "index", max_writers=2)
+    try:
+        accounts = [f"Aw{n}" for n in range(5)]
+        index.add(accounts[0], [IndexDoc("M1", subject="pending zero")])  # not committed yet
+        for n, account in enumerate(accounts[1:], 1):
+            index.add(account, [IndexDoc("M1", subject=f"word{n} here")])
+            index.commit(account)
+            assert len(index._writers) <= 2  # the uncommitted one among them
+        index.commit(accounts[0])  # its writer was kept, so its document is there
+        assert ids(index, Match("subject", "pending"), accounts[0]) == ["M1"]
+        for n, account in enumerate(accounts[1:], 1):
+            assert ids(index, Match("subject", f"word{n}"), account) == ["M1"]
+        index.add(accounts[1], [IndexDoc("M2", subject="again")])  # a closed writer reopens
+        index.commit(accounts[1])
+        assert ids(index, Match("subject", "again"), accounts[1]) == ["M2"]
+        assert len(index._writers) <= 2
+    finally:
+        index.close()
+
+
 def test_long_ids_and_bad_account_ids(idx):
     long_id = "M" + "x" * 40
     idx.add(ACC, [IndexDoc(long_id, subject="lengthy id")])
