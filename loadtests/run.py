@@ -450,6 +450,15 @@ def soak(opts) -> int:
                 means.append(f"{sum(chunk) / len(chunk) / 2**20:.0f}")
             t0 += step
         verdict.insert(-3, f"RssAnon means per {step / 60:g} min (MiB): {' '.join(means)}")
+        # the trend once warmed up: a least-squares slope over what follows the first window
+        tail = [x for x in steady if x[0] >= steady[0][0] + window]
+        if len(tail) >= 3:
+            mt = sum(x[0] for x in tail) / len(tail)
+            ma = sum(x[2] for x in tail) / len(tail)
+            var = sum((x[0] - mt) ** 2 for x in tail)
+            slope = sum((x[0] - mt) * (x[2] - ma) for x in tail) / var if var else 0.0
+            verdict.insert(-3, f"RssAnon trend after the first {window / 60:g} min: "
+                               f"{slope * 3600 / 2**20:+.1f} MiB/hour")
     text = "\n".join(verdict)
     (out / "soak.md").write_text(text + "\n" + render(s))
     print(text)
