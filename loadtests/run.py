@@ -362,6 +362,9 @@ def render(s: dict) -> str:
     lines += [f"server CPU {s.get('server_cpu_percent')}% of one core after the logins, Locust's own CPU "
               f"{s.get('locust_cpu_percent')}%, load average before the run {s.get('loadavg_before')} "
               f"({os.cpu_count()} CPUs, Locust on the same machine)", ""]
+    if t.get("push_users") is not None:
+        lines += [f"push: {t['push_users']} users hold an EventSource, 30-120 s at a time (the SSE rows and "
+                  "EventSource below count from the reset after the logins: mostly reconnections in a short run)", ""]
     login = t.get("login")
     if login:
         lines += [f"logins (first session fetch, not in the figures above): {login['requests']} in "
