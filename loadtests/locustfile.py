@@ -134,6 +134,7 @@ def new_message(to: str, number: int) -> bytes:
 
 
 _ready = 0  # users past on_start
+_push_users = 0  # users holding an EventSource (their first connections may predate the reset)
 _login: dict = {}  # the logins' figures, kept when the statistics are reset after them
 _measured_from: list[float] = []
 
@@ -175,6 +176,7 @@ def api_summary(environment, **_kwargs) -> None:
     for p in (0.5, 0.95, 0.99):
         summary[f"{p * 100:g}%"] = total.get_response_time_percentile(p) if total.num_requests else 0
     summary["login"] = _login or None
+    summary["push_users"] = _push_users
     summary["measured_from"] = _measured_from[0] if _measured_from else environment.stats.total.start_time
     with open(path, "w", encoding="utf-8") as f:
         json.dump(summary, f)
@@ -201,6 +203,8 @@ class MailClient(HttpUser):
             self.list_inbox()
             # a deterministic fraction of the users: user n holds a push connection when n*f crosses an integer
             if int((self.number + 1) * PUSH_FRACTION) > int(self.number * PUSH_FRACTION):
+                global _push_users
+                _push_users += 1
                 self._push = gevent.spawn(self.push_loop)
         finally:
             user_ready(self.environment)

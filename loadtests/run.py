@@ -362,6 +362,9 @@ def render(s: dict) -> str:
     lines += [f"server CPU {s.get('server_cpu_percent')}% of one core after the logins, Locust's own CPU "
               f"{s.get('locust_cpu_percent')}%, load average before the run {s.get('loadavg_before')} "
               f"({os.cpu_count()} CPUs, Locust on the same machine)", ""]
+    if t.get("push_users") is not None:
+        lines += [f"push: {t['push_users']} users hold an EventSource, 30-120 s at a time (the SSE rows and "
+                  "EventSource below count from the reset after the logins: mostly reconnections in a short run)", ""]
     login = t.get("login")
     if login:
         lines += [f"logins (first session fetch, not in the figures above): {login['requests']} in "
@@ -450,6 +453,15 @@ def soak(opts) -> int:
                 means.append(f"{sum(chunk) / len(chunk) / 2**20:.0f}")
             t0 += step
         verdict.insert(-3, f"RssAnon means per {step / 60:g} min (MiB): {' '.join(means)}")
+        # the trend once warmed up: a least-squares slope over what follows the first window
+        tail = [x for x in steady if x[0] >= steady[0][0] + window]
+        if len(tail) >= 3:
+            mt = sum(x[0] for x in tail) / len(tail)
+            ma = sum(x[2] for x in tail) / len(tail)
+            var = sum((x[0] - mt) ** 2 for x in tail)
+            slope = sum((x[0] - mt) * (x[2] - ma) for x in tail) / var if var else 0.0
+            verdict.insert(-3, f"RssAnon trend after the first {window / 60:g} min: "
+                               f"{slope * 3600 / 2**20:+.1f} MiB/hour")
     text = "\n".join(verdict)
     (out / "soak.md").write_text(text + "\n" + render(s))
     print(text)
