@@ -139,7 +139,7 @@ def deliver(store, user: dict, raw: bytes, *, envelope_sender: str, trace: bytes
     except Exception as exc:  # noqa: BLE001 - whatever it was, the MTA keeps the message and retries
         failure = storage_error(exc)
         if failure is not None:  # the disk's trouble, not the code's: one line, no traceback
-            log.warning("delivery to %s failed: %s", user["name"], failure)
+            log.warning("delivery to %s failed: %s", user["name"], failure.logged())
             raise TemporaryFailure(str(failure), full=isinstance(failure, StorageFull)) from exc
         log.exception("delivery to %s failed", user["name"])
         raise TemporaryFailure(f"{type(exc).__name__}: {exc}") from exc

@@ -166,7 +166,7 @@ class SearchService:
                     failure = storage_error(exc, self.root)
                     if failure is None and disk_nearly_full(self.root):
                         # tantivy reports a worker's ENOSPC as "an index writer was killed"
-                        failure = StorageFull(f"the server's disk is full ({exc})")
+                        failure = StorageFull("the server's disk is full", detail=str(exc))
                     if failure is not None and failure is not exc:
                         raise failure from exc
                     raise
@@ -235,7 +235,11 @@ class SearchService:
                     self.drain(account_id)
                 except StorageUnavailable as exc:
                     # searching the index as it is would miss the account's own latest mail
-                    raise IndexBehind(f"the search index cannot be brought up to date: {exc}") from exc
+                    log.warning("account %s: search refused, its index cannot be updated: %s", account_id,
+                                exc.logged())
+                    why = "the server's disk is full" if isinstance(exc, StorageFull) else "a disk error"
+                    raise IndexBehind(f"search is paused: the newest mail cannot be indexed ({why}); "
+                                      "try again later") from exc
                 break
             if time.monotonic() > deadline:
                 # never answer from an index that misses the account's own writes
@@ -288,10 +292,11 @@ class SearchService:
             except Exception as exc:
                 # a full disk fails every round until there is room: one line when it starts (and
                 # when the error changes), no traceback, and rounds further apart meanwhile
-                said = f"{type(exc).__name__}: {exc}"
+                # by kind, not text: the engine's text names a new temporary file every time
+                said = type(exc).__name__ if isinstance(exc, StorageUnavailable) else f"{type(exc).__name__}: {exc}"
                 if said != failing:
                     if isinstance(exc, StorageUnavailable):
-                        log.warning("background indexing paused: %s; retrying", exc)
+                        log.warning("background indexing paused: %s; retrying", exc.logged())
                     else:
                         log.exception("background indexing failed; retrying")
                     failing = said

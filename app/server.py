@@ -501,7 +501,7 @@ def create_app(config: Config) -> FastAPI:
             failure = storage_error(exc, tidings.config.data_dir)
             if failure is None:
                 raise
-            log.warning("upload refused: %s", failure)
+            log.warning("upload refused: %s", failure.logged())
             return problem(storage_problem(failure))
         finally:
             sink.close()
@@ -664,7 +664,7 @@ def create_app(config: Config) -> FastAPI:
     async def storage_failed(request: Request, exc: Exception) -> Response:
         """Any other route whose write the disk refused (a token's last use, ...): a problem
         response instead of a plain 500 and a dropped connection."""
-        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        log.warning("%s %s: %s", request.method, request.url.path, getattr(exc, "logged", exc.__str__)())
         return problem(storage_problem(exc))  # type: ignore[arg-type]
 
     app = FastAPI(title="tidings", docs_url=None, redoc_url=None, openapi_url=None, routes=routes,

@@ -104,17 +104,26 @@ QUOTA_RESOURCES: dict[str, str] = {"messages": "count", "storage": "octets"}
 class StorageUnavailable(StoreError):
     """The disk failed a write (an I/O error, a read-only file system): nothing was written, and
     the write may succeed later.  The JMAP layer answers ``serverUnavailable`` (methods), 503 or
-    507 (uploads), LMTP a 4xx, `tidings deliver` EX_TEMPFAIL."""
+    507 (uploads), LMTP a 4xx, `tidings deliver` EX_TEMPFAIL.
 
-    def __init__(self, message: str = "the server could not write to its disk; nothing was stored"):
+    The message (``str(exc)``) is for clients: plain, without the library's own error text, which
+    is kept in ``detail`` for the server's log (`logged`)."""
+
+    def __init__(self, message: str = "the server could not write to its disk; nothing was stored",
+                 detail: str | None = None):
         super().__init__(message)
+        self.detail = detail
+
+    def logged(self) -> str:
+        """The message with the library's error text, for the log."""
+        return f"{self} ({self.detail})" if self.detail else str(self)
 
 
 class StorageFull(StorageUnavailable):
     """The disk (or the database's map) has no room for the write; nothing was written."""
 
-    def __init__(self, message: str = "the server's disk is full; nothing was stored"):
-        super().__init__(message)
+    def __init__(self, message: str = "the server's disk is full; nothing was stored", detail: str | None = None):
+        super().__init__(message, detail)
 
 
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -145,7 +154,7 @@ def storage_error(exc: BaseException, path: str | os.PathLike[str] | None = None
     failure = _storage_error(exc)
     if (failure is not None and not isinstance(failure, StorageFull) and path is not None
             and disk_nearly_full(path)):
-        return StorageFull(f"the server's disk is full; nothing was stored ({failure})")
+        return StorageFull(detail=failure.logged())
     return failure
 
 
@@ -159,9 +168,9 @@ def _storage_error(exc: BaseException) -> StorageUnavailable | None:
         code = current.errno if isinstance(current, OSError) else None
         text = str(current)
         if code in _FULL_ERRNOS or (code is None and any(t in text for t in _FULL_TEXTS)):
-            return StorageFull(f"the server's disk is full; nothing was stored ({text})")
+            return StorageFull(detail=text)
         if code in _FAILED_ERRNOS or (code is None and any(t in text for t in _FAILED_TEXTS)):
-            return StorageUnavailable(f"the server could not write to its disk; nothing was stored ({text})")
+            return StorageUnavailable(detail=text)
         current = current.__cause__ or current.__context__
     return None
 

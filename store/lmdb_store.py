@@ -119,9 +119,9 @@ def _disk_failure(exc: BaseException, path: str) -> StorageUnavailable | None:
     if isinstance(exc, StorageUnavailable):
         return exc
     if isinstance(exc, lmdb.MapFullError):
-        return MapFullError(f"the database map is full; nothing was stored ({exc})")
+        return MapFullError("the database map is full; nothing was stored", detail=str(exc))
     if isinstance(exc, lmdb.DiskError):  # ENOSPC
-        return StorageFull(f"the server's disk is full; nothing was stored ({exc})")
+        return StorageFull(detail=str(exc))
     return storage_error(exc, path)
 
 

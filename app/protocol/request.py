@@ -191,7 +191,7 @@ def process(request: dict, ctx_factory, known_capabilities: set[str], observe=No
                 # the disk refused the write (full, I/O error): the transaction was aborted, so
                 # nothing of the call was stored and the client may try again once there is room
                 # (RFC 8620 §3.6.2 serverUnavailable); one log line, no traceback
-                log.warning("method %s (call %s): %s", name, call_id, failure)
+                log.warning("method %s (call %s): %s", name, call_id, failure.logged())
                 responses.append(["error", {"type": "serverUnavailable", "description": str(failure)}, call_id])
                 continue
             log.exception("method %s (call %s) failed", name, call_id)
