@@ -1,7 +1,7 @@
 # tidings in a container: the data (LMDB, blobs, index) lives in the /data volume.
 #   docker build -t tidings .
 #   docker run --rm -i -v tidings-data:/data tidings tidings user add alice --password-stdin < alice.pw
-#   docker run -d -p 8080:8080 -v tidings-data:/data tidings
+#   docker run -d --name tidings -p 127.0.0.1:8080:8080 -v tidings-data:/data tidings
 # README "Docker" has the rest: TLS, the public URL, a reverse proxy, health check, metrics.
 # Linted by tests/test_dockerfile.py (hadolint).
 FROM python:3.11.13-slim-bookworm

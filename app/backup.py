@@ -237,7 +237,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     seconds = time.time() - started
     size = _tree_bytes(dest)
     linked = f", {report['linked']} hard-linked" if report["linked"] else ""
-    print(f"backed up {manifest['users']} users, {manifest['emails']} emails, {report['blobFiles']} blob files"
+    print(f"backed up {_count(manifest['users'], 'user')}, {_count(manifest['emails'], 'email')}, "
+          f"{_count(report['blobFiles'], 'blob file')}"
           f"{linked} into {dest} ({size / 1e6:.1f} MB) in {seconds:.1f} s")
     print("the full-text index is not in the backup: tidings restore rebuilds it")
     if report["missing"]:
@@ -375,8 +376,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         indexed = _rebuild_index(store, data, args.search_engine, accounts, show)
     finally:
         store.close()
-    print(f"restored {len(accounts)} users, {sum(a['emails'] for a in accounts)} emails and "
-          f"{report['blobFiles']} blob files from the backup of {manifest.get('created')} into {data} "
+    print(f"restored {_count(len(accounts), 'user')}, {_count(sum(a['emails'] for a in accounts), 'email')} and "
+          f"{_count(report['blobFiles'], 'blob file')} from the backup of {manifest.get('created')} into {data} "
           f"(files in {copied:.1f} s, index of {indexed} messages rebuilt with {args.search_engine} in "
           f"{time.monotonic() - started - copied:.1f} s)")
     return 0
@@ -417,3 +418,7 @@ def _rebuild_index(store, data: str, engine: str, accounts: list[dict], show: bo
     finally:
         search.close()
     return total
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes sharing the port (default: 1)")
     p.add_argument("--demo", action="store_true",
                    help="create the user 'demo' if it does not exist (password: $TIDINGS_DEMO_PASSWORD, "
-                        "else a random one printed once)")
+                        "else a random one printed once; `tidings user passwd demo` sets another); with "
+                        "$TIDINGS_DEMO_PASSWORD set, an existing demo user's password is set to it")
     p.add_argument("--push-allow-http", action="store_true",
                    help="accept http:// PushSubscription URLs, not only https:// (tests with a loopback receiver)")
     p.add_argument("--lmtp-port", type=int, metavar="N",
@@ -916,8 +917,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             if bar:
                 bar.close()
             r = importer.report
+            why = exc.logged() if hasattr(exc, "logged") else str(exc)  # the operator: the details too
             raise CliError(f"stopped after storing {r.imported + r.malformed} messages: {type(exc).__name__}: "
-                           f"{exc}; once fixed, run the same command again to go on (what is stored is "
+                           f"{why}; once fixed, run the same command again to go on (what is stored is "
                            "skipped)") from exc
         finally:
             if bar:
@@ -1064,6 +1066,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from app.search import SearchService
     from indexer import IndexMismatch, Match, Not
+    from store import disk_nearly_full
 
     data = _data_dir(args)
     store = _open(data)
@@ -1090,7 +1093,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if ids:
                     print(f"  {label}: {len(ids)} ({', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''})")
             if (missing or extra) and queued:
-                print("  (the indexer has queued work; run check again once it is done)")
+                if disk_nearly_full(data):
+                    print("  (the indexer has queued work it cannot write: the disk is full; make room, "
+                          "then run check again)")
+                else:
+                    print("  (the indexer has queued work; run check again once it is done)")
             differ = differ or bool(missing or extra)
         if not args.user:
             from app.blob.gc import grace_seconds
@@ -1367,8 +1374,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     env["TIDINGS_LMTP_PORT"] = str(args.lmtp_port) if args.lmtp_port is not None else ""
     env["TIDINGS_LMTP_HOST"] = args.lmtp_host
     lmtp = f", LMTP on {args.lmtp_host}:{args.lmtp_port}" if args.lmtp_port is not None else ""
-    print(f"tidings {version()}: JMAP session at {url}/.well-known/jmap (data: {data}, "
-          f"workers: {args.workers}{lmtp})", file=sys.stderr, flush=True)
+    _check_port_free(args.host, args.port)
+    import logging
+
+    # through the log, so that --log-format json gives JSON from the first line on
+    logging.getLogger("tidings").info("tidings %s: JMAP session at %s/.well-known/jmap (data: %s, workers: %d%s)",
+                                      version(), url, data, args.workers, lmtp)
     os.environ.update(env)
     _limit_malloc_arenas()
     if args.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -1384,6 +1395,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot start: {type(exc).__name__}: {exc}") from exc
     uvicorn.run(app, **options)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A port another program listens on is one clear error before anything starts (uvicorn would
+    start the application, then fail with its own exit status)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}: {exc.strerror or exc}") from exc
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind(address)
+            except OSError as exc:
+                raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

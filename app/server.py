@@ -191,7 +191,7 @@ class Tidings:
             return []
         if getattr(self, "_gc_task", None) is not None:
             self._gc_task.cancel()
-        log.info("shutting down: ending %d push subscriptions and %d WebSockets",
+        log.info("shutting down: ending %d push streams (EventSource, WebSocket push) and closing %d WebSockets",
                  self.bus.subscriptions(), len(self.sockets))
         self.bus.shutdown()
         loop = asyncio.get_running_loop()
@@ -397,6 +397,10 @@ def _observe_call(name: str, seconds: float, error: str | None, result: object) 
 
 
 def _loopback(request: Request) -> bool:
+    """Whether the request comes from this machine itself: a loopback address, and no proxy
+    forwarding it for someone else (a proxy on loopback forwarding a loopback address included)."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
     host = request.client.host if request.client else ""
     return host == "::1" or host.startswith("127.") or host == "localhost"
 

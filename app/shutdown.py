@@ -47,8 +47,11 @@ TLS_CLOSE_GRACE = 0.5
 
 
 HEADER_TIMEOUT = 10.0  # default of --header-timeout, seconds
-_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                b"Content-Length: 32\r\nConnection: close\r\n\r\nrequest header not sent in time\n")
+_TIMEOUT_BODY = (b'{"type":"about:blank","status":408,"title":"Request Timeout",'
+                 b'"detail":"request header not sent in time"}')
+_TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/problem+json\r\n"
+                b"Content-Length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\nConnection: close\r\n\r\n"
+                + _TIMEOUT_BODY)
 
 
 def header_timeout() -> float:

@@ -87,7 +87,7 @@ def test_backup_while_the_server_writes_restores_to_a_server_that_answers_the_sa
     target = tmp_path / "restored"
     r = restore(backup, target)
     assert r.returncode == 0, r.stderr
-    assert "restored 1 users" in r.stdout
+    assert "restored 1 user," in r.stdout
     srv2 = Server(target)
     try:
         c2 = Jmap(srv2, "alice", "alice-pw")

@@ -225,6 +225,9 @@ def test_metrics_are_refused_to_a_remote_client_by_default_and_when_off(tmp_path
     # the default, local: a client behind a trusted proxy is not local
     forwarded = httpx.get(ops.base + "/metrics", headers={"X-Forwarded-For": "203.0.113.7"})
     assert forwarded.status_code == 404
+    for header in ({"X-Forwarded-For": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}):  # loopback, forwarded
+        assert httpx.get(ops.base + "/metrics", headers=header).status_code == 404, header
+    assert httpx.get(ops.base + "/metrics").status_code == 200
     srv = Server(tmp_path, extra=("--metrics", "off"))
     try:
         assert httpx.get(srv.base + "/metrics").status_code == 404
