@@ -395,3 +395,27 @@ def test_o08_a_client_gone_mid_body_is_one_quiet_log_line(ops, alice, path):
     assert "Traceback" not in new and "Exception in ASGI application" not in new, new
     gone = [json.loads(x) for x in new.splitlines() if "closed the connection before" in x]
     assert len(gone) == 1 and gone[0]["level"] == "INFO"
+
+
+# ------------------------------------------------------------------------------------------ startup
+def test_serve_on_a_port_in_use_is_one_error_line_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = tidings("serve", "--port", str(port), data=tmp_path, check=False)
+    assert r.returncode == 1, r
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"tidings serve: error: cannot listen on 127.0.0.1:{port}: Address already in use"], r.stderr
+
+
+def test_the_first_line_of_a_json_log_is_json_too(tmp_path):
+    srv = Server(tmp_path, extra=("--log-format", "json", "--log-level", "info"))
+    try:
+        httpx.get(srv.base + "/healthz")
+    finally:
+        srv.stop()
+    lines = [line for line in (tmp_path / f"server-{srv.port}.log").read_text().splitlines() if line.strip()]
+    assert "JMAP session at" in json.loads(lines[0])["message"]
+    for line in lines:
+        json.loads(line)
