@@ -88,7 +88,7 @@ def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tu
     if not same_json(patched.get("mailboxIds"), current["mailboxIds"]):
         fields["mailboxIds"] = check_mailbox_ids(ctx, reader, patched.get("mailboxIds"), problems)
     error = patch_set_error(problems, patch_errors)
-    if error is None and fields:
+    if error is None and fields and not ctx.access(reader.account_id).owner:  # a grantee's rights
         stored = reader.email(current["id"])
         after = {**fields, "mailboxIds": _with_hidden(ctx, reader, stored, fields["mailboxIds"])} \
             if "mailboxIds" in fields else fields

@@ -3,7 +3,6 @@ The standard methods themselves are in app/protocol/machinery.py."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 from .errors import MethodError, invalid_arguments, invalid_properties, set_error
@@ -90,13 +89,22 @@ def check_if_in_state(args: dict, current: str) -> None:
         raise MethodError("stateMismatch", f"ifInState {want!r} does not match the current state {current!r}")
 
 
+def _json_copy(value):
+    """A deep copy of a JSON value (dicts, lists, scalars), several times faster than deepcopy."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(v) for v in value]
+    return value
+
+
 def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[dict, dict[str, str], dict[str, str]]:
     """Applies a PatchObject (RFC 8620 §5.3) to a copy of obj. Returns (new object, property
     problems, patch errors): a property that is unknown or may not change is an invalidProperties
     problem; a path that breaks the PatchObject rules (a missing parent, a pointer into an array,
     one pointer the prefix of another) makes the patch itself invalid (invalidPatch)."""
     roots = set(mutable_roots)
-    out = {k: (copy.deepcopy(v) if k in roots else v) for k, v in obj.items()}
+    out = {k: (_json_copy(v) if k in roots else v) for k, v in obj.items()}
     problems: dict[str, str] = {}
     patch_errors: dict[str, str] = {}
     for path in patch:
