@@ -1157,6 +1157,13 @@ class LmdbWriter(LmdbReader):
     def _put(self, db: str, key: bytes, value: bytes) -> None:
         self.txn.put(self.prefix + key, value, db=self.db[db])
 
+    def _put_new(self, db: str, key: bytes, value: bytes) -> None:
+        """A new key that is usually the database's largest (the next email id of the account
+        with the last prefix): appended, so that LMDB fills its pages instead of splitting them in
+        half (a million emails took 2.25 GB instead of 1.2); else an ordinary put."""
+        if not self.txn.put(self.prefix + key, value, db=self.db[db], append=True):
+            self.txn.put(self.prefix + key, value, db=self.db[db])
+
     def _delete(self, db: str, key: bytes) -> None:
         self.txn.delete(self.prefix + key, db=self.db[db])
 
@@ -1425,9 +1432,9 @@ class LmdbWriter(LmdbReader):
             self._mailbox_counts(mailbox_id, thread_id, 1, int(unread))
             self._keyword_counts(mailbox_id, record["keywords"], 1, ts, email_id.encode())
         self._put("alldate", ts + SEP + email_id.encode(), b"")
-        self._put("emails", email_id.encode(), orjson.dumps(record))
+        self._put_new("emails", email_id.encode(), orjson.dumps(record))
         if summary.get("outline") is not None:
-            self._put("outline", email_id.encode(), orjson.dumps(summary["outline"]))
+            self._put_new("outline", email_id.encode(), orjson.dumps(summary["outline"]))
         self._put("guid", guid.encode(), email_id.encode())
         entries = self._json("threads", thread_id.encode()) or []
         entries.append([int(received_at), email_id])
