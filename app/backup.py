@@ -131,11 +131,9 @@ def _fsync_file(path: str) -> None:
 
 
 def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from store.blobfiles import fsync_dir
+
+    fsync_dir(path)
 
 
 def _empty_or_new(path: str, what: str) -> None:

@@ -525,6 +525,19 @@ def _open(data: str, create: bool = False):
     return store
 
 
+def existing_mailbox(store, account_id: str, owner: str, name: str) -> dict:
+    """The mailbox of `owner`'s account named `name` (or with that role); CliError if none."""
+    from app.mailimport import find_mailbox
+
+    try:
+        mailbox, _ = find_mailbox(store, account_id, name)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if mailbox is None:
+        raise CliError(f"{owner} has no mailbox {name!r}")
+    return mailbox
+
+
 def _check_name(name: str) -> None:
     if not name or len(name.encode()) > 255:
         raise CliError("a user name must be 1 to 255 bytes long")
@@ -670,8 +683,6 @@ SHARE_RIGHTS = {"read": "mayReadItems", "add": "mayAddItems", "remove": "mayRemo
 
 
 def cmd_share(args: argparse.Namespace) -> int:
-    from app.mailimport import find_mailbox
-
     store = _open(_data_dir(args))
     try:
         owner = _user(store, args.owner)
@@ -692,12 +703,7 @@ def cmd_share(args: argparse.Namespace) -> int:
         grantee = _user(store, args.grantee)
         if grantee["accountId"] == account:
             raise CliError("the owner has every right already")
-        try:
-            mailbox, _ = find_mailbox(store, account, args.mailbox)
-        except ValueError as exc:
-            raise CliError(str(exc)) from exc
-        if mailbox is None:
-            raise CliError(f"{args.owner} has no mailbox {args.mailbox!r}")
+        mailbox = existing_mailbox(store, account, args.owner, args.mailbox)
         if args.revoke:
             granted = set()
         else:

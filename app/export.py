@@ -253,8 +253,7 @@ def export(store, account_id: str, mailbox_id: str | None, fmt: str, path: str, 
 
 # ------------------------------------------------------------------------------------------ command
 def cmd_export(args: argparse.Namespace) -> int:
-    from app.cli import CliError, _data_dir, _open, _user
-    from app.mailimport import find_mailbox
+    from app.cli import CliError, _data_dir, _open, _user, existing_mailbox
 
     target = args.path
     fmt = args.format or ("maildir" if target.endswith(("/", os.sep)) or os.path.isdir(target) else "mbox")
@@ -279,13 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         account_id = user["accountId"]
         mailbox_id = None
         if args.mailbox is not None:
-            try:
-                mailbox, _ = find_mailbox(store, account_id, args.mailbox)
-            except ValueError as exc:
-                raise CliError(str(exc)) from exc
-            if mailbox is None:
-                raise CliError(f"{args.user} has no mailbox {args.mailbox!r}")
-            mailbox_id = mailbox["id"]
+            mailbox_id = existing_mailbox(store, account_id, args.user, args.mailbox)["id"]
         bar = None
         if not args.no_progress and sys.stderr.isatty():
             from tqdm import tqdm
