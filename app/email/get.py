@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from app.blob import read_blob
 from app.mail import mime
@@ -38,11 +39,11 @@ class Render:
     fetch_all: bool
     max_bytes: int
 
-    @property
+    @cached_property  # asked once per email of a /get: worked out once
     def needs_message(self) -> bool:
         return any(p not in FROM_RECORD for p in self.props)
 
-    @property
+    @cached_property
     def needs_body(self) -> bool:
         """Whether a body property (not only header fields) is asked for."""
         return any(p not in FROM_RECORD and p != "headers" and not p.startswith("header:")

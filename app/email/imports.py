@@ -9,7 +9,7 @@ from app.protocol.errors import MethodError, invalid_arguments, invalid_properti
 from app.protocol.registry import MAIL, method
 from app.protocol.standard import check_if_in_state, check_known_args
 from app.quota import over_quota
-from store import OverQuota, ids
+from store import OverQuota
 
 from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
@@ -58,16 +58,15 @@ def email_import(ctx, args: dict) -> dict:
             if problem is not None:  # §4.8: "the server MAY reject the import with an invalidEmail"
                 not_created[cid] = set_error("invalidEmail", f"the blob is not an email message ({problem})")
                 continue
-            existing = w.email_by_guid(ids.content_address(raw))
-            if existing is not None:
-                # §4.8: duplicates are refused, naming the email already holding this message
-                not_created[cid] = set_error("alreadyExists", "this account already has this message",
-                                             existingId=existing["id"])
-                continue
             try:
-                record, _, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
+                record, is_new, _ = ingest(w, raw, mailbox_ids, keywords, received_at)
             except OverQuota as exc:  # refused before anything was written (§4.8: overQuota)
                 not_created[cid] = over_quota(exc)
+                continue
+            if not is_new:
+                # §4.8: duplicates are refused, naming the email already holding this message
+                not_created[cid] = set_error("alreadyExists", "this account already has this message",
+                                             existingId=record["id"])
                 continue
             ctx.created_ids[cid] = record["id"]
             created[cid] = {"id": record["id"], "blobId": record["blobId"],
