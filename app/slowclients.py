@@ -47,7 +47,8 @@ class BodyTimeoutMiddleware:
             if body_done:  # after the body only http.disconnect comes: no limit on waiting for it
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.seconds)
+                async with asyncio.timeout(self.seconds):  # unlike wait_for, no task per receive
+                    message = await receive()
             except TimeoutError:
                 body_done = True
                 raise BodyTimeout(f"no request body data for {self.seconds:g} s") from None
