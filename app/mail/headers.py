@@ -53,6 +53,13 @@ def _line_kind(data: bytes, pos: int, content_end: int) -> int:
 
 
 _BLANK, _CONT, _FIELD, _ODD = range(4)
+
+# A well-formed header section, the usual case: fields (each with its folded continuation lines)
+# up to an empty line.  Matched by two regular expressions instead of a loop over its lines; any
+# other section (odd lines, no empty line) takes the line loop, which records the defects.
+_FIELD_LINES = rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n"
+_FIELD_LINES_RE = re.compile(_FIELD_LINES)
+_SECTION_RE = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n[ \t][^\n]*)*\n)*\r?\n")
 _LOOKAHEAD = 256 * 1024  # octets looked at to decide whether an odd line is inside the header
 
 
@@ -106,6 +113,22 @@ def split_header_block(
         # mbox "From " separator line in front of the message: not a header field.
         nl = data.find(b"\n", 0, end)
         pos = end if nl < 0 else nl + 1
+    section = _SECTION_RE.match(data, pos, end)
+    if section is not None:
+        for m in _FIELD_LINES_RE.finditer(data, pos, section.end()):
+            value = m.group(2)
+            if value.endswith(b"\r"):  # the line break of the field's last line, as a CR LF
+                value = value[:-1]
+            name = m.group(1).decode("ascii")
+            fields.append((name, _decode_raw(value, defects, name)))
+        return fields, section.end()
+    return _split_lines(data, pos, end, defects, fields)
+
+
+def _split_lines(
+    data: bytes, pos: int, end: int, defects: list[str] | None, fields: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], int]:
+    """`split_header_block` line by line: any header section, defects recorded."""
     name: str | None = None
     vstart = vend = 0
     skipping = False  # inside a run of odd lines already judged to be inside the header

@@ -64,6 +64,29 @@ def test_the_odd_line_ends_the_field_before_it():
     assert fields[-1] == ("To", " b@c")
 
 
+@pytest.mark.parametrize("section", [
+    b"Subject: plain\r\nFrom: a@example.org\r\n\r\n",
+    b"Subject: lf only\nTo: b@example.org\n\nbody\n",
+    b"Subject: folded\r\n  twice\r\n\tand tab\r\nX-Empty:\r\nX-Sp : v\r\n\r\nbody",
+    b"Subject: 8-bit \xc3\xa9 and bad \xff\r\nX-Nul: a\x00b\r\nX-Cr: c\r\r\n\r\n",
+    b"From alice@example.org Mon Feb  3 09:00:00 2020\r\nSubject: mbox\r\n\r\nb",
+    b"Subject: no empty line\r\nTo: b@example.org\r\n",
+    b"Subject: a\r\nodd\r\nTo: b@c\r\n\r\n",
+    b" stray continuation\r\nSubject: s\r\n\r\n",
+    b"\r\nbody only",
+])
+def test_a_well_formed_section_splits_as_the_line_by_line_reading_does(section):
+    # the regular-expression reading of the usual section and the line loop agree, defects too
+    from app.mail.headers import _split_lines
+
+    fast_defects: list[str] = []
+    line_defects: list[str] = []
+    pos = section.find(b"\n") + 1 if section.startswith(b"From ") else 0
+    assert split_header_block(section, 0, None, fast_defects) == _split_lines(
+        section, pos, len(section), line_defects, [])
+    assert fast_defects == line_defects
+
+
 def test_message_problem_tells_mail_from_other_text():
     assert mime.message_problem(b"") is not None
     assert mime.message_problem(b"\r\n \r\n") is not None
