@@ -1024,6 +1024,7 @@ def _index_after_batch(store, search, account_id: str, stored: dict[str, bytes])
         if other != account_id:
             search.drain(other)
     store.release_memory()
+    search.release_memory()  # what the index's merges read meanwhile
 
 
 def _accounts(store, name: str | None) -> list[tuple[str, str]]:
@@ -1055,6 +1056,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
             started = time.monotonic()
             def progress(n: int, bar=bar) -> None:
                 store.release_memory()  # indexing reads every message through the memory map
+                search.release_memory()  # and the index's merges their segments
                 if bar:
                     bar.update(n)
 

@@ -57,6 +57,7 @@ from .mailbox.model import name_key, normalize_name
 MAX_LINE = 1 << 20  # read mbox lines in pieces of at most this many bytes
 SNIFF = 1 << 16  # bytes read from the start of a file to tell what it is
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark some editors write in front of a text file
+RELEASE_EVERY = 100  # messages stored between two releases of the store's mapped pages
 
 # `From sender Mon Jan  1 00:00:00 2024`, optionally with seconds missing or a zone before the year
 _FROM_DATE = re.compile(
@@ -705,6 +706,10 @@ class Importer:
                         if time.monotonic() - t0 > self.txn_seconds:
                             stop = i + 1  # commit now; the rest go in the next transaction
                             break
+                        if (i - start) % RELEASE_EVERY == RELEASE_EVERY - 1:
+                            # each lookup in the indexes maps the pages around it (the kernel's
+                            # fault-around): a batch alone would map tens of megabytes
+                            self.store.release_memory()
             except _Rollback:
                 pass
             if failure is None:

@@ -29,6 +29,7 @@ from indexer import (
     open_index,
 )
 from store import StorageFull, StorageUnavailable, disk_nearly_full, ids, storage_error
+from store.mapped import drop_mappings
 
 from . import ipc
 from .mail import headers as header_forms
@@ -274,6 +275,7 @@ class SearchService:
                 # what the store's memory map holds only grows with what was read: give it back
                 # now and then (rarely: pages that the kernel dropped meanwhile cost a disk read)
                 self.store.release_memory()
+                self.release_memory()
                 released = time.monotonic()
             try:
                 if self.try_become_writer():
@@ -310,10 +312,31 @@ class SearchService:
             self._worker.join(timeout=30)
             self._worker = None
 
+    def release_memory(self) -> None:
+        """Drops this process's mappings of the index files (`store.mapped`): the engine's merges
+        read whole segments through its memory maps, and RSS would count every page they read."""
+        root = os.path.realpath(self.root) + os.sep
+        drop_mappings(lambda path: path.startswith(root))
+
     def close(self) -> None:
+        """Stops the background indexer and closes the index, after its last merges (which read
+        every segment they merge: meanwhile their pages are given back every half second)."""
         self.stop()
-        self.resign_writer()
-        self.index.close()
+        done = threading.Event()
+
+        def release_while_merging() -> None:
+            while not done.wait(0.5):
+                self.release_memory()
+
+        releaser = threading.Thread(target=release_while_merging, name="index-release", daemon=True)
+        releaser.start()
+        try:
+            self.resign_writer()
+            self.index.close()
+        finally:
+            done.set()
+            releaser.join()
+        self.release_memory()
 
 
 __all__ = ["IndexBehind", "SearchService", "UnsupportedQuery", "condition_query", "document", "filter_text_query"]

@@ -53,8 +53,6 @@ acknowledged write survives kill -9.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import hashlib
 import io
 import logging
@@ -68,7 +66,7 @@ from contextlib import contextmanager
 import lmdb
 import orjson
 
-from . import blobfiles, ids
+from . import blobfiles, ids, mapped
 from .base import (
     QUOTA_RESOURCES,
     CannotCalculateChanges,
@@ -93,7 +91,6 @@ _TS_OFFSET = 1 << 62
 SEP = b"\x00"
 
 
-_MADV_DONTNEED = 4
 GC_BATCH = 1000  # keys per garbage-collection transaction: the writer lock is held briefly
 _FILE = b"F"  # a blobguid value for a blob kept as a file: b"F" + size
 _BLOB_SEQ = b"\x00blobseq"  # global counters (account ids never start with NUL)
@@ -144,13 +141,6 @@ def _index_values(value: object) -> list[bytes]:
         # NUL separates the value from the id: escape it (and the escape byte), keeping the order
         return [b"\x03" + value.encode().replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")]
     return []
-
-
-@functools.cache
-def _libc():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return libc
 
 
 def _keyword_date_key(mailbox_id: str, keyword: str, ts: bytes, eid: bytes) -> bytes:
@@ -275,18 +265,10 @@ class LmdbStore:
             txn.get(b"health", db=self.db["counters"])
 
     def release_memory(self) -> None:
-        """Drops this process's mapping of the data file's pages (Linux madvise DONTNEED on the
-        read-only LMDB map). The data stays in the file and the page cache; pages fault back in
-        when read. Without it a bulk import's RSS grows with the size of the data it wrote."""
+        """Drops this process's mapping of the data file's pages (`store.mapped`; the map is
+        read-only): without it a bulk import's RSS grows with the size of the data it wrote."""
         path = os.path.realpath(os.path.join(self.path, "data.mdb"))
-        try:
-            with open("/proc/self/maps") as maps:
-                ranges = [line.split()[0] for line in maps if line.rstrip().endswith(" " + path)]
-        except OSError:
-            return
-        for span in ranges:
-            start, end = (int(x, 16) for x in span.split("-"))
-            _libc().madvise(start, end - start, _MADV_DONTNEED)
+        mapped.drop_mappings(lambda mapped_path: mapped_path == path)
 
     # -- backup (`tidings backup`)
     def copy_to(self, path: str, compact: bool = True, progress=None) -> dict:
