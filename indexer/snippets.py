@@ -37,6 +37,22 @@ def _ascii_phrase_re(phrase: Phrase) -> re.Pattern[str]:
     return re.compile(r"\W+".join(map(re.escape, phrase)) + r"(?!\w)")
 
 
+@lru_cache(maxsize=1024)
+def _bounded_phrase_re(phrase: Phrase) -> re.Pattern[str]:
+    # The same token sequence where CJK characters are tokens of their own: a token may touch one,
+    # so the boundaries are "no non-CJK word character" on either side (in the pattern itself).
+    return re.compile(rf"(?<![^\W{_CJK}])" + r"\W+".join(map(re.escape, phrase)) + rf"(?![^\W{_CJK}])")
+
+
+def _bounded_occurrences(rx: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[tuple[int, int]]:
+    while True:
+        m = rx.search(text, pos, endpos)
+        if m is None:
+            return
+        yield m.span()
+        pos = m.start() + 1         # occurrences may overlap
+
+
 def _ascii_occurrences(rx: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[tuple[int, int]]:
     while True:
         m = rx.search(text, pos, endpos)
@@ -49,15 +65,15 @@ def _ascii_occurrences(rx: re.Pattern[str], text: str, pos: int, endpos: int) ->
 
 
 def _regex_searchable(text: str, phrases: Sequence[Phrase]) -> bool:
-    """Whether phrases can be found by a regex over text.lower(): no shortened tokens, no CJK
-    (one token per character, not separated by non-word characters), and lower-casing keeps
-    every character's offset (true of almost all text)."""
+    """Whether phrases can be found by a regex over text.lower(): no shortened tokens, no CJK in
+    the phrases (one token per character, not separated by non-word characters), and lower-casing
+    keeps every character's offset (true of almost all text).  CJK in the text is fine: see
+    `_bounded_phrase_re`."""
     if any("#" in t or _CJK_RE.search(t) for p in phrases for t in p):
         return False
     if text.isascii():
         return True
-    return (not _CJK_RE.search(text) and unicodedata.is_normalized("NFC", text)
-            and len(text.lower()) == len(text))
+    return unicodedata.is_normalized("NFC", text) and len(text.lower()) == len(text)
 
 
 def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = None) -> list[tuple[int, int]]:
@@ -71,10 +87,14 @@ def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = 
         # fast path (C regex scan over the lower-cased text, whose offsets are the text's)
         lowered = text.lower()
         ascii_only = text.isascii()
+        if ascii_only or not _CJK_RE.search(text):
+            pattern, occurrences = _ascii_phrase_re, _ascii_occurrences
+        else:
+            pattern, occurrences = _bounded_phrase_re, _bounded_occurrences
         firsts = []
         for p in phrases:
             if (not ascii_only or all(t.isascii() for t in p)) and p[0] in lowered:  # cheap rejection
-                first = next(_ascii_occurrences(_ascii_phrase_re(p), lowered, 0, len(lowered)), None)
+                first = next(occurrences(pattern(p), lowered, 0, len(lowered)), None)
                 if first is not None:
                     firsts.append((first[0], p))
         if not firsts:
@@ -83,7 +103,7 @@ def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = 
         end = len(lowered) if stop_after is None else min(firsts)[0] + stop_after
         spans = []
         for start, p in firsts:
-            spans.extend(_ascii_occurrences(_ascii_phrase_re(p), lowered, start, max(end, start + 1)))
+            spans.extend(occurrences(pattern(p), lowered, start, max(end, start + 1)))
     else:
         spans = _scan(text, phrases, stop_after)
     spans.sort()

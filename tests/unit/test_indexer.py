@@ -426,3 +426,25 @@ def test_marker_is_written_atomically(engine, tmp_path):
         index.close()
     assert json.loads((root / ACC / "tidings-index.json").read_text())["engine"] == engine
     assert not list((root / ACC).glob(".tidings-index.json*"))
+
+
+@pytest.mark.parametrize("text", [
+    "漢字abc def漢字 and abc def again",
+    "日本語のテキストで general と書く。general-purpose 漢general字",
+    "café abc def 東京 ABC\tDEF; abcdef xabc def abc_def",
+    "Ünïcödé 中文 abc def 中 abc def中",
+    "한국어 abc 한 def abc def 끝",
+])
+def test_the_regex_path_finds_what_the_token_walk_finds_in_text_with_cjk(text):
+    # text with CJK characters (each one a token) takes the regular expression too: same spans
+    from indexer.snippets import _scan, find_matches
+
+    for phrases in ([("abc", "def")], [("general",)], [("abc",), ("def",)], [("café",)]):
+        walked = sorted(_scan(text, phrases, None))
+        merged: list[tuple[int, int]] = []
+        for s, e in walked:
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        assert find_matches(text, phrases) == merged, (text, phrases)
