@@ -106,6 +106,11 @@ def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = 
             spans.extend(occurrences(pattern(p), lowered, start, max(end, start + 1)))
     else:
         spans = _scan(text, phrases, stop_after)
+    return merge_spans(spans)
+
+
+def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (start, end) spans sorted, overlapping or touching ones merged into one."""
     spans.sort()
     merged: list[tuple[int, int]] = []
     for s, e in spans:

@@ -437,14 +437,14 @@ def test_marker_is_written_atomically(engine, tmp_path):
 ])
 def test_the_regex_path_finds_what_the_token_walk_finds_in_text_with_cjk(text):
     # text with CJK characters (each one a token) takes the regular expression too: same spans
-    from indexer.snippets import _scan, find_matches
+    from indexer.snippets import _scan, find_matches, merge_spans
 
     for phrases in ([("abc", "def")], [("general",)], [("abc",), ("def",)], [("café",)]):
-        walked = sorted(_scan(text, phrases, None))
-        merged: list[tuple[int, int]] = []
-        for s, e in walked:
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
-        assert find_matches(text, phrases) == merged, (text, phrases)
+        assert find_matches(text, phrases) == merge_spans(_scan(text, phrases, None)), (text, phrases)
+
+
+def test_a_word_touching_cjk_characters_is_found_and_a_longer_word_is_not():
+    from indexer.snippets import find_matches
+
+    assert find_matches("漢字abc def漢字 and abc def again", [("abc", "def")]) == [(2, 9), (16, 23)]
+    assert find_matches("漢xabc def 字", [("abc", "def")]) == []  # "xabc" is another token
