@@ -24,8 +24,8 @@ from . import metrics
 
 log = logging.getLogger("tidings.access")
 
-# what the request's handlers learn (the user, the JMAP methods); a dict shared with the worker
-# threads of run_in_threadpool, which run in a copy of the request's context
+# what the request's handlers learn (the user, the JMAP methods); a dict shared with the request
+# threads (app.server.in_thread), which run in a copy of the request's context
 _current: ContextVar[dict | None] = ContextVar("tidings_request", default=None)
 
 

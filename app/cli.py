@@ -21,7 +21,7 @@ DEFAULT_DATA = "./data"
 ENGINES = ("tantivy", "whoosh")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")
-METRICS_MODES = ("off", "local", "on")  # app.server.METRICS_MODES (not imported: see cmd_serve)
+METRICS_MODES = ("off", "local", "on")  # what Config.metrics of app.server accepts
 HEADER_TIMEOUT = 10.0  # app.shutdown.HEADER_TIMEOUT
 BODY_TIMEOUT = 30.0  # app.slowclients.BODY_TIMEOUT
 
