@@ -302,7 +302,10 @@ class Writer(Reader, Protocol):
         account holding the guid already returns that email.  OverQuota (nothing written) when
         one more message or summary["size"] more octets would exceed a limit."""
     def update_email(self, email_id: str, keywords: dict | None = None,
-                     mailbox_ids: dict | None = None) -> dict: ...
+                     mailbox_ids: dict | None = None, record: dict | None = None) -> dict:
+        """New keywords and/or mailboxIds (None: unchanged); returns the record.  ``record`` is
+        the email as `email(email_id)` returned it in this same transaction, when the caller has
+        it: it spares a second read (a backend may ignore it) and may be changed in place."""
     def destroy_email(self, email_id: str) -> None: ...
 
     def set_quota_limit(self, resource: str, limit: int | None) -> None:

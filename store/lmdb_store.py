@@ -1457,8 +1457,9 @@ class LmdbWriter(LmdbReader):
                   orjson.dumps({"op": op, "id": email_id, "at": int(time.time())}))
 
     def update_email(self, email_id: str, keywords: dict | None = None,
-                     mailbox_ids: dict | None = None) -> dict:
-        record = self.email(email_id)
+                     mailbox_ids: dict | None = None, record: dict | None = None) -> dict:
+        # decoding the record is a fifth of a keyword update's time: once is enough
+        record = record if record is not None else self.email(email_id)
         if record is None:
             raise NotFound(email_id)
         old_boxes = set(record["mailboxIds"])

@@ -11,8 +11,8 @@ from app.protocol.errors import invalid_properties, set_error
 from app.protocol.standard import apply_patch, patch_set_error, same_json
 from store import ids
 
-from .model import PROPERTIES, parse_header_property
-from .validate import check_keywords, check_mailbox_ids, check_received_at, rights_problem
+from .model import PROPERTIES, is_valid_keyword, parse_header_property
+from .validate import MAX_KEYWORDS, check_keywords, check_mailbox_ids, check_received_at, rights_problem
 
 MUTABLE = ("keywords", "mailboxIds")
 # properties a client may give when creating; the rest of PROPERTIES are server-set
@@ -70,6 +70,10 @@ def create(self, ctx, writer, fields: dict) -> dict:
 def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
     """Only keywords and mailboxIds change (§4.6), whole or by patch; patch paths may name a
     creation reference ("mailboxIds/#new") and keywords are case-insensitive."""
+    if ctx.access(reader.account_id).owner:
+        keywords = _keywords_patched(current["keywords"], patch)
+        if keywords is not None:
+            return ({"keywords": keywords} if keywords != current["keywords"] else {}), None
     resolved_patch = {}
     for path, value in patch.items():
         if path.startswith("mailboxIds/#"):
@@ -98,6 +102,24 @@ def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tu
     return fields, error
 
 
+def _keywords_patched(keywords: dict, patch: dict) -> dict | None:
+    """The keywords after a patch of single keywords set to true or null (what marking read or
+    flagged sends, the bulk of all updates), as the general path would make them; None for any
+    other patch, which the general path judges (and words its errors)."""
+    out = dict(keywords)
+    for path, value in patch.items():
+        if not path.startswith("keywords/") or (value is not True and value is not None):
+            return None
+        keyword = path[9:]
+        if "/" in keyword or "~" in keyword or not is_valid_keyword(keyword):
+            return None
+        if value:
+            out[keyword.lower()] = True
+        else:
+            out.pop(keyword.lower(), None)
+    return out if len(out) <= MAX_KEYWORDS else None
+
+
 def _with_hidden(ctx, reader, stored: dict, mailbox_ids: dict) -> dict:
     """New mailboxIds from a grantee, plus the email's mailboxes they cannot see (kept as they are)."""
     access = ctx.access(reader.account_id)
@@ -113,7 +135,10 @@ def update(self, ctx, writer, email_id: str, current: dict, changes: dict) -> No
     mailbox_ids = changes.get("mailboxIds")
     if mailbox_ids is not None:
         mailbox_ids = _with_hidden(ctx, writer, writer.email(email_id), mailbox_ids)
-    writer.update_email(email_id, keywords=changes.get("keywords"), mailbox_ids=mailbox_ids)
+    # the owner's `current` is the stored record, read in this transaction (fetch); a created
+    # email's ("#cid") or a grantee's view is not
+    stored = current if current.get("id") == email_id and ctx.access(writer.account_id).owner else None
+    writer.update_email(email_id, keywords=changes.get("keywords"), mailbox_ids=mailbox_ids, record=stored)
 
 
 def destroy(self, ctx, writer, email_id: str, current: dict, args: dict) -> None:
