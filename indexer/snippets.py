@@ -64,16 +64,17 @@ def _ascii_occurrences(rx: re.Pattern[str], text: str, pos: int, endpos: int) ->
         pos = start + 1             # not m.end(): occurrences may overlap
 
 
-def _regex_searchable(text: str, phrases: Sequence[Phrase]) -> bool:
-    """Whether phrases can be found by a regex over text.lower(): no shortened tokens, no CJK in
-    the phrases (one token per character, not separated by non-word characters), and lower-casing
-    keeps every character's offset (true of almost all text).  CJK in the text is fine: see
-    `_bounded_phrase_re`."""
+def _lowered_for_regex(text: str, phrases: Sequence[Phrase]) -> str | None:
+    """``text.lower()`` when phrases can be found by a regex over it: no shortened tokens, no CJK
+    in the phrases (one token per character, not separated by non-word characters), and
+    lower-casing keeps every character's offset (true of almost all text); else None.  CJK in the
+    text is fine: see `_bounded_phrase_re`."""
     if any("#" in t or _CJK_RE.search(t) for p in phrases for t in p):
-        return False
-    if text.isascii():
-        return True
-    return unicodedata.is_normalized("NFC", text) and len(text.lower()) == len(text)
+        return None
+    lowered = text.lower()
+    if text.isascii() or (len(lowered) == len(text) and unicodedata.is_normalized("NFC", text)):
+        return lowered
+    return None
 
 
 def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = None) -> list[tuple[int, int]]:
@@ -83,9 +84,9 @@ def find_matches(text: str, phrases: Sequence[Phrase], stop_after: int | None = 
     may be left out (a preview never shows them)."""
     if not phrases or not text:
         return []
-    if _regex_searchable(text, phrases):
+    lowered = _lowered_for_regex(text, phrases)
+    if lowered is not None:
         # fast path (C regex scan over the lower-cased text, whose offsets are the text's)
-        lowered = text.lower()
         ascii_only = text.isascii()
         if ascii_only or not _CJK_RE.search(text):
             pattern, occurrences = _ascii_phrase_re, _ascii_occurrences
@@ -170,8 +171,13 @@ def _fit(text: str, budget: int, from_end: bool = False) -> str:
     ``budget`` octets, cut at a word boundary when one is near."""
     if budget <= 0:
         return ""
-    cap = 4 * budget + 16               # enough raw text even if whitespace runs collapse
+    # a little more raw text than the budget is usually enough; if whitespace runs collapsed it
+    # below the budget, four times as much is (a character is >= 1 octet)
+    cap = budget + 16
     whole = _WS_RE.sub(" ", text[-cap:] if from_end else text[:cap])
+    if len(whole) <= budget and len(text) > cap:
+        cap = 4 * budget + 16
+        whole = _WS_RE.sub(" ", text[-cap:] if from_end else text[:cap])
     part = whole[-budget:] if from_end else whole[:budget]     # a character is >= 1 octet
     if _size(html.escape(part, quote=False)) > budget:
         lo, hi = 0, len(part)

@@ -448,3 +448,15 @@ def test_a_word_touching_cjk_characters_is_found_and_a_longer_word_is_not():
 
     assert find_matches("漢字abc def漢字 and abc def again", [("abc", "def")]) == [(2, 9), (16, 23)]
     assert find_matches("漢xabc def 字", [("abc", "def")]) == []  # "xabc" is another token
+
+
+def test_a_preview_after_a_long_run_of_whitespace_still_fills_its_room():
+    # the text after the match starts with a whitespace run that collapses to one space: the
+    # preview takes more text until the 255 octets are used, cut at a word boundary
+    from indexer.snippets import PREVIEW_MAX_OCTETS, find_matches, preview
+
+    text = "match" + " " * 600 + "word " * 200
+    out = preview(text, find_matches(text, [("match",)]))
+    assert out.startswith("<mark>match</mark> word word")
+    assert PREVIEW_MAX_OCTETS - 10 <= len(out.encode()) <= PREVIEW_MAX_OCTETS
+    assert out.endswith("word")
