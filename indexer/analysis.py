@@ -25,6 +25,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import filterfalse
 
 # CJK ideographs (incl. extensions and compatibility ideographs), kana, Hangul syllables and the
 # ideographic iteration marks: each character is one token. Superset of the benchmark's _CJK.
@@ -54,9 +55,35 @@ def _shorten(token: str) -> str:
     return f"{token[:_LONG_PREFIX]}#{digest}"   # '#' is no word character: no clash with real tokens
 
 
+# ASCII characters that are not word characters become spaces, every other byte (UTF-8's
+# multi-byte sequences too) stays: for the split of `_split_words`
+_ASCII_SEPARATORS = bytes(b if chr(b).isalnum() or b == 0x5F or b >= 0x80 else 0x20 for b in range(256))
+_CLEAN_TOKEN_RE = re.compile(rf"[^\W{_CJK}]+")
+
+
+def _split_words(text: str) -> list[str]:
+    """``TOKEN_RE.findall(text)``, three times as fast on mail: ASCII separators become spaces
+    (a byte table) and the text is split at white space (both in C); only a piece holding a
+    non-ASCII separator or a CJK character goes through the regex.  Every white-space character
+    is a non-word character, so the split never joins or cuts what the regex would not."""
+    if text.isascii():
+        return text.encode().translate(_ASCII_SEPARATORS).decode().split()
+    pieces = text.encode("utf-8", "surrogatepass").translate(_ASCII_SEPARATORS) \
+        .decode("utf-8", "surrogatepass").split()
+    if all(_CLEAN_TOKEN_RE.fullmatch(p) for p in filterfalse(str.isascii, pieces)):
+        return pieces
+    tokens: list[str] = []
+    for piece in pieces:
+        if piece.isascii():
+            tokens.append(piece)
+        else:
+            tokens.extend(TOKEN_RE.findall(piece))
+    return tokens
+
+
 def tokenize(text: str) -> list[str]:
     """Normalised tokens of ``text``, in order."""
-    tokens = TOKEN_RE.findall(normalize(text))
+    tokens = _split_words(normalize(text))
     if tokens and max(map(len, tokens)) > MAX_TOKEN_CHARS:
         tokens = [_shorten(t) if len(t) > MAX_TOKEN_CHARS else t for t in tokens]
     return tokens
