@@ -53,7 +53,10 @@ def sort_key(record: dict) -> int:
 def document(record: dict, raw: bytes) -> IndexDoc:
     """The searchable text of a stored message."""
     text = mime.message_text(raw)
-    fields = [(h["name"], header_forms.parse_text(h["value"])) for h in mime.parse_headers(raw)]
+    raw_fields = text["headers"]
+    if raw_fields is None:
+        raw_fields = [(h["name"], h["value"]) for h in mime.parse_headers(raw)]
+    fields = [(name, header_forms.parse_text(value)) for name, value in raw_fields]
     return IndexDoc(record["id"], subject=text["subject"], from_=text["from"], to=text["to"], cc=text["cc"],
                     bcc=text["bcc"], body=text["body"], headers=fields, sort_key=sort_key(record))
 

@@ -1166,10 +1166,12 @@ def body_text(raw: bytes, outline: list | None = None) -> str:
 def message_text(raw: bytes) -> dict:
     """Text for the full-text indexer: decoded subject, "Name <addr>, ..." address
     fields and the text of every text/* leaf (HTML stripped; text attachments too),
-    joined by newlines and capped at MAX_INDEX_TEXT characters."""
-    out = {"subject": "", "from": "", "to": "", "cc": "", "bcc": "", "body": ""}
+    joined by newlines and capped at MAX_INDEX_TEXT characters; "headers": the top-level header
+    fields as `parse_headers` finds them, (name, raw value) pairs, or None if parsing failed."""
+    out: dict = {"subject": "", "from": "", "to": "", "cc": "", "bcc": "", "body": "", "headers": None}
     try:
         root, _ = _parse(raw)
+        out["headers"] = root.headers
         last = _last_header(root.headers)
         if "subject" in last:
             out["subject"] = parse_text(last["subject"])
