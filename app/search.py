@@ -115,6 +115,11 @@ class SearchService:
         self._worker: threading.Thread | None = None
         self._seen_generation: dict[str, int] = {}
         self._rebuild_queued: set[str] = set()  # accounts whose rebuild this process queued
+        # queue keys whose documents the engine has but not committed yet (they stay in the queue
+        # until the commit), and when each account's index was last committed
+        self._pending: dict[str, list[bytes]] = {}
+        self._committed: dict[str, float] = {}
+        self._wake = threading.Event()  # new mail: the background indexer starts at once
 
     # -- the writer role
     @property
@@ -135,10 +140,13 @@ class SearchService:
 
     # -- indexing
     def drain(self, account_id: str, progress: Callable[[int], None] | None = None,
-              known: Mapping[str, bytes] | None = None) -> int:
+              known: Mapping[str, bytes] | None = None, commit: bool = True) -> int:
         """As the writer, indexes the account's queue until it is empty; returns the entries done.
         known: raw messages the caller still holds by email id (checked against the stored
         guid), so a bulk import need not read every message back through the memory map.
+        With commit=False the documents are only added (the background indexer, as mail
+        arrives): a later drain commits them, at the latest when BATCH are waiting.  Entries leave
+        the queue only once their documents are committed.
 
         A batch that fails is abandoned with the engine's writer (the queue keeps it, so the next
         drain indexes it again with a new writer): StorageUnavailable when the disk refused it.
@@ -150,23 +158,33 @@ class SearchService:
         repaired = False
         with self._drain_lock:
             while True:
-                entries = self.store.index_queue(account_id, BATCH)
-                if not entries:
+                pending = self._pending.setdefault(account_id, [])
+                entries = self.store.index_queue(account_id, BATCH, pending[-1] if pending else None)
+                if not entries and not (pending and commit):
                     break
+                pending.extend(key for key, _ in entries)
                 try:
-                    self._index_batch(account_id, entries, known or {})
-                    self.index.commit(account_id)
+                    if entries:
+                        self._index_batch(account_id, entries, known or {})
+                    if commit or len(pending) >= BATCH:
+                        self.index.commit(account_id)
+                        # acknowledged only after the index commit: a crash in between indexes
+                        # them again
+                        self.store.index_queue_ack(account_id, pending)
+                        del self._pending[account_id]
+                        self._committed[account_id] = time.monotonic()
                 except IndexMismatch as exc:
                     if repaired:  # a fresh index refused again: not something a rebuild mends
+                        self._abandon(account_id)
                         raise
                     repaired = True
-                    self.index.abandon(account_id)
+                    keys = self._abandon(account_id)
                     self._rebuild(account_id, exc)
-                    # the rebuild's queue entries cover every email: the batch needs no indexing
-                    self.store.index_queue_ack(account_id, [key for key, _ in entries])
+                    # the rebuild's queue entries cover every email: these need no indexing
+                    self.store.index_queue_ack(account_id, keys)
                     continue
                 except Exception as exc:
-                    self.index.abandon(account_id)
+                    self._abandon(account_id)
                     failure = storage_error(exc, self.root)
                     if failure is None and disk_nearly_full(self.root):
                         # tantivy reports a worker's ENOSPC as "an index writer was killed"
@@ -174,14 +192,18 @@ class SearchService:
                     if failure is not None and failure is not exc:
                         raise failure from exc
                     raise
-                # acknowledged only after the index commit: a crash in between re-indexes the batch
-                self.store.index_queue_ack(account_id, [key for key, _ in entries])
                 done += len(entries)
-                if progress:
+                if progress and entries:
                     progress(len(entries))
         self._rebuild_queued.discard(account_id)  # done: a later fault may queue another rebuild
         self._seen_generation[account_id] = self.store.index_generation(account_id)
         return done
+
+    def _abandon(self, account_id: str) -> list[bytes]:
+        """Drops the engine's uncommitted work for the account; returns the queue keys it held
+        (they stay queued)."""
+        self.index.abandon(account_id)
+        return self._pending.pop(account_id, [])
 
     def _rebuild(self, account_id: str, why: Exception) -> None:
         """Repairs an index that cannot be read: the writer drops it; either process queues a
@@ -262,8 +284,10 @@ class SearchService:
     # -- the background indexer
     def start(self, interval: float = 0.2) -> None:
         """Runs the background indexer: it becomes the writer as soon as no other process is, then
-        indexes every account's queue as it fills."""
+        indexes every account's queue as it fills: new mail at once (a commit that changed Emails
+        wakes it), committed at most every `interval` seconds (a search commits at once)."""
         if self._worker is None:
+            self.store.on_commit(self._new_mail)
             self._worker = threading.Thread(target=self._run, args=(interval,), name="indexer",
                                             daemon=True)
             self._worker.start()
@@ -288,7 +312,10 @@ class SearchService:
                     for account_id in self.store.accounts_with_index_queue():
                         if self._stop.is_set():
                             break
-                        n = self.drain(account_id)
+                        # added as it comes (a search then only needs the commit), committed
+                        # now and then: each commit is a segment the engine merges later
+                        due = time.monotonic() - self._committed.get(account_id, 0.0) >= interval
+                        n = self.drain(account_id, commit=due)
                         if n:
                             log.info("indexed %d change(s) for account %s", n, account_id)
                 if failing is not None:
@@ -307,13 +334,27 @@ class SearchService:
                     failing = said
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-            self._stop.wait(interval if self.is_writer else 1.0)
+            # new mail wakes us; so does the time to commit what was added
+            self._wake.wait(interval if self.is_writer else 1.0)
+            self._wake.clear()
+
+    def _new_mail(self, entries: list) -> None:
+        if any("Email" in changed for _, _, changed in entries):
+            self._wake.set()
 
     def stop(self) -> None:
+        """Stops the background indexer; what it added is committed (or stays queued if the
+        disk refuses it)."""
         self._stop.set()
+        self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout=30)
             self._worker = None
+        for account_id in [a for a, keys in self._pending.items() if keys]:
+            try:
+                self.drain(account_id)
+            except Exception as exc:  # noqa: BLE001 - the queue keeps the entries for the next start
+                log.warning("account %s: indexing stopped with work queued: %s", account_id, exc)
 
     def release_memory(self) -> None:
         """Drops this process's mappings of the index files (`store.mapped`): the engine's merges

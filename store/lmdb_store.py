@@ -792,12 +792,12 @@ class LmdbStore:
             return [k.decode() for k, _ in txn.cursor(db=self.db["accounts"])]
 
     # -- durable index queue
-    def index_queue(self, account_id: str, limit: int) -> list[tuple[bytes, dict]]:
+    def index_queue(self, account_id: str, limit: int, after: bytes | None = None) -> list[tuple[bytes, dict]]:
         prefix = account_id.encode() + SEP
         out = []
         with self.env.begin() as txn:
             cur = txn.cursor(db=self.db["indexq"])
-            if cur.set_range(prefix):
+            if cur.set_range(after + b"\x00" if after is not None else prefix):
                 for key, value in cur:
                     if not key.startswith(prefix) or len(out) >= limit:
                         break
