@@ -231,6 +231,10 @@ class Reader(Protocol):
     # -- emails
     def email(self, email_id: str) -> dict | None: ...
 
+    def has_email(self, email_id: str) -> bool:
+        """Whether the account has this email: what email() is not None says, without decoding
+        the record."""
+
     def email_outline(self, email_id: str) -> list | None:
         """The MIME outline add_email stored with the email (summary["outline"], opaque JSON owned
         by app.mail.mime), or None (none stored: emails stored before outlines existed)."""

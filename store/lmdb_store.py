@@ -978,6 +978,9 @@ class LmdbReader:
     def email(self, email_id: str) -> dict | None:
         return self._json("emails", email_id.encode())
 
+    def has_email(self, email_id: str) -> bool:
+        return self._get("emails", email_id.encode()) is not None
+
     def email_outline(self, email_id: str) -> list | None:
         return self._json("outline", email_id.encode())
 

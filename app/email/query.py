@@ -280,7 +280,7 @@ def _top_from_index(ctx, reader, query: Query, position: int, limit: int) -> tup
         total, ids = ctx.search.index.search_top(reader.account_id, condition_query(flt), position, limit,
                                                  descending)
     # an email destroyed since the index caught up is not shown
-    return total, [i for i in ids if reader.email(i) is not None]
+    return total, [i for i in ids if reader.has_email(i)]
 
 
 def _top_from_dates(ctx, reader, query: Query, position: int, limit: int) -> tuple[int, list[str]] | None:

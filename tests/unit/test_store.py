@@ -298,3 +298,16 @@ def test_a_data_directory_from_before_the_keyword_date_index_gets_it_at_open(tmp
             assert list(r.email_ids_by_keyword(box, "$seen")) == ids[::-1]
     finally:
         s.close()
+
+
+def test_has_email_says_what_email_says(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        record = add(w, 1, [box])
+    with store.read(account) as r:
+        assert r.has_email(record["id"]) and r.email(record["id"]) is not None
+        assert not r.has_email("Mffffff") and r.email("Mffffff") is None
+    with store.write(account) as w:
+        w.destroy_email(record["id"])
+    with store.read(account) as r:
+        assert not r.has_email(record["id"]) and r.email(record["id"]) is None
