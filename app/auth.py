@@ -95,7 +95,7 @@ class Authenticator:
         name, sep, password = decoded.partition(":")
         if not sep or not name:
             return None
-        return name, password, hmac.new(self._key, decoded.encode(), hashlib.sha256).digest()
+        return name, password, hmac.digest(self._key, decoded.encode(), "sha256")
 
     def basic_name(self, authorization: str | None) -> str | None:
         """The user name of a well-formed Basic header (for rate limits and logs), else None."""

@@ -345,22 +345,24 @@ class Tidings:
              self.config.limits.capability(), self.config.public_url, shared],
             option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
-    async def execute(self, user: dict, request: bytes | dict) -> bytes:
+    async def execute(self, user: dict, request: bytes | dict, recheck: bool = False) -> bytes:
         """The API request pipeline of both transports, HTTP (`POST /jmap/api/`, the body as bytes)
-        and WebSocket (a Request message its transport decoded to read the @type): one of the
-        user's maxConcurrentRequests slots, then in a worker thread parse or check, process and
-        encode (`app.protocol.wire`). Request-level problems raise ProblemError."""
+        and WebSocket (a Request message its transport decoded to read the @type; ``recheck``:
+        the connection's credential is checked again first): one of the user's
+        maxConcurrentRequests slots, then in a worker thread parse or check, process and encode
+        (`app.protocol.wire`). Request-level problems raise ProblemError."""
         name = user["name"]
         if not await self._acquire(name, self.config.limits.max_concurrent_requests):
             raise ProblemError("limit", 429, "too many concurrent requests", limit="maxConcurrentRequests")
         try:
-            return await in_thread(self._execute, user, request)
+            return await in_thread(self._execute, user, request, recheck)
         finally:
             self._release(name)
 
-    def _execute(self, user: dict, request: bytes | dict) -> bytes:
-        # a WebSocket authenticated once: its token may have been revoked since (cheap to check)
-        if not self.auth.still_valid(user):
+    def _execute(self, user: dict, request: bytes | dict, recheck: bool = False) -> bytes:
+        # a WebSocket authenticated once: its token may have been revoked since (cheap to check);
+        # an HTTP request was authenticated a moment ago
+        if recheck and not self.auth.still_valid(user):
             raise ProblemError("about:blank", 401, "the credentials of this connection were revoked or expired")
         response = self.run_api(user, request)
         return encode_calls(response) if isinstance(response, list) else encode_response(response)

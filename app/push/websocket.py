@@ -120,7 +120,7 @@ class JmapSocket:
             if kind == "Request":
                 if "id" in message and request_id is None:
                     raise ProblemError("notRequest", 400, "a Request's id must be a string")
-                body = await self.tidings.execute(self.user, message)
+                body = await self.tidings.execute(self.user, message, recheck=True)
                 head = {"@type": "Response"} if request_id is None else {"@type": "Response",
                                                                          "requestId": request_id}
                 # the pipeline's encoded Response object, with the WebSocket properties in front
