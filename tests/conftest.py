@@ -151,6 +151,16 @@ def bob(server) -> Jmap:
 _counter = iter(range(10**9))
 
 
+def wait_until(condition, what: str, timeout: float = 20.0, interval: float = 0.01):
+    """condition()'s first true value, asked every ``interval`` seconds; the test fails naming
+    ``what`` if none comes within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+    return value
+
+
 def unique(prefix: str = "t") -> str:
     """A name no other test uses, so tests can share one server."""
     return f"{prefix}{os.getpid()}x{next(_counter)}"

@@ -15,7 +15,7 @@ import pytest
 
 from app.protocol.registry import METHODS, load_methods
 from app.protocol.types import TYPES
-from tests.conftest import CORE, MAIL, SUBMISSION, Jmap, Server, tidings, unique
+from tests.conftest import CORE, MAIL, SUBMISSION, Jmap, Server, tidings, unique, wait_until
 
 
 @pytest.mark.parametrize("prop, value", [
@@ -277,13 +277,6 @@ def hold_server(tmp_path_factory):
     srv.stop()
 
 
-def _wait_for(predicate, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_a_request_beyond_max_concurrent_requests_is_a_429_limit_problem(hold_server):
     carol = Jmap(hold_server, "carol", "carol-pw")
     limit = carol.session["capabilities"][CORE]["maxConcurrentRequests"]
@@ -296,7 +289,7 @@ def test_a_request_beyond_max_concurrent_requests_is_a_429_limit_problem(hold_se
 
     with ThreadPoolExecutor(limit) as pool:
         holding = [pool.submit(held, n) for n in range(limit)]
-        _wait_for(lambda: len(list(data.glob("held-*"))) == limit)
+        wait_until(lambda: len(list(data.glob("held-*"))) == limit, "the held requests", interval=0.05)
         r = carol.http.post(carol.api_url, json={"using": [CORE], "methodCalls": [["Core/echo", {}, "c"]]})
         assert r.status_code == 429, r.text
         problem = r.json()

@@ -4,14 +4,13 @@ the commit interval; queue entries leave only with a commit."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app.mail.ingest import ingest
 from app.search import SearchService
 from indexer import Match
 from store import open_store
+from tests.conftest import wait_until
 
 
 @pytest.fixture(params=["tantivy", "whoosh"])
@@ -32,37 +31,33 @@ def deliver(store, account: str, word: str) -> str:
     return record["id"]
 
 
-def wait_for(condition, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the background indexer did not get to it"
-        time.sleep(0.01)
+def indexer_after_first_commit(store, search, account: str, interval: float) -> None:
+    """Starts the background indexer and waits for its first commit (of one delivered message)."""
+    search.start(interval=interval)
+    deliver(store, account, "firstword")
+    wait_until(lambda: store.index_queue_length(account) == 0, "the first commit")
 
 
 def test_new_mail_is_added_at_once_and_committed_by_the_next_search(service):
     store, search, account = service
-    search.start(interval=3600)  # after the first commit, only a search commits
-    first = deliver(store, account, "alphaword")
-    wait_for(lambda: store.index_queue_length(account) == 0)
-    assert search.index.search(account, Match("body", "alphaword")) == {first}
+    indexer_after_first_commit(store, search, account, 3600)  # from now on only a search commits
+    assert search.index.search(account, Match("body", "firstword"))
 
-    second = deliver(store, account, "betaword")
-    wait_for(lambda: search._pending.get(account))  # added, not committed
+    latest = deliver(store, account, "betaword")
+    wait_until(lambda: search._pending.get(account), "the new mail to be added")  # not committed
     assert store.index_queue_length(account) == 1  # queued until its commit
     assert search.index.search(account, Match("body", "betaword")) == set()
 
     search.ensure_fresh(account)
-    assert search.index.search(account, Match("body", "betaword")) == {second}
+    assert search.index.search(account, Match("body", "betaword")) == {latest}
     assert store.index_queue_length(account) == 0
 
 
 def test_what_was_added_is_committed_when_the_indexer_stops(service):
     store, search, account = service
-    search.start(interval=3600)
-    deliver(store, account, "gammaword")
-    wait_for(lambda: store.index_queue_length(account) == 0)
+    indexer_after_first_commit(store, search, account, 3600)
     latest = deliver(store, account, "deltaword")
-    wait_for(lambda: search._pending.get(account))
+    wait_until(lambda: search._pending.get(account), "the new mail to be added")
 
     search.stop()
     assert store.index_queue_length(account) == 0
@@ -71,9 +66,7 @@ def test_what_was_added_is_committed_when_the_indexer_stops(service):
 
 def test_added_mail_is_committed_within_the_interval_without_a_search(service):
     store, search, account = service
-    search.start(interval=0.3)
-    deliver(store, account, "epsilonword")
-    wait_for(lambda: store.index_queue_length(account) == 0)
+    indexer_after_first_commit(store, search, account, 0.3)
     latest = deliver(store, account, "zetaword")
-    wait_for(lambda: store.index_queue_length(account) == 0)
+    wait_until(lambda: store.index_queue_length(account) == 0, "the commit")
     assert search.index.search(account, Match("body", "zetaword")) == {latest}
