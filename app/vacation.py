@@ -207,7 +207,9 @@ def auto_reply(user: dict, vacation: dict, envelope_sender: str, raw: bytes, now
         parse_message_ids(_last(fields, "in-reply-to") or "") or []
     text, html = vacation.get("textBody"), vacation.get("htmlBody")
     if text is None:
-        text = html_to_text(html) if html else DEFAULT_TEXT
+        # one line per block of the HTML, without the blank lines its markup leaves
+        text = "\n".join(line.strip() for line in html_to_text(html).splitlines() if line.strip()) \
+            if html else DEFAULT_TEXT
     create: dict = {
         "from": [{"name": user.get("displayName") or user["name"], "email": own}],
         "to": [{"email": sender}],

@@ -130,6 +130,16 @@ def test_m10_html_attributes_and_script_are_neither_preview_nor_searchable(alice
     assert email_id in alice.ok("Email/query", filter={"body": "below"})["ids"]
 
 
+def test_m10_class_a_block_inside_an_inline_element_is_its_own_words_in_preview_and_search(alice):
+    raw = (b"From: shop@example.org\r\nSubject: offers\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           b'<html><body><center>Welcome</center><center>Unsubscribe</center><div><a href="https://x">'
+           b"<div>Shopnow</div></a>Footertext</div></body></html>")
+    email_id = imported(alice, raw)
+    assert get(alice, email_id, ["preview"])["preview"] == "Welcome Unsubscribe Shopnow Footertext"
+    for word in ("welcome", "unsubscribe", "shopnow", "footertext"):
+        assert email_id in alice.ok("Email/query", filter={"text": word})["ids"], word
+
+
 def test_m11_a_download_has_exactly_the_type_the_url_names(alice):
     email_id = imported(alice, case("m11"))
     att = get(alice, email_id, ["attachments"])["attachments"][0]

@@ -60,6 +60,7 @@ from app.mail.headers import (
     unfold,
 )
 from app.mail.params import format_params, parse_params
+from app.mail.prescan import meta_charset
 
 __all__ = [
     "DEFAULT_BODY_PROPERTIES",
@@ -503,7 +504,35 @@ def _parse_entity(
         p.subparts = _parse_children(p, path, depth, st, outer)
     else:
         p.part_id = path or "1"
+        if outer is not None and p.type in _ENCAPSULATED and depth < MAX_DEPTH:
+            _claim_reused_delimiters(p, depth, st, outer)
     return p
+
+
+_ENCAPSULATED = frozenset(("message/rfc822", "message/global"))
+
+
+def _claim_reused_delimiters(p: _Part, depth: int, st: _State, outer: _Multipart) -> None:
+    """An attached message whose own multipart reuses the boundary of the multipart around it
+    (the sender's intent as for a reused boundary in ``_parse_entity``, one level down): the
+    delimiters up to the attached multipart's close are its own, so the attached message stays
+    whole, up to the next delimiter of the multipart around it, and none of its parts become
+    parts of the message that carries it.  The attached message remains a leaf (§4.1.4)."""
+    ctype = None
+    for name, raw in split_header_block(p.data, p.start, p.end, [])[0]:
+        if name.lower() == "content-type":
+            ctype = raw
+    if ctype is None:
+        return
+    inner = _Content(ctype, None, "text/plain")
+    if not inner.type.startswith("multipart/") or inner.params.get("boundary") != outer.boundary:
+        return
+    # a dry run of the attached message's structure consumes its delimiters from ``outer``
+    _parse_entity(p.data, p.start, len(p.data), p.part_id or "1", depth + 1, "text/plain", _State(), outer)
+    st.defects.append(f"multipart-boundary-reused: the message attached as part {p.part_id} "
+                      "reuses the boundary of the multipart around it")
+    if outer.next < len(outer.delims):
+        p.end = _before_delimiter(p.data, p.start, outer.delims[outer.next][0])
 
 
 def _parse_children(p: _Part, path: str, depth: int, st: _State, outer: _Multipart | None) -> list[_Part]:
@@ -681,11 +710,14 @@ def _flatten(root: _Part) -> tuple[list[_Part], list[_Part], list[_Part]]:
 
 
 # Parts a mail client processes itself and never offers as a download (§4.1.4 hasAttachment: the
-# server "MAY ignore parts ... processed automatically"): signatures (RFC 3156, RFC 8551) and the
-# machine-read parts of delivery, disposition and feedback reports (RFC 3464, RFC 6533, RFC 8098,
-# RFC 5965).  They stay in ``attachments``; they only do not make hasAttachment true.
+# server "MAY ignore parts ... processed automatically"): signatures and encrypted content with its
+# control part (RFC 1847, RFC 3156, RFC 8551: the client decrypts them and shows what is inside),
+# keys, and the machine-read parts of delivery, disposition and feedback reports (RFC 3464,
+# RFC 6533, RFC 8098, RFC 5965).  They stay in ``attachments``; they only do not make
+# hasAttachment true.
 _AUTOMATIC_TYPES = frozenset((
     "application/pgp-signature", "application/pkcs7-signature", "application/x-pkcs7-signature",
+    "application/pgp-encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime",
     "application/pgp-keys",
     "message/delivery-status", "message/global-delivery-status", "text/rfc822-headers",
     "message/global-headers", "message/disposition-notification",
@@ -693,33 +725,36 @@ _AUTOMATIC_TYPES = frozenset((
 ))  # fmt: skip
 
 
-def _signatures(p: _Part, out: set[int]) -> set[int]:
-    """ids of the signature parts of every multipart/signed (RFC 1847 §2.1: its second part),
-    whatever type the sender gave them."""
+def _security_parts(p: _Part, out: set[int]) -> set[int]:
+    """ids of the parts a client consumes whatever type the sender gave them: the signature of
+    every multipart/signed (RFC 1847 §2.1: its second part) and both parts of every
+    multipart/encrypted (§2.2: the control information and the encrypted data)."""
     if p.subparts is not None:
         if p.type == "multipart/signed" and len(p.subparts) == 2 and p.subparts[1].subparts is None:
             out.add(id(p.subparts[1]))
+        elif p.type == "multipart/encrypted" and len(p.subparts) == 2:
+            out.update(id(c) for c in p.subparts if c.subparts is None)
         for child in p.subparts:
-            _signatures(child, out)
+            _security_parts(child, out)
     return out
 
 
 def _has_attachment(root: _Part, attachments: list[_Part]) -> bool:
     """hasAttachment (§4.1.4 leaves the rule to the server): a part of ``attachments`` that a
     user sees as a file.  Not counted: parts processed automatically (``_AUTOMATIC_TYPES`` and
-    the signature of a multipart/signed), and images shown inside the body: an image/* part with
-    ``Content-Disposition: inline``, or with a Content-ID and no explicit ``attachment``
-    disposition (an embedded cid: image).  Inline PDFs etc. still count."""
-    signatures: set[int] | None = None
+    what ``_security_parts`` names in multipart/signed and /encrypted), and images shown inside
+    the body: an image/* part with ``Content-Disposition: inline``, or with a Content-ID and no
+    explicit ``attachment`` disposition (an embedded cid: image).  Inline PDFs etc. still count."""
+    consumed: set[int] | None = None
     for p in attachments:
         if p.type in _AUTOMATIC_TYPES:
             continue
         if p.type.startswith("image/"):
             if p.disposition == "inline" or (p.cid and p.disposition != "attachment"):
                 continue
-        if signatures is None:
-            signatures = _signatures(root, set())
-        if id(p) in signatures:
+        if consumed is None:
+            consumed = _security_parts(root, set())
+        if id(p) in consumed:
             continue
         return True
     return False
@@ -735,16 +770,22 @@ def _has_attachment(root: _Part, attachments: list[_Part]) -> bool:
 # are removed before the text is taken.
 _INVISIBLE = ["head", "title", "script", "style", "template", "noscript", "noframes", "noembed", "iframe",
               "object", "svg", "math"]
+# Elements a browser lays out as blocks, rows or list items (the HTML Living Standard's rendering
+# section, §15.3): their text is kept apart from what comes before and after them.
 _BLOCK_TAGS = frozenset(
-    "br p div tr li ul ol table h1 h2 h3 h4 h5 h6 blockquote pre hr dd dt dl section article header "
-    "footer nav aside main figure figcaption address fieldset form".split()
+    "address article aside blockquote body br caption center dd details dialog dir div dl dt "
+    "fieldset figcaption figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr html legend li "
+    "listing main menu nav ol optgroup option p plaintext pre search section summary table tbody "
+    "tfoot thead tr ul xmp".split()
 )
+_CELL_TAGS = frozenset(("td", "th"))
 
 
 def html_to_text(markup: str) -> str:
     """The text a reader of ``markup`` sees (RFC 8621 §4.1.4 preview, §4.4.1 search): character
-    references resolved; no tags, attributes, comments, scripts or styles; block elements start a
-    new line and table cells are separated by a space.  Linear time."""
+    references resolved; no tags, attributes, comments, scripts or styles; a block element's text
+    is on lines of its own (also inside an inline element: ``<a><div>x</div></a>y``), table cells
+    are separated by a space.  Line breaks are not collapsed.  Linear time."""
     if "<" not in markup and "&" not in markup:
         return markup
     tree = LexborHTMLParser(markup)
@@ -753,17 +794,22 @@ def html_to_text(markup: str) -> str:
     if root is None:
         return ""
     out: list[str] = []
-    for node in root.traverse(include_text=True):
+    for node in root.traverse(include_text=True):  # document order, without recursion
         tag = node.tag
         if tag in _BLOCK_TAGS:
             out.append("\n")
             continue
-        prev = node.prev  # what follows a block element (text or an inline one) starts a new line
-        if prev is not None and prev.tag in _BLOCK_TAGS:
-            out.append("\n")
+        # a block ended just before this node if the node before it, or that node's last
+        # descendant on the way down, is one
+        prev = node.prev
+        while prev is not None:
+            if prev.tag in _BLOCK_TAGS:
+                out.append("\n")
+                break
+            prev = prev.last_child
         if tag == "-text":
             out.append(node.text_content or "")
-        elif tag == "td" or tag == "th":
+        elif tag in _CELL_TAGS:
             out.append(" ")
     return valid_text("".join(out))[0]
 
@@ -791,14 +837,13 @@ def _part_text(p: _Part, limit: int = 0) -> tuple[str, bool]:
         # no charset on the Content-Type: a byte-order mark, then (HTML) the document's own <meta>
         # declaration, as a browser reads them (HTML Living Standard, "prescan"); the charset
         # property stays the MIME default (§4.1.4)
-        charset = _bom_charset(body) or (_meta_charset(body) if p.type == "text/html" else None) or charset
+        charset = _bom_charset(body) or (meta_charset(body) if p.type == "text/html" else None) or charset
     text, problem = decode_bytes(body, charset)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     return text, problem or not known
 
 
-_META_CHARSET_RE = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]{1,40})", re.I)
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
@@ -808,14 +853,6 @@ def _bom_charset(body: bytes) -> str | None:
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"  # the codec reads the mark and drops it
     return None
-
-
-def _meta_charset(body: bytes) -> str | None:
-    m = _META_CHARSET_RE.search(body, 0, 1024)
-    if m is None:
-        return None
-    label = m.group(1).decode("ascii")
-    return label if codec_for(label) else None
 
 
 def _preview(text_parts: list[_Part]) -> str:
@@ -1219,7 +1256,9 @@ _PART_PROP_HEADER = {
     "location": "content-location",
 }
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+^_`{|}~.-]+$")  # RFC 2045 token
-_TYPE_RE = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
+# RFC 6838 §4.2: a type and a subtype name are at most 127 characters each, starting with a letter
+# or digit (so a generated Content-Type line stays far from the 998 octets of RFC 5322 §2.1.1)
+_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 
 
 class _Problems:

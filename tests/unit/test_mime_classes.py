@@ -381,3 +381,102 @@ def test_several_stray_lines_in_a_header_section_are_all_skipped():
     s = mime.parse_summary(raw)
     assert (s["from"], s["messageId"], s["preview"]) == ([{"name": None, "email": "b@example.org"}],
                                                          ["m@example.org"], "body")
+
+
+# ------------------------------------------------------------------------- found in review (issue 12 session)
+
+def test_an_attached_message_whose_multipart_reuses_the_outer_boundary_stays_whole():
+    inner = (b"From: Dave <d@example.org>\r\nSubject: Inner\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n--BB\r\nContent-Type: text/plain\r\n\r\n"
+             b"Inner text innerword.\r\n--BB--")
+    raw = (b"Subject: fwd\r\nContent-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n--BB\r\n"
+           b"Content-Type: text/plain\r\n\r\nSee the forwarded mail.\r\n--BB\r\nContent-Type: message/rfc822\r\n\r\n"
+           + inner + b"\r\n--BB--\r\n")
+    b = body(raw, body_props=["partId", "type", "size"])
+    assert b["bodyStructure"]["subParts"] == [{"partId": "1", "type": "text/plain", "size": 23},
+                                              {"partId": "2", "type": "message/rfc822", "size": len(inner)}]
+    assert [p["partId"] for p in b["textBody"]] == ["1"]
+    assert [p["partId"] for p in b["attachments"]] == ["2"]
+    root, defects = mime._parse(raw)
+    assert root.subparts[1].raw_body() == inner
+    assert any(d.startswith("multipart-boundary-reused") for d in defects)
+    assert "innerword" in mime.body_text(raw)  # still searchable, as the attached message's text
+
+
+@pytest.mark.parametrize("markup, seen", [
+    ('<center>Welcome</center><center>Unsubscribe</center><div><a href="https://x"><div>Shopnow</div></a>'
+     "Footertext</div>", "Welcome Unsubscribe Shopnow Footertext"),
+    ("<details><summary>sumword</summary>detword</details>", "sumword detword"),
+    ("<fieldset><legend>legword</legend>fsword</fieldset>", "legword fsword"),
+    ("<select><option>optone<option>opttwo</select>", "optone opttwo"),
+    ("<span><p>inner</p></span>outer", "inner outer"),
+    ("<b><i><div>deep</div></i></b>next", "deep next"),
+    ("<table><caption>cap</caption><tr><td>cell</td></tr></table>", "cap cell"),
+])
+def test_a_block_element_is_apart_from_its_neighbours_also_inside_an_inline_one(markup, seen):
+    assert " ".join(mime.html_to_text(markup).split()) == seen
+
+
+def _html(declaration: bytes, charset: str | None = None) -> bytes:
+    ctype = b"text/html" + (b"; charset=" + charset.encode() if charset else b"")
+    return (b"Content-Type: " + ctype + b"\r\n\r\n<html><head>" + declaration
+            + b"</head><body><p>Caf\xc3\xa9 metaword</p></body></html>")
+
+
+@pytest.mark.parametrize("declaration", [
+    b'<!-- <meta charset="koi8-r"> --><meta charset="utf-8">',  # a commented-out declaration
+    b'<meta name="description" content="charset=koi8-r"><meta charset="utf-8">',  # content without http-equiv
+    b'<meta charset="utf-16">',  # a byte-oriented declaration of UTF-16 means UTF-8
+    b'<meta http-equiv="content-type" content="text/html; charset=utf-8">',
+    b'<p title="<meta charset=koi8-r>">x</p><meta charset=utf-8>',  # inside an attribute value
+])
+def test_the_html_meta_charset_is_found_as_a_browser_prescans_it(declaration):
+    s = mime.parse_summary(_html(declaration))
+    assert s["preview"].endswith("Café metaword")
+    value = body(_html(declaration), fetch_all=True)["bodyValues"]["1"]
+    assert "Café" in value["value"] and value["isEncodingProblem"] is False
+
+
+def test_a_meta_charset_that_is_a_python_codec_name_is_not_used():
+    s = mime.parse_summary(_html(b"<meta charset=unicode_escape>"))
+    assert s["preview"].endswith("Café metaword")  # the UTF-8 the bytes are, not an escape decoding
+
+
+def _encrypted(control: str, payload: str) -> bytes:
+    return (f'Content-Type: multipart/encrypted; protocol="{control}"; boundary=e\r\n\r\n--e\r\n'
+            f"Content-Type: {control}\r\n\r\nVersion: 1\r\n--e\r\nContent-Type: {payload}\r\n"
+            "Content-Disposition: inline\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEM\r\n"
+            "-----END PGP MESSAGE-----\r\n--e--\r\n").encode()
+
+
+@pytest.mark.parametrize("raw", [
+    _encrypted("application/pgp-encrypted", 'application/octet-stream; name="encrypted.asc"'),
+    _encrypted("application/pgp-encrypted", "text/plain"),
+    (b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"\r\n'
+     b"Content-Disposition: attachment; filename=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAG\r\n"),
+])
+def test_encrypted_content_is_not_an_attachment(raw):
+    assert mime.parse_summary(raw)["hasAttachment"] is False
+
+
+def test_a_file_beside_encrypted_content_is_an_attachment():
+    raw = (b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n"
+           + _encrypted("application/pgp-encrypted", "application/octet-stream")
+           + b"\r\n--m\r\nContent-Type: application/pdf\r\n\r\nPDF\r\n--m--\r\n")
+    assert mime.parse_summary(raw)["hasAttachment"] is True
+
+
+@pytest.mark.parametrize("ptype", ["text/x-" + "a" * 1200, "a" * 128 + "/plain", "-x/plain"])
+def test_a_media_type_longer_than_rfc_6838_allows_is_refused(ptype):
+    raw, err = mime.build_message({"bodyStructure": {"partId": "t", "type": ptype},
+                                   "bodyValues": {"t": {"value": "hi"}}}, lambda blob_id: None)
+    assert raw is None
+    assert err["type"] == "invalidProperties" and err["properties"] == ["bodyStructure/type"]
+
+
+def test_a_media_type_of_127_characters_each_side_is_built():
+    ptype = "a" * 127 + "/" + "b" * 127
+    raw, err = mime.build_message({"bodyStructure": {"partId": "t", "type": ptype},
+                                   "bodyValues": {"t": {"value": "hi"}}}, lambda blob_id: None)
+    assert err == {} and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert mime._parse(raw)[0].type == ptype
