@@ -524,7 +524,7 @@ def _message_problem(data: bytes) -> str | None:
     return message_problem(data)
 
 
-def _is_fatal(exc: BaseException) -> bool:
+def is_fatal(exc: BaseException) -> bool:
     """Storage errors (disk or map full, corrupt environment) end the whole import; anything else
     (a parser failure on one odd message) fails only that message."""
     return (type(exc).__module__.split(".")[0] in ("lmdb",) or isinstance(exc, MemoryError)
@@ -571,7 +571,7 @@ class Importer:
             on_source_done: Callable[[int], None] | None = None) -> Report:
         """Imports every message of every source; on_message(source index, message) and
         on_source_done(source index) follow progress. A message or file that cannot be read or is not mail is reported failed and the
-        run goes on; only a storage error (see _is_fatal) or store.OverQuota (the account's quota is
+        run goes on; only a storage error (see is_fatal) or store.OverQuota (the account's quota is
         reached: what came before is stored, `stopped_at` names the refused message) ends it, raised."""
         started = time.monotonic()
         try:
@@ -699,7 +699,7 @@ class Importer:
                         try:
                             results.append(self._one(writer, batch[i]))
                         except Exception as exc:
-                            if _is_fatal(exc):
+                            if is_fatal(exc):
                                 raise
                             failure = (i, exc)
                             raise _Rollback from exc

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.mailimport import is_fatal
+
 from .addressbook import ADDRESS_BOOK
 from .card import CARDS, now_utc, stored_record
 from .jscontact import check_card
@@ -55,7 +57,7 @@ def import_vcards(store, account_id: str, book_name: str, paths: list[str],
         except OSError as exc:
             report.failed.append((path, exc.strerror or str(exc)))
             continue
-        pending: list[ParsedCard] = []
+        pending: list[tuple[str, ParsedCard]] = []
         for parsed in parse_vcards(data):
             where = f"{path}:{parsed.line}" + (f" ({parsed.name})" if parsed.name else "")
             if parsed.error:
@@ -65,7 +67,7 @@ def import_vcards(store, account_id: str, book_name: str, paths: list[str],
                 if problems:
                     report.failed.append((where, "; ".join(f"{p}: {w}" for p, w in problems.items())))
                 else:
-                    pending.append(parsed)
+                    pending.append((where, parsed))
             if on_card:
                 on_card()
             if len(pending) >= BATCH:
@@ -76,27 +78,60 @@ def import_vcards(store, account_id: str, book_name: str, paths: list[str],
     return report
 
 
-def _store(store, account_id: str, book_id: str | None, book_name: str, cards: list[ParsedCard],
-           report: VcardReport) -> str:
-    with store.write(account_id) as w:
-        if book_id is None:  # created with the first card stored in it
-            book_id = ADDRESS_BOOK.create(None, w, {"name": book_name, "description": None, "sortOrder": 0,
-                                                     "isSubscribed": True, "shareWith": None})["id"]
-            report.book_created = True
-        for parsed in cards:
-            card = dict(parsed.card)
-            existing = next((i for i in w.record_ids(CARDS, "uid", equals=card["uid"])
-                             if book_id in ((w.record(CARDS, i) or {}).get("addressBookIds") or {})), None)
-            card.setdefault("updated", now_utc())
-            if existing is not None:
-                old = w.record(CARDS, existing)
-                card["created"] = old.get("created") or card["updated"]
-                card["addressBookIds"] = old.get("addressBookIds") or {book_id: True}
-                w.update_record(CARDS, existing, stored_record(card))
-                report.updated += 1
-            else:
-                card.setdefault("created", now_utc())
-                card["addressBookIds"] = {book_id: True}
-                w.create_record(CARDS, stored_record(card))
-                report.imported += 1
+class _Rollback(Exception):
+    pass
+
+
+def _store(store, account_id: str, book_id: str | None, book_name: str, cards: list[tuple[str, ParsedCard]],
+           report: VcardReport) -> str | None:
+    """Stores the cards in one transaction.  A card whose storing raises fails alone, as a message
+    does in the mail import (app.mailimport): the transaction rolls back, the cards before it are
+    stored again without it, it is reported, and the rest go on.  A storage error ends the import."""
+    start = 0
+    while start < len(cards):
+        before = (book_id, report.book_created, report.imported, report.updated)
+        failure: tuple[int, Exception] | None = None
+        try:
+            with store.write(account_id) as w:
+                for i in range(start, len(cards)):
+                    try:
+                        book_id = _store_card(w, book_id, book_name, cards[i][1], report)
+                    except Exception as exc:
+                        if is_fatal(exc):  # a storage error ends the import, as in the mail import
+                            raise
+                        failure = (i, exc)
+                        raise _Rollback from exc
+        except _Rollback:
+            pass
+        if failure is None:
+            return book_id
+        book_id, report.book_created, report.imported, report.updated = before  # rolled back
+        i, exc = failure
+        if i > start:
+            book_id = _store(store, account_id, book_id, book_name, cards[start:i], report)
+        report.failed.append((cards[i][0], f"{type(exc).__name__}: {exc}"[:300]))
+        start = i + 1
+    return book_id
+
+
+def _store_card(w, book_id: str | None, book_name: str, parsed: ParsedCard, report: VcardReport) -> str:
+    if book_id is None:  # created with the first card stored in it
+        book_id = ADDRESS_BOOK.create(None, w, {"name": book_name, "description": None, "sortOrder": 0,
+                                                 "isSubscribed": True, "shareWith": None})["id"]
+        report.book_created = True
+    card = dict(parsed.card)
+    existing = next((i for i in w.record_ids(CARDS, "uid", equals=card["uid"])
+                     if book_id in ((w.record(CARDS, i) or {}).get("addressBookIds") or {})), None)
+    card.setdefault("updated", now_utc())
+    if existing is not None:
+        old = w.record(CARDS, existing)
+        card["created"] = old.get("created") or card["updated"]
+        card["addressBookIds"] = old.get("addressBookIds") or {book_id: True}
+        w.update_record(CARDS, existing, stored_record(card))
+        report.updated += 1
+    else:
+        card.setdefault("created", now_utc())
+        card["addressBookIds"] = {book_id: True}
+        w.create_record(CARDS, stored_record(card))
+        report.imported += 1
     return book_id

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 from vobject.base import ParseError, getLogicalLines, parseLine
 
+from app.mail.charsets import decode as decode_charset
+
 __all__ = ["ParsedCard", "card_to_vcard", "parse_vcards"]
 
 _FEATURES = ("mobile", "voice", "fax", "pager", "text", "video", "textphone", "main-number")
@@ -85,7 +87,9 @@ def _split(value: str, sep: str) -> list[str]:
 
 
 def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
+    # RFC 6350 §3.4 escapes only \\ \, \; and \n (\: by some writers); any other backslash is text:
+    # "\u00e9" in a value is those six characters, never an é
+    return re.sub(r"\\([nN\\,;:])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
 
 
 def _escape(value: str) -> str:
@@ -110,7 +114,8 @@ def _decode_lines(text: str) -> Iterator[tuple[str, int]]:
         yield line, max(number, 1)  # vobject counts the first line 0, the others from 1
 
 
-def _content_line(raw: str, number: int) -> _Line:
+def _content_line(raw: str, number: int, codec: str = "utf-8") -> _Line:
+    """codec: what the file was decoded with (`_decode_file`), to have a value's octets again."""
     name, params, value, _group = parseLine(raw, number)
     pmap: dict[str, list[str]] = {}
     types: set[str] = set()
@@ -124,14 +129,18 @@ def _content_line(raw: str, number: int) -> _Line:
         if key == "TYPE":
             types.update(t.strip().lower() for v in values for t in v.split(",") if t.strip())
     encoding = (pmap.get("ENCODING") or [""])[0].upper()
+    # v2.1's CHARSET is a MIME charset label: decoded as mail decodes one (app.mail.charsets), so
+    # only IANA names count (never Python codec names such as unicode_escape or punycode: an
+    # unknown label is UTF-8 with U+FFFD), and the text is valid Unicode (no lone surrogates)
+    charset = (pmap.get("CHARSET") or [None])[0]
     if encoding == "QUOTED-PRINTABLE" or "quoted-printable" in types:
-        charset = (pmap.get("CHARSET") or ["utf-8"])[0]
-        data = quopri.decodestring(value.replace("=\n", "=\r\n").encode("utf-8"))
-        try:
-            value = data.decode(charset)
-        except (LookupError, UnicodeDecodeError):
-            value = data.decode("latin-1")
-        value = value.replace("\r\n", "\n")  # a decoded CRLF is a line break of the text
+        data = quopri.decodestring(value.replace("=\n", "=\r\n").encode(codec))
+        value = decode_charset(data, charset)[0].replace("\r\n", "\n")  # a decoded CRLF is a line break
+    elif charset and encoding not in ("B", "BASE64") and "base64" not in types and (
+            codec != "utf-8" or value.isascii()):
+        # 8-bit text in a file that is valid UTF-8 throughout is UTF-8 (RFC 6350 §3.1) whatever an
+        # old label claims; otherwise the label says what the octets are (7-bit UTF-7 too)
+        value = decode_charset(value.encode(codec), charset)[0].replace("\r\n", "\n")
     return _Line(name.upper(), pmap, types, value, number)
 
 
@@ -301,19 +310,23 @@ def lines_to_card(lines: list[_Line], text: str) -> dict:
     return card
 
 
-def _decode_file(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "cp1252"):
+def _decode_file(data: bytes) -> tuple[str, str]:
+    """(the file's text, the codec that gives a value's octets back from it)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for encoding in ("utf-8", "cp1252"):
         try:
-            return data.decode(encoding)
+            return data.decode(encoding), encoding
         except UnicodeDecodeError:
             continue
-    return data.decode("latin-1")
+    return data.decode("latin-1"), "latin-1"
 
 
 def parse_vcards(data: bytes) -> Iterator[ParsedCard]:
     """Every vCard of a file, in order: each a Card or an error; a bad card does not stop the rest.
     Text outside BEGIN:VCARD/END:VCARD is reported as an error of its own."""
-    text = _decode_file(data).replace("\r\n", "\n").replace("\r", "\n")
+    text, codec = _decode_file(data)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     current: list[tuple[str, int]] | None = None
     start = 0
     stray: int | None = None
@@ -330,7 +343,7 @@ def parse_vcards(data: bytes) -> Iterator[ParsedCard]:
                 yield ParsedCard(stray, error="text outside BEGIN:VCARD ... END:VCARD")
             continue
         if head == "END:VCARD":
-            yield _one_card(current, start)
+            yield _one_card(current, start, codec)
             current = None
             stray = None
             continue
@@ -339,11 +352,18 @@ def parse_vcards(data: bytes) -> Iterator[ParsedCard]:
         yield ParsedCard(start, error="no END:VCARD")
 
 
-def _one_card(raw_lines: list[tuple[str, int]], start: int) -> ParsedCard:
+def _one_card(raw_lines: list[tuple[str, int]], start: int, codec: str) -> ParsedCard:
+    try:
+        return _read_card(raw_lines, start, codec)
+    except Exception as exc:  # noqa: BLE001 - a card that cannot be read fails alone, not its file
+        return ParsedCard(start, error=f"cannot be read: {type(exc).__name__}: {exc}"[:300])
+
+
+def _read_card(raw_lines: list[tuple[str, int]], start: int, codec: str) -> ParsedCard:
     lines = []
     for raw, number in raw_lines:
         try:
-            lines.append(_content_line(raw, number))
+            lines.append(_content_line(raw, number, codec))
         except ParseError:
             return ParsedCard(start, error=f"line {number} is not a vCard content line: {raw[:60]!r}")
     version = next((ln.value.strip() for ln in lines if ln.name == "VERSION"), None)
