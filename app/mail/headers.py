@@ -63,15 +63,37 @@ _SECTION_RE = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*(?:\n[ \t][^\n]
 _LOOKAHEAD = 256 * 1024  # octets looked at to decide whether an odd line is inside the header
 
 
-def _header_resumes(data: bytes, pos: int, end: int) -> bool:
-    """Whether the header section goes on after the odd line starting at ``pos``: an empty line
-    follows (within the entity and ``_LOOKAHEAD``) and before it there are fields, at least as many
-    as other odd lines.  Otherwise the odd line is taken as the first line of a body that lacks its empty
-    separator line."""
+# An odd line that still looks like a damaged header field: a name of at most three words (spaces or
+# non-ASCII octets in it) with a colon and a value ("X Mailer: Foo", "S\xc3\xbcbject: x"; not "Dear
+# Bob:"), a hyphenated field name that lost its colon ("X-Junk-Without-Colon"), an encoded word that
+# lost the indent of its fold ("=?utf-8?q?_numbers?="), or an mbox "From " line.
+_HEADERISH_RE = re.compile(
+    rb"[^\s:]{1,76}(?:[ \t][^\s:]{1,76}){0,2}[ \t]*:[ \t]*\S"
+    rb"|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+[ \t]*$"
+    rb"|=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?="
+    rb"|>*From \S+ +(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) "
+)
+
+
+def _header_resumes(data: bytes, pos: int, end: int, in_header: bool) -> bool:
+    """Whether the odd line starting at ``pos`` is inside the header section (a defect to skip)
+    rather than the first line of a body that lacks its empty separator line.
+
+    The block is the run of non-empty lines from ``pos`` up to the first empty line.  The odd line
+    is inside the header when that empty line exists (within the entity and ``_LOOKAHEAD``) and
+    either fields follow in the block, at least as many as other odd lines; or fields came before
+    it (``in_header``) and every odd line of the block looks like a damaged field
+    (``_HEADERISH_RE``), so that a damaged LAST line of the header is skipped too.
+
+    The trade-off: in a message without its separator, a first body line that looks like a damaged
+    field and is followed by an empty line ("Hi all: see below") is skipped.  The odd line stays
+    the body's first line wherever that is unambiguous: no empty line follows, or the block holds
+    a line of plain text ("Hi Bob,", or "X-Junk" then more text), or no field comes before it."""
     limit = min(end, pos + _LOOKAHEAD)
     nl = data.find(b"\n", pos, limit)
     if nl < 0:
         return False
+    headerish = in_header and _HEADERISH_RE.match(data, pos, nl - (data[nl - 1] == 13)) is not None
     p = nl + 1
     fields = odd = 0
     while p < limit:
@@ -80,11 +102,12 @@ def _header_resumes(data: bytes, pos: int, end: int) -> bool:
         content_end = line_end - 1 if line_end > p and data[line_end - 1] == 13 else line_end
         kind = _line_kind(data, p, content_end)
         if kind == _BLANK:
-            return fields > 0 and fields >= odd
+            return (fields > 0 and fields >= odd) or headerish
         if kind == _FIELD:
             fields += 1
         elif kind == _ODD:
             odd += 1
+            headerish = headerish and _HEADERISH_RE.match(data, p, content_end) is not None
         if nl < 0:
             break
         p = nl + 1
@@ -101,9 +124,9 @@ def split_header_block(
 
     RFC 5322 §2.1: only an empty line ends the header section.  A line inside it that is
     neither a field nor a continuation (an mbox ``From `` line written by an old client, a
-    stray word) is recorded as a defect and skipped when the section goes on after it; only
-    when no header follows it is it taken as the start of a body whose empty separator line
-    is missing (see ``_header_resumes``).
+    stray word, a damaged field name) is recorded as a defect and skipped when it is inside the
+    section, also as its last line; otherwise it is taken as the start of a body whose empty
+    separator line is missing (the rule: ``_header_resumes``).
     """
     if end is None:
         end = len(data)
@@ -161,7 +184,7 @@ def _split_lines(
             name = m.group(1).decode("ascii")
             vstart, vend = m.end(), content_end
         else:
-            if not skipping and not _header_resumes(data, pos, end):
+            if not skipping and not _header_resumes(data, pos, end, fields != [] or name is not None):
                 if defects is not None and (fields or name is not None):
                     defects.append("header-no-separator: missing empty line between header and body")
                 break
@@ -384,8 +407,14 @@ _ANGLE_RE = re.compile(r"<([^<>]*)>")
 _WS_RE = re.compile(r"\s+")
 
 
-_UNCLOSED_RE = re.compile(r"<([^<>\s]*@[^<>\s]*)\s*$")  # "<id@host" at the end, its ">" lost
-_UNOPENED_RE = re.compile(r"^\s*([^<>\s]*@[^<>\s]*)>")  # "id@host>" at the start, its "<" lost
+# A msg-id holds no white space and no "<" or ">" (RFC 5322 §3.6.4), so wherever a bracket was lost
+# the id is still unambiguous: "<id@host" ends at white space, at the next "<" or at the end of the
+# field; "id@host>" starts after white space, a ">" or at the start.  Either needs its "@".
+_MSG_ID_RE = re.compile(
+    r"<([^<>]*)>"  # a whole msg-id (obsolete CFWS inside is removed below)
+    r"|<([^<>\s]*@[^<>\s]*)(?=[\s<]|$)"  # its ">" lost
+    r"|(?<![^\s>])([^<>\s]*@[^<>\s]*)>"  # its "<" lost
+)
 
 
 def parse_message_ids(value: str) -> list[str] | None:
@@ -393,17 +422,15 @@ def parse_message_ids(value: str) -> list[str] | None:
 
     Leniency where it is unambiguous: phrases around ids (obsolete In-Reply-To syntax) are
     ignored; a lone bracket-less token containing "@" is an id; and so is a token with "@" whose
-    "<" or ">" was lost at either end of the field (``<agenda@example.org`` gives
-    ``agenda@example.org``), so that a reply still finds its thread.
+    "<" or ">" was lost, anywhere in the field (``<agenda@example.org <b@example.org>`` gives
+    both ids), so that a reply still finds its thread.
     """
     text = strip_comments(unfold(value))
-    ids = [_WS_RE.sub("", x) for x in _ANGLE_RE.findall(text)]
+    ids = [
+        _WS_RE.sub("", m.group(1)) if m.group(1) is not None else m.group(m.lastindex)
+        for m in _MSG_ID_RE.finditer(text)
+    ]
     ids = [x for x in ids if x]
-    head, tail = _UNOPENED_RE.match(text), _UNCLOSED_RE.search(text)
-    if head:
-        ids.insert(0, head.group(1))
-    if tail:
-        ids.append(tail.group(1))
     if ids:
         return ids
     token = text.strip()
@@ -813,12 +840,14 @@ def _encode_phrase(name: str, used: int = 0) -> str:
     """A display name as an RFC 5322 phrase; ``used``: octets already on its first line."""
     name = _WS_RE.sub(" ", name).strip()
     if not name.isascii() or "=?" in name or _longest_word(name) > MAX_WORD:
-        # Header shortens its first line by len(header_name) + 2
-        header = Header(name, "utf-8", header_name="x" * max(used - 2, 0) or None)
+        # Header shortens its first line by len(header_name) + 2 (by 2 for "": used == 2 counts too)
+        header = Header(name, "utf-8", header_name="x" * (used - 2) if used >= 2 else None)
         return header.encode(linesep="\r\n", maxlinelen=MAX_LINE)
     if _PHRASE_SPECIALS.search(name):
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return name
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # RFC 5322 §2.2.3: folded at its spaces (inside a quoted-string too, §3.2.4: unfolding keeps
+    # the space), so a long name never makes a line pass 998 octets
+    return fold_words(name, used)
 
 
 def format_mailbox(addr: EmailAddress, used: int = 0) -> str:
@@ -856,13 +885,25 @@ def format_addresses(addresses: list[EmailAddress], used: int = 4) -> str:
 
 
 def format_grouped(groups: list[dict], used: int = 4) -> str:
+    """GroupedAddresses as an address-list: ``Name: a, b;, c``, folded between addresses (inside
+    a group too) like ``format_addresses``, so that no line passes 998 octets (RFC 5322 §2.1.1)."""
     items: list[str] = []
     for g in groups:
         boxes = [format_mailbox(a, 2) for a in g.get("addresses") or ()]
         if g.get("name") is None:
             items.extend(boxes)
-        else:
-            items.append(f"{_encode_phrase(g['name'], used if not items else 2)}: {', '.join(boxes)};")
+            continue
+        # "Name: a", b, ..., "z;": the group's addresses are items of the one list, folded alike
+        head = _encode_phrase(g["name"], used if not items else 2) + ":"
+        if not boxes:
+            items.append(head + " ;")
+            continue
+        column = len(head.rsplit("\r\n", 1)[-1]) if "\r\n" in head else (used if not items else 2) + len(head)
+        first = format_mailbox(g["addresses"][0], column + 1)
+        glue = " " if column + 1 + len(first.split("\r\n", 1)[0]) <= MAX_LINE else "\r\n "
+        boxes[0] = head + glue + first
+        boxes[-1] += ";"
+        items.extend(boxes)
     return fold_list(items, used)
 
 

@@ -5,8 +5,9 @@ Reading (Content-Type, Content-Disposition)::
     value     := main *( ";" parameter )
     parameter := attribute "=" ( token / quoted-string )
 
-A quoted string is unquoted (backslash pairs undone); what follows a value up to the next ";"
-is junk and dropped (``charset="UTF-8"\\r\\n`` gives ``UTF-8``).  RFC 2231 extended parameters
+A quoted string is unquoted (backslash pairs undone); a token ends at white space (``_TOKEN_RE``);
+what follows a value up to the next ";" is junk and dropped (``charset="UTF-8"\\r\\n`` and
+``charset=UTF-8 format=flowed`` give ``UTF-8``).  RFC 2231 extended parameters
 (``name*=charset'lang'%XX``, continuations ``name*0``, ``name*1*`` ...) are joined and decoded
 with the charset they name, looked up like every other label in ``app.mail.charsets`` (never a
 Python codec name).  The stdlib's parameter parsing is not used because it does neither.
@@ -28,6 +29,18 @@ __all__ = ["format_params", "parse_params"]
 
 _SECTION_RE = re.compile(r"^(.*?)\*(\d+)(\*?)$")
 _TSPECIALS_OR_SPACE = re.compile(r'[\s()<>@,;:\\"/\[\]?=]')
+# RFC 2045 §5.1: an unquoted value is a token, which ends at white space or a tspecial; what follows
+# it up to the next ";" is junk (``charset=iso-8859-1 format=flowed``, ``charset=utf-8,``).  Leniency:
+# the tspecials that real mailers write inside unquoted boundaries and names (RFC 2046 §5.1.1 bchars
+# "=/:?", and "@[]<>", as in ``boundary=----=_Part_1``) do not end it: there the whole run is the only
+# plausible value.  A quote, a backslash or a comma never continues a value a mailer meant.
+_TOKEN_RE = re.compile(r'[^\s;",\\]*')
+# A name is text a user reads, not a token: some mailers write it unquoted with spaces
+# (``filename=My Document.pdf``), and the whole of it is the only plausible reading; it ends at the
+# next ";", where another parameter starts after a missing one (``name=a.pdf size=3``) or at a quote;
+# a trailing comma is dropped as for a token.
+_NAME_ATTRS = frozenset(("name", "filename"))
+_NEXT_PARAM_RE = re.compile(r"\s+[A-Za-z0-9!#$%&'*+.^_`|~-]+\s*=|\"")
 MAX_LINE = 78
 
 
@@ -62,9 +75,15 @@ def _split(value: str) -> list[tuple[str, str]]:
                 j += 1
             raw = "".join(buf)
             semi = value.find(";", j)  # whatever follows the closing quote is junk
-        else:
+        elif attr in _NAME_ATTRS:
             semi = value.find(";", j)
-            raw = value[j : n if semi < 0 else semi].strip()
+            end = n if semi < 0 else semi
+            missing_semi = _NEXT_PARAM_RE.search(value, j, end)
+            raw = value[j : missing_semi.start() if missing_semi else end].strip().rstrip(",").rstrip()
+        else:
+            m = _TOKEN_RE.match(value, j)
+            raw = m.group()
+            semi = value.find(";", m.end())  # whatever follows the token is junk, as after a quote
         if attr:
             out.append((attr, raw))
         if semi < 0:

@@ -135,7 +135,7 @@ def test_a_lone_surrogate_is_an_encoding_problem():
 @pytest.mark.parametrize("value, main, params", [
     ('text/plain; charset="UTF-8"\\r\\n', "text/plain", {"charset": "UTF-8"}),
     ('text/plain; charset="UTF-8" junk; format=flowed', "text/plain", {"charset": "UTF-8", "format": "flowed"}),
-    ("text/plain; charset=us-ascii (Plain text)", "text/plain", {"charset": "us-ascii (Plain text)"}),
+    ("text/plain; charset=us-ascii (Plain text)", "text/plain", {"charset": "us-ascii"}),
     ('text/plain; name="a \\"quoted\\" \\\\ name"', "text/plain", {"name": 'a "quoted" \\ name'}),
     ("multipart/mixed; boundary=----=_Part_1", "multipart/mixed", {"boundary": "----=_Part_1"}),
     ("Text/HTML; CHARSET=utf-8", "text/html", {"charset": "utf-8"}),
