@@ -1141,6 +1141,9 @@ class LmdbWriter(LmdbReader):
         super().__init__(store, txn, account_id)
         self._log: dict[tuple[str, str], bytes] = {}
         self.journaled: list[tuple[int, str, dict]] = []  # what this transaction's commit will announce
+        # mbkw changes of this transaction, written once at flush: marking 50 emails read or
+        # flagged in one mailbox is then one read and one write of each count, not 50
+        self._kw_delta: dict[bytes, int] = {}
 
     # -- helpers
     def _put(self, db: str, key: bytes, value: bytes) -> None:
@@ -1179,8 +1182,21 @@ class LmdbWriter(LmdbReader):
         elif prev == b"k" and kind == b"u":
             self._log[key] = b"u"
 
+    def mailbox_keyword_count(self, mailbox_id: str, keyword: str) -> int:
+        key = mailbox_id.encode() + SEP + keyword.encode()
+        return super().mailbox_keyword_count(mailbox_id, keyword) + self._kw_delta.get(key, 0)
+
     def flush(self) -> None:
-        """One modseq per transaction; each touched type's state becomes it."""
+        """The pending keyword counts; one modseq per transaction; each touched type's state becomes it."""
+        for key, delta in self._kw_delta.items():
+            if delta:
+                raw = self._get("mbkw", key)
+                value = (_N.unpack(raw)[0] if raw else 0) + delta
+                if value > 0:
+                    self._put("mbkw", key, _n(value))
+                else:
+                    self._delete("mbkw", key)
+        self._kw_delta.clear()
         if not self._log:
             return
         modseq = self._next("modseq")
@@ -1378,11 +1394,7 @@ class LmdbWriter(LmdbReader):
         lost them there: the per-mailbox keyword counts and the mbkwdate index follow."""
         for keyword in keywords:
             key = mailbox_id.encode() + SEP + keyword.encode()
-            value = self.mailbox_keyword_count(mailbox_id, keyword) + delta
-            if value > 0:
-                self._put("mbkw", key, _n(value))
-            else:
-                self._delete("mbkw", key)
+            self._kw_delta[key] = self._kw_delta.get(key, 0) + delta  # written at flush
             dated = _keyword_date_key(mailbox_id, keyword, ts, eid)
             if delta > 0:
                 self._put("mbkwdate", dated, b"")

@@ -94,6 +94,26 @@ def test_counts_follow_keywords_and_moves(store, account):
         assert r.mailbox_keyword_count(other, "$seen") == 0
 
 
+def test_keyword_counts_are_right_inside_and_after_a_transaction_of_many_updates(store, account):
+    box = inbox(store, account)
+    with store.write(account) as w:
+        emails = [add(w, n, [box], ids=[f"k{n}@x"]) for n in range(4)]
+    with store.write(account) as w:
+        for e in emails[:3]:
+            w.update_email(e["id"], keywords={"$flagged": True})
+        w.update_email(emails[0]["id"], keywords={})
+        assert w.mailbox_keyword_count(box, "$flagged") == 2  # the transaction sees its own counts
+    with store.read(account) as r:
+        assert r.mailbox_keyword_count(box, "$flagged") == 2
+    with store.write(account) as w:
+        for e in emails[1:3]:
+            w.update_email(e["id"], keywords={"$seen": True})
+    with store.read(account) as r:
+        assert r.mailbox_keyword_count(box, "$flagged") == 0
+        assert r.mailbox_keyword_count(box, "$seen") == 2
+        assert r._get("mbkw", box.encode() + b"\0$flagged") is None  # a count of 0 is no key
+
+
 def test_email_must_stay_in_a_mailbox(store, account):
     box = inbox(store, account)
     with store.write(account) as w:
