@@ -366,7 +366,8 @@ def _apply(dt, ctx, w, plan: Plan, args: dict, resp: dict) -> tuple[dict, list, 
     updated = []
     for op in plan.accepted("update"):
         obj_id = real.get(op.obj_id, op.obj_id)
-        extra = dt.update(ctx, w, obj_id, op.current or {}, _substitute(op.fields, real)) if op.fields else None
+        fields = _substitute(op.fields, real) if real else op.fields  # no creates: nothing to substitute
+        extra = dt.update(ctx, w, obj_id, op.current or {}, fields) if op.fields else None
         resp["updated"][obj_id] = extra
         updated.append(obj_id)
     destroys = plan.accepted("destroy")
