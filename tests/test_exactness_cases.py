@@ -140,6 +140,14 @@ def test_m10_class_a_block_inside_an_inline_element_is_its_own_words_in_preview_
         assert email_id in alice.ok("Email/query", filter={"text": word})["ids"], word
 
 
+def test_a_group_name_is_found_by_the_to_and_cc_filters(alice):
+    raw = (b"From: a@example.org\r\nTo: Friends: jane@example.org, John <john@example.org>;\r\n"
+           b"Cc: Marketing Team: ;\r\nSubject: groups\r\n\r\nbody")
+    email_id = imported(alice, raw)
+    for condition in ({"to": "Friends"}, {"cc": "Marketing"}, {"text": "Friends"}, {"to": "jane"}):
+        assert email_id in alice.ok("Email/query", filter=condition)["ids"], condition
+
+
 def test_m11_a_download_has_exactly_the_type_the_url_names(alice):
     email_id = imported(alice, case("m11"))
     att = get(alice, email_id, ["attachments"])["attachments"][0]

@@ -51,6 +51,7 @@ from app.mail.headers import (
     message_problem,
     parse_addresses,
     parse_date,
+    parse_grouped_addresses,
     parse_header_property,
     parse_jmap_date,
     parse_message_ids,
@@ -1214,7 +1215,12 @@ def message_text(raw: bytes) -> dict:
             out["subject"] = parse_text(last["subject"])
         for key in ("from", "to", "cc", "bcc"):
             if key in last:
-                out[key] = format_address_text(parse_addresses(last[key]))
+                # a group's name is text of the field too (§4.4.1 "to": "looks for the text in
+                # the To header field"): "Friends: jane@example.org;" is found by "Friends"
+                groups = parse_grouped_addresses(last[key])
+                names = [g["name"] for g in groups if g.get("name")]
+                boxes = format_address_text([a for g in groups for a in g["addresses"]])
+                out[key] = ", ".join([*names, boxes] if boxes else names)
         chunks: list[str] = []
         _body_texts(root, chunks, 0)
         out["body"] = "\n".join(chunks)

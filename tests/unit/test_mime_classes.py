@@ -480,3 +480,12 @@ def test_a_media_type_of_127_characters_each_side_is_built():
                                    "bodyValues": {"t": {"value": "hi"}}}, lambda blob_id: None)
     assert err == {} and max(len(line) for line in raw.split(b"\r\n")) <= 998
     assert mime._parse(raw)[0].type == ptype
+
+
+def test_a_group_name_is_text_of_its_address_field_for_search():
+    raw = (b"From: a@example.org\r\nTo: Friends: jane@example.org, John <john@example.org>;\r\n"
+           b"Cc: Marketing Team: ;\r\n\r\nbody")
+    text = mime.message_text(raw)
+    assert text["to"] == "Friends, jane@example.org, John <john@example.org>"
+    assert text["cc"] == "Marketing Team"
+    assert text["from"] == "a@example.org"
