@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from app.addresses import addresses_of, may_send_as
 from app.mail.headers import (
+    has_line_break,
     parse_addresses,
     parse_jmap_date,
     parse_message_ids,
@@ -82,6 +83,14 @@ class VacationResponse(DataType):
 
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
         return {}, set_error("singleton", "there is only one VacationResponse, \"singleton\": update it")
+
+    def validate(self, ctx, reader, obj: dict, current: dict | None, problems: dict[str, str]) -> dict:
+        # the subject is written as the reply's Subject field: a line break would end that field
+        # (o04), and the reply could not be built at all
+        subject = obj.get("subject")
+        if isinstance(subject, str) and has_line_break(subject):
+            problems["subject"] = "must be one line: no CR, LF or NUL (it becomes the Subject header field)"
+        return obj
 
     def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
         return set_error("singleton", "the VacationResponse cannot be destroyed: update isEnabled to false")

@@ -100,6 +100,16 @@ def test_an_invalid_update_lists_every_bad_property(vserver):
     assert after["list"][0]["textBody"] is None  # nothing of a refused update is stored
 
 
+def test_a_subject_with_a_line_break_is_refused_not_silently_never_sent(vserver):
+    c = client(vserver, "walt")
+    for subject in ("Away\r\nBcc: vera@example.com", "Away\nX", "Away\x00"):
+        _, res = call(c, "VacationResponse/set", update={"singleton": {"isEnabled": True, "subject": subject}})
+        err = res["notUpdated"]["singleton"]
+        assert (err["type"], err["properties"]) == ("invalidProperties", ["subject"])
+    _, res = call(c, "VacationResponse/set", update={"singleton": {"subject": "Away, back on Monday"}})
+    assert "singleton" in res["updated"]
+
+
 def test_update_of_another_id_is_not_found(vserver):
     c = client(vserver, "walt")
     _, res = call(c, "VacationResponse/set", update={"V1": {"isEnabled": True}})

@@ -1279,6 +1279,13 @@ class _Problems:
         self.messages.append(f"{prop}: {message}")
 
 
+# What a client may give for the header fields a part's properties become (§4.6): each must be one
+# value of its field's syntax, so that nothing written can start another field or another value
+_LANGUAGE_TAG_RE = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")  # RFC 5646 §2.1, loosely
+_CID_RE = re.compile(r"^<?[^\s<>\x00-\x1f\x7f]+>?$")
+_LOCATION_RE = re.compile(r"^[^\s\x00-\x1f\x7f]+$")
+
+
 def _valid_address(a: object) -> bool:
     """An EmailAddress to write: one addr-spec (RFC 5322 §3.4.1, so that "a@b.c>, <evil@x.y" cannot
     become a second recipient) and a name without line breaks."""
@@ -1315,7 +1322,7 @@ def _encode_header(name: str, form: str, value: object) -> str | None:
     if form == "GroupedAddresses":
         ok = isinstance(value, list) and all(
             isinstance(g, dict)
-            and (g.get("name") is None or isinstance(g.get("name"), str))
+            and (g.get("name") is None or (isinstance(g.get("name"), str) and not has_line_break(g["name"])))
             and isinstance(g.get("addresses"), list)
             and all(_valid_address(a) for a in g["addresses"])
             for g in value
@@ -1487,10 +1494,16 @@ def _build_part(
             problems.add(prefix + key, "must be a MIME token")
         elif key in ("cid", "location", "disposition", "charset") and len(v) > MAX_FIELD_VALUE:
             problems.add(prefix + key, f"longer than {MAX_FIELD_VALUE} characters (RFC 5322 §2.1.1)")
+        elif key == "cid" and not _CID_RE.match(v):
+            problems.add(prefix + key, "must be a Content-ID without white space, control characters, "
+                         "\"<\" or \">\" inside (RFC 2045 §7: a msg-id)")
+        elif key == "location" and not _LOCATION_RE.match(v):
+            problems.add(prefix + key, "must be a URI without white space or control characters (RFC 2557 §4.1)")
     language = spec.get("language")
-    if language is not None and (not _str_list(language) or len(", ".join(language)) > MAX_FIELD_VALUE):
-        problems.add(prefix + "language", f"must be a list of language tags, at most {MAX_FIELD_VALUE} "
-                     "characters in all")
+    if language is not None and (not _str_list(language) or len(", ".join(language)) > MAX_FIELD_VALUE
+                                 or not all(_LANGUAGE_TAG_RE.match(tag) for tag in language)):
+        problems.add(prefix + "language", "must be a list of language tags (RFC 5646: letters, digits and "
+                     f"hyphens, as in \"en-GB\"), at most {MAX_FIELD_VALUE} characters in all")
         language = None
     node.disposition = spec.get("disposition") if isinstance(spec.get("disposition"), str) else None
     node.name = spec.get("name") if isinstance(spec.get("name"), str) else None

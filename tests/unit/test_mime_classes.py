@@ -489,3 +489,36 @@ def test_a_group_name_is_text_of_its_address_field_for_search():
     assert text["to"] == "Friends, jane@example.org, John <john@example.org>"
     assert text["cc"] == "Marketing Team"
     assert text["from"] == "a@example.org"
+
+
+@pytest.mark.parametrize("prop, value", [
+    ("language", ["en\r\nBcc: v@example.org"]),
+    ("language", ["en\x00"]),
+    ("language", ["en, de"]),
+    ("language", ["en de"]),
+    ("cid", "a> <b"),
+    ("cid", "a\x0bb@x"),
+    ("location", "http://x y"),
+    ("location", "http://x\x0by"),
+])
+def test_a_part_property_that_would_write_more_than_its_one_value_is_refused_by_name(prop, value):
+    raw, err = mime.build_message({"bodyStructure": {"partId": "1", "type": "text/plain", prop: value},
+                                   "bodyValues": {"1": {"value": "hi"}}}, lambda blob_id: None)
+    assert raw is None
+    assert err["type"] == "invalidProperties" and err["properties"] == [f"bodyStructure/{prop}"]
+
+
+def test_part_properties_of_their_syntax_are_written():
+    raw, err = mime.build_message({"bodyStructure": {
+        "partId": "1", "type": "text/plain", "language": ["en-GB", "de"], "cid": "<img1@example.org>",
+        "location": "https://example.org/a?b=c"}, "bodyValues": {"1": {"value": "hi"}}}, lambda blob_id: None)
+    assert err == {}
+    assert b"Content-Language: en-GB, de\r\n" in raw and b"Content-ID: <img1@example.org>\r\n" in raw
+    assert b"Content-Location: https://example.org/a?b=c\r\n" in raw
+
+
+def test_a_group_name_with_a_line_break_is_refused():
+    raw, err = mime.build_message({
+        "header:To:asGroupedAddresses": [{"name": "g:evil@x.y;\r\nBcc", "addresses": [{"email": "a@b.c"}]}],
+        "textBody": [{"partId": "1"}], "bodyValues": {"1": {"value": "x"}}}, lambda blob_id: None)
+    assert raw is None and err["properties"] == ["header:To:asGroupedAddresses"]
