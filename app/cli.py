@@ -23,6 +23,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 LOG_FORMATS = ("text", "json")
 METRICS_MODES = ("off", "local", "on")  # what Config.metrics of app.server accepts
 HEADER_TIMEOUT = 10.0  # app.shutdown.HEADER_TIMEOUT
+SEND_TIMEOUT = 60.0  # app.shutdown.SEND_TIMEOUT
 BODY_TIMEOUT = 30.0  # app.slowclients.BODY_TIMEOUT
 
 
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT, metavar="SECONDS",
                    help=f"answer 408 and close when a request body stalls this long (default: "
                         f"{BODY_TIMEOUT:g}; 0: none)")
+    p.add_argument("--send-timeout", type=float, default=SEND_TIMEOUT, metavar="SECONDS",
+                   help=f"drop a connection whose client takes none of a response this long once the "
+                        f"buffers are full (a download nobody reads; default: {SEND_TIMEOUT:g}; 0: none)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes sharing the port (default: 1)")
     p.add_argument("--demo", action="store_true",
@@ -1345,8 +1349,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError("--workers must be at least 1")
     if args.lmtp_port is not None and not 0 < args.lmtp_port < 65536:
         raise CliError(f"bad LMTP port {args.lmtp_port}")
-    if not (args.header_timeout >= 0 and args.body_timeout >= 0):
-        raise CliError("--header-timeout and --body-timeout must be 0 or more seconds")
+    if not (args.header_timeout >= 0 and args.body_timeout >= 0 and args.send_timeout >= 0):
+        raise CliError("--header-timeout, --body-timeout and --send-timeout must be 0 or more seconds")
     try:
         os.makedirs(data, exist_ok=True)
     except OSError as exc:
@@ -1372,7 +1376,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
            "TIDINGS_LOG_LEVEL": args.log_level, "TIDINGS_LOG_FORMAT": args.log_format,
            "TIDINGS_ACCESS_LOG": "0" if args.no_access_log else "1",
            "TIDINGS_FORWARDED_ALLOW_IPS": args.forwarded_allow_ips, "TIDINGS_METRICS": args.metrics,
-           "TIDINGS_HEADER_TIMEOUT": str(args.header_timeout), "TIDINGS_BODY_TIMEOUT": str(args.body_timeout)}
+           "TIDINGS_HEADER_TIMEOUT": str(args.header_timeout), "TIDINGS_BODY_TIMEOUT": str(args.body_timeout),
+           "TIDINGS_SEND_TIMEOUT": str(args.send_timeout)}
     if args.public_url:
         env["TIDINGS_PUBLIC_URL"] = args.public_url
     if args.push_allow_http:

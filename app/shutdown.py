@@ -21,6 +21,13 @@ client that sends half a header held its connection for ever): ``--header-timeou
 and again from the end of each response, for the next header to be complete.  Then the connection
 is closed, after a 408 if part of a header had come.  A request being answered (an EventSource
 stream, a slow search) is never cut by it: the timer only looks at connections waiting for a header.
+
+And a timeout for a response the client does not read (a download to a client that stopped
+reading held its connection and its blob file for ever): when the kernel's buffers are full and
+the transport's own buffer passes its high-water mark, ``--send-timeout`` seconds (default
+`SEND_TIMEOUT`, in $TIDINGS_SEND_TIMEOUT) may pass before the client has taken enough of it to
+resume writing; then the connection is dropped with one log line.  A slow reader is not cut: any
+progress that brings the buffer under its low-water mark starts the wait again.
 """
 
 from __future__ import annotations
@@ -60,6 +67,17 @@ def header_timeout() -> float:
         return float(os.environ.get("TIDINGS_HEADER_TIMEOUT") or HEADER_TIMEOUT)
     except ValueError:
         return HEADER_TIMEOUT
+
+
+SEND_TIMEOUT = 60.0  # default of --send-timeout, seconds
+
+
+def send_timeout() -> float:
+    """The send timeout in seconds from $TIDINGS_SEND_TIMEOUT (0 or less: none)."""
+    try:
+        return float(os.environ.get("TIDINGS_SEND_TIMEOUT") or SEND_TIMEOUT)
+    except ValueError:
+        return SEND_TIMEOUT
 
 
 GOODBYE_SECONDS = 2.0  # how long uvicorn's shutdown waits for the push connections' own goodbyes
@@ -126,13 +144,15 @@ class _TlsTransport:
 
 
 class HttpProtocol(_BaseProtocol):
-    """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport` and the header timeout (see
-    the module docstring)."""
+    """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport`, the header timeout and the
+    send timeout (see the module docstring)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._header_seconds = header_timeout() if _HTTPTOOLS else 0.0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._send_seconds = send_timeout()
+        self._send_timer: asyncio.TimerHandle | None = None
         self._heads = 0  # requests whose header is complete
         self._answered = 0  # responses complete: while equal to _heads, a header is awaited
         self._partial = False  # bytes of the awaited header have come
@@ -145,7 +165,30 @@ class HttpProtocol(_BaseProtocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_header_timer()
+        self._cancel_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._cancel_send_timer()
+        if self._send_seconds > 0:
+            self._send_timer = self.loop.call_later(self._send_seconds, self._send_timed_out)
+
+    def resume_writing(self) -> None:
+        self._cancel_send_timer()
+        super().resume_writing()
+
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        client = self.client[0] if self.client else "unknown"
+        log.info("closing the connection of %s: it took none of the response for %g s", client,
+                 self._send_seconds)
+        self.transport.abort()  # close() would wait for the buffer to drain, which it never does
 
     def data_received(self, data: bytes) -> None:
         if self._heads == self._answered:

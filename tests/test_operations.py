@@ -82,7 +82,7 @@ def ops(tmp_path_factory) -> Server:
     data = tmp_path_factory.mktemp("ops")
     tidings("user", "add", "alice", "--password", "alice-pw", "--email", "alice@example.com", data=data)
     srv = Server(data, extra=("--log-level", "info", "--log-format", "json", "--header-timeout", "1",
-                              "--body-timeout", "1", "--forwarded-allow-ips", "127.0.0.1"))
+                              "--body-timeout", "1", "--send-timeout", "1", "--forwarded-allow-ips", "127.0.0.1"))
     yield srv
     srv.stop()
 
@@ -336,6 +336,25 @@ def test_o07_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
     with raw_connection(ops) as sock:
         data, _ = read_until_closed(sock, 15)
     assert data == b""
+
+
+def test_o07_a_download_the_client_does_not_read_is_dropped_after_the_send_timeout(ops, alice):
+    import os
+
+    blob = alice.upload(os.urandom(8 << 20), "application/octet-stream")  # more than the kernel buffers
+    path = (alice.session["downloadUrl"].replace("{accountId}", alice.account_id)
+            .replace("{blobId}", blob["blobId"]).replace("{name}", "big.bin").replace("{type}", "x/y"))
+    path = "/" + path.split("/", 3)[3] if path.startswith("http") else path
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: no autotuning
+    sock.connect(("127.0.0.1", ops.port))
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: {basic('alice', 'alice-pw')}\r\n\r\n".encode())
+        text = wait_for_log(ops, "it took none of the response for 1 s", timeout=20)
+        data, _ = read_until_closed(sock, 15)  # what the buffers held, then the end
+    assert "it took none of the response for 1 s" in text
+    assert data.startswith(b"HTTP/1.1 200 ") and len(data) < 8 << 20
 
 
 def test_o07_many_half_headers_are_all_closed(ops):
