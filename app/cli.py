@@ -1371,7 +1371,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = dict(host=args.host, port=args.port, log_level=args.log_level, log_config=None,
                    access_log=False, proxy_headers=False, server_header=False,
                    ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
-                   http="app.shutdown:HttpProtocol", ws_per_message_deflate=False, loop=_available("uvloop", "auto"))
+                   http="app.shutdown:HttpProtocol", ws="app.shutdown:WebSocketProtocol", ws_per_message_deflate=False, loop=_available("uvloop", "auto"))
     env = {"TIDINGS_DATA": data, "TIDINGS_SEARCH_ENGINE": args.search_engine,
            "TIDINGS_LOG_LEVEL": args.log_level, "TIDINGS_LOG_FORMAT": args.log_format,
            "TIDINGS_ACCESS_LOG": "0" if args.no_access_log else "1",

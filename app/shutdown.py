@@ -27,7 +27,8 @@ reading held its connection and its blob file for ever): when the kernel's buffe
 the transport's own buffer passes its high-water mark, ``--send-timeout`` seconds (default
 `SEND_TIMEOUT`, in $TIDINGS_SEND_TIMEOUT) may pass before the client has taken enough of it to
 resume writing; then the connection is dropped with one log line.  A slow reader is not cut: any
-progress that brings the buffer under its low-water mark starts the wait again.
+progress that brings the buffer under its low-water mark starts the wait again.  The same holds for
+WebSocket connections (`WebSocketProtocol`), whose keepalive ping is stuck behind the same buffer.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+
+from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol as _WsBase
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
@@ -143,7 +146,51 @@ class _TlsTransport:
             pass
 
 
-class HttpProtocol(_BaseProtocol):
+class _SendTimeout:
+    """The send timeout of a uvicorn protocol (see the module docstring): asyncio calls
+    pause_writing when the transport's buffer passes its high-water mark and resume_writing when
+    the client has taken enough of it."""
+
+    _send_seconds = 0.0
+    _send_timer: asyncio.TimerHandle | None = None
+
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
+        self._cancel_send_timer()
+        if self._send_seconds > 0:
+            self._send_timer = self.loop.call_later(self._send_seconds, self._send_timed_out)  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        self._cancel_send_timer()
+        super().resume_writing()  # type: ignore[misc]
+
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        client = self.client[0] if self.client else "unknown"  # type: ignore[attr-defined]
+        log.info("closing the connection of %s: it took none of the response for %g s", client,
+                 self._send_seconds)
+        self.transport.abort()  # type: ignore[attr-defined]  # close() would wait for a drain that never comes
+
+
+class WebSocketProtocol(_SendTimeout, _WsBase):  # type: ignore[misc, valid-type]
+    """uvicorn's WebSocket protocol with the send timeout: a client that reads nothing of what it is
+    sent blocks the keepalive ping behind the same full buffer, so without it the connection stayed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_seconds = send_timeout()
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_send_timer()
+        super().connection_lost(exc)
+
+
+class HttpProtocol(_SendTimeout, _BaseProtocol):
     """uvicorn's HTTP protocol, with the TLS close of `_TlsTransport`, the header timeout and the
     send timeout (see the module docstring)."""
 
@@ -152,7 +199,6 @@ class HttpProtocol(_BaseProtocol):
         self._header_seconds = header_timeout() if _HTTPTOOLS else 0.0
         self._header_timer: asyncio.TimerHandle | None = None
         self._send_seconds = send_timeout()
-        self._send_timer: asyncio.TimerHandle | None = None
         self._heads = 0  # requests whose header is complete
         self._answered = 0  # responses complete: while equal to _heads, a header is awaited
         self._partial = False  # bytes of the awaited header have come
@@ -168,27 +214,6 @@ class HttpProtocol(_BaseProtocol):
         self._cancel_send_timer()
         super().connection_lost(exc)
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._cancel_send_timer()
-        if self._send_seconds > 0:
-            self._send_timer = self.loop.call_later(self._send_seconds, self._send_timed_out)
-
-    def resume_writing(self) -> None:
-        self._cancel_send_timer()
-        super().resume_writing()
-
-    def _cancel_send_timer(self) -> None:
-        if self._send_timer is not None:
-            self._send_timer.cancel()
-            self._send_timer = None
-
-    def _send_timed_out(self) -> None:
-        self._send_timer = None
-        client = self.client[0] if self.client else "unknown"
-        log.info("closing the connection of %s: it took none of the response for %g s", client,
-                 self._send_seconds)
-        self.transport.abort()  # close() would wait for the buffer to drain, which it never does
 
     def data_received(self, data: bytes) -> None:
         if self._heads == self._answered:

@@ -357,6 +357,33 @@ def test_o07_a_download_the_client_does_not_read_is_dropped_after_the_send_timeo
     assert data.startswith(b"HTTP/1.1 200 ") and len(data) < 8 << 20
 
 
+def test_o07_a_websocket_that_reads_nothing_is_dropped_after_the_send_timeout(ops):
+    import asyncio
+
+    import websockets
+
+    needle = "it took none of the response for 1 s"
+    before = log_of(ops).count(needle)  # the download test of this module logs the same line
+
+    async def flood() -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", ops.port))
+        ws = await websockets.connect(f"ws://127.0.0.1:{ops.port}/jmap/ws/", sock=sock, subprotocols=["jmap"],
+                                      max_queue=1, additional_headers={"Authorization": basic("alice", "alice-pw")})
+        big = "x" * 100_000
+        for i in range(60):  # 6 MB of answers that this client never reads
+            await ws.send(json.dumps({"@type": "Request", "id": str(i), "using": [CORE],
+                                      "methodCalls": [["Core/echo", {"big": big}, "e"]]}))
+        deadline = time.time() + 20
+        while log_of(ops).count(needle) == before and time.time() < deadline:
+            await asyncio.sleep(0.1)  # the connection stays open from this side meanwhile
+        ws.transport.abort()
+
+    asyncio.run(flood())
+    assert log_of(ops).count(needle) == before + 1
+
+
 def test_o07_many_half_headers_are_all_closed(ops):
     socks = [raw_connection(ops) for _ in range(30)]
     try:
