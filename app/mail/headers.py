@@ -11,9 +11,10 @@ from __future__ import annotations
 import binascii
 import re
 import unicodedata
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.header import Header
-from email.utils import format_datetime, parsedate_tz
+from email.utils import format_datetime
 
 from .charsets import codec_for, decode_codec
 
@@ -268,7 +269,7 @@ def b64decode_lenient(data: bytes) -> bytes:
 # --------------------------------------------------------------------------------------
 
 _EW_RE = re.compile(r"=\?([^?\s]+?)\?([bBqQ])\?([^?\s]*)\?=")
-_CTRL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode Cc: C0, DEL and C1
 _BEFORE_OK = " \t\r\n(\""
 _AFTER_OK = " \t\r\n)\",;"
 
@@ -403,8 +404,70 @@ def strip_comments(value: str) -> str:
     return "".join(out)
 
 
-_ANGLE_RE = re.compile(r"<([^<>]*)>")
 _WS_RE = re.compile(r"\s+")
+# A quoted-string (its closing DQUOTE may be missing at the end of the text) or a run of other text
+_QUOTED_OR_NOT_RE = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[^"]+', re.S)
+
+
+def _without_cfws(text: str) -> str:
+    """An addr-spec or msg-id written with CFWS inside: the comments and the white space outside
+    quoted strings go; white space inside a quoted string is content (RFC 5322 §3.2.4), so
+    ``<"joe smith"@example.org>`` keeps its space.  Linear, also with a stray DQUOTE."""
+    text = strip_comments(text)
+    if '"' not in text:
+        return _WS_RE.sub("", text)
+    return "".join(
+        part if part[0] == '"' else _WS_RE.sub("", part) for part in _QUOTED_OR_NOT_RE.findall(text)
+    )
+
+
+def _comment_ends(s: str, i: int) -> tuple[int | None, dict[int, int]]:
+    """Read the comment opening at s[i] == "(" (RFC 5322 §3.2.2: nested, quoted-pairs inside).
+
+    Returns (index after its closing ")" or None if it never closes, {"(" index: end} for every
+    comment inside that does close)."""
+    ends: dict[int, int] = {}
+    opened: list[int] = []
+    n = len(s)
+    j = i
+    while j < n:
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "(":
+            opened.append(j)
+        elif c == ")" and opened:
+            ends[opened.pop()] = j + 1
+            if not opened:
+                return j + 1, ends
+        j += 1
+    return None, ends
+
+
+class _Comments:
+    """Where the comments of one field end.
+
+    A "(" whose comment never closes is an ordinary character: the field is read on as text rather
+    than lost to the comment ("Joe (Work <joe@example.org>" keeps its address).  The first such "("
+    is read to the end of the field once, and that one reading also tells which later "(" close
+    (a comment from a later "(" reads the same text the same way), so stray parentheses never make
+    the reading quadratic."""
+
+    __slots__ = ("s", "known")
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.known: dict[int, int] | None = None  # set once a comment was found not to close
+
+    def end(self, i: int) -> int | None:
+        """Index after the ")" closing the comment that opens at s[i], None if it never closes."""
+        if self.known is not None:
+            return self.known.get(i)
+        end, inner = _comment_ends(self.s, i)
+        if end is None:
+            self.known = inner
+        return end
 
 
 # A msg-id holds no white space and no "<" or ">" (RFC 5322 §3.6.4), so wherever a bracket was lost
@@ -423,11 +486,12 @@ def parse_message_ids(value: str) -> list[str] | None:
     Leniency where it is unambiguous: phrases around ids (obsolete In-Reply-To syntax) are
     ignored; a lone bracket-less token containing "@" is an id; and so is a token with "@" whose
     "<" or ">" was lost, anywhere in the field (``<agenda@example.org <b@example.org>`` gives
-    both ids), so that a reply still finds its thread.
+    both ids), so that a reply still finds its thread.  A quoted id-left (obsolete local-part)
+    keeps the white space inside its quotes.
     """
     text = strip_comments(unfold(value))
     ids = [
-        _WS_RE.sub("", m.group(1)) if m.group(1) is not None else m.group(m.lastindex)
+        _without_cfws(m.group(1)) if m.group(1) is not None else m.group(m.lastindex)
         for m in _MSG_ID_RE.finditer(text)
     ]
     ids = [x for x in ids if x]
@@ -439,214 +503,433 @@ def parse_message_ids(value: str) -> list[str] | None:
     return None
 
 
+# A <URL> (RFC 2369 §2: the angle brackets delimit it, so "(" and ")" inside are URL characters,
+# RFC 3986 sub-delims), or a run of text outside brackets, or a lone "<"
+_URL_PART_RE = re.compile(r"<([^<>]*)>|[^<(]+|<")
+
+
 def parse_urls(value: str) -> list[str] | None:
-    """§4.1.2.7 URLs form (RFC 2369): the <...> URLs, comments dropped; None if none."""
-    text = strip_comments(unfold(value))
-    urls = [_WS_RE.sub("", x) for x in _ANGLE_RE.findall(text)]
-    urls = [u for u in urls if u]
+    """§4.1.2.7 URLs form (RFC 2369): the <...> URLs, their folding white space removed; comments
+    outside the brackets are dropped (also a <URL> inside one); None if none."""
+    s = unfold(value)
+    comments = _Comments(s)
+    urls: list[str] = []
+    pos = 0
+    n = len(s)
+    while pos < n:
+        if s[pos] == "(":
+            end = comments.end(pos)
+            pos = pos + 1 if end is None else end  # a "(" that never closes is ordinary text
+            continue
+        m = _URL_PART_RE.match(s, pos)
+        if m.group(1) is not None:
+            url = _WS_RE.sub("", m.group(1))
+            if url:
+                urls.append(url)
+        pos = m.end()
     return urls or None
 
 
+# --------------------------------------------------------------------------------------
+# Date (§4.1.2.6)
+# --------------------------------------------------------------------------------------
+
+_MONTHS: dict[str, int] = {}
+for _i, _month in enumerate(("january", "february", "march", "april", "may", "june", "july", "august",
+                             "september", "october", "november", "december"), 1):
+    _MONTHS[_month] = _MONTHS[_month[:3]] = _i
+
+# RFC 5322 §4.3 obs-zone names whose meaning is known (and "UTC"), in minutes east of UT.  Every
+# other alphabetic zone (military letters but "Z", "CET", "AST", ...) is "unknown": "-0000".
+_ZONE_NAMES = {"UT": 0, "UTC": 0, "GMT": 0, "Z": 0, "EST": -300, "EDT": -240, "CST": -360,
+               "CDT": -300, "MST": -420, "MDT": -360, "PST": -480, "PDT": -420}
+_NUMERIC_ZONE_RE = re.compile(r"(?:GMT|UTC|UT)?([+-])(\d\d):?(\d\d)", re.I | re.A)
+_MERIDIEM_RE = re.compile(r"([ap])\.?m\.?", re.I)
+# hour ":" minute [":" second], also with "." (some mailers); AM/PM or a numeric zone may be glued on
+_TIME_RE = re.compile(
+    r"(\d{1,2})([:.])(\d\d)(?:\2(\d\d))?([ap]\.?m\.?)?((?:GMT|UTC|UT)?[+-]\d\d:?\d\d)?", re.I | re.A)
+_RFC850_DATE_RE = re.compile(r"(\d{1,2})-([A-Za-z]+)-(\d+)", re.A)  # "03-Feb-20" (RFC 850)
+_DATE_SPLIT_RE = re.compile(r"[\s,]+")
+_UNKNOWN = "unknown"  # a zone whose offset is not known: -0000
+
+
+def _year(text: str) -> int | None:
+    # RFC 5322 §4.3: a two-digit year 00-49 is 20xx, 50-99 is 19xx; a three-digit one is + 1900
+    if not text.isascii() or not text.isdigit() or not 2 <= len(text) <= 4:
+        return None
+    year = int(text)
+    if len(text) == 2:
+        return year + (2000 if year < 50 else 1900)
+    return year + 1900 if len(text) == 3 else year
+
+
+def _day(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 2 else None
+
+
+def _zone(text: str) -> int | str | None:
+    """A zone token's offset in minutes, _UNKNOWN, or None if the token is no zone.
+
+    RFC 5322 §3.3: "+hhmm", hours 00-99, minutes 00-59 ("+hh:mm" is unambiguous too); "-0000" and
+    any alphabetic zone not known are unknown (§4.3).  Anything else ("+1", "+05", "0100") cannot
+    be read without guessing, so a date holding one is no date."""
+    m = _NUMERIC_ZONE_RE.fullmatch(text)
+    if m:
+        hours, minutes = int(m.group(2)), int(m.group(3))
+        if minutes > 59:
+            return None
+        if hours == minutes == 0 and m.group(1) == "-":
+            return _UNKNOWN
+        return (hours * 60 + minutes) * (-1 if m.group(1) == "-" else 1)
+    if text.isascii() and text.isalpha() and not _MERIDIEM_RE.fullmatch(text):
+        return _ZONE_NAMES.get(text.upper(), _UNKNOWN)
+    return None
+
+
+def _calendar_date(tokens: list[str], i: int) -> tuple[int | None, int, int, int] | None:
+    """(year or None when it follows the time, month, day, index after) of the date at tokens[i]:
+    "3 Feb 2020", "03-Feb-20", "February 3 2020" or asctime's "Feb 3" (its year after the time)."""
+    m = _RFC850_DATE_RE.fullmatch(tokens[i])
+    if m:
+        month = _MONTHS.get(m.group(2).lower())
+        year = _year(m.group(3))
+        return (year, month, int(m.group(1)), i + 1) if month and year is not None else None
+    if i + 2 >= len(tokens):
+        return None
+    first, second, third = tokens[i], tokens[i + 1], tokens[i + 2]
+    if _day(first) is not None and second.lower() in _MONTHS:
+        year = _year(third)
+        return (year, _MONTHS[second.lower()], _day(first), i + 3) if year is not None else None
+    if first.lower() in _MONTHS and _day(second) is not None:
+        if not _TIME_RE.fullmatch(third):  # "February 3 2020 8:59"
+            year = _year(third)
+            return (year, _MONTHS[first.lower()], _day(second), i + 3) if year is not None else None
+        return None, _MONTHS[first.lower()], _day(second), i + 2  # asctime: "Feb 3 08:59:00 2020"
+    return None
+
+
+def _date_fields(tokens: list[str]) -> tuple[int, int, int, int, int, int, int | str] | None:
+    """(year, month, day, hour, minute, second, zone) of an RFC 5322 date-time, or None.
+
+    Every token is understood or the date is None: a token skipped unread must never change the
+    instant ("8:59 PM" is not 08:59, "+05:30" is not +00:00).  Only what cannot change the
+    instant is ignored: the day-of-week (a wrong one is common), a zone name after a numeric zone
+    and any other text after a complete date-time."""
+    if tokens and tokens[0].rstrip(".").isalpha() and tokens[0].lower() not in _MONTHS:
+        tokens = tokens[1:]  # the day-of-week, not checked
+    date = _calendar_date(tokens, 0) if tokens else None
+    if date is None:
+        return None
+    year, month, day, i = date
+    time = _TIME_RE.fullmatch(tokens[i]) if i < len(tokens) else None
+    if time is None:
+        return None
+    rest = tokens[i + 1:]
+    meridiem = time.group(5) or (rest.pop(0) if rest and _MERIDIEM_RE.fullmatch(rest[0]) else None)
+    zone = time.group(6)
+    if zone is None and rest and (year is not None or not rest[0].isdigit()):
+        zone = rest.pop(0)
+    if year is None:  # asctime: the year after the time (and its zone, if any)
+        year = _year(rest.pop(0)) if rest else None
+        if year is None:
+            return None
+        if zone is None and rest:
+            zone = rest.pop(0)
+    if zone is not None and zone.isalpha() and rest and _NUMERIC_ZONE_RE.fullmatch(rest[0]):
+        zone = rest.pop(0)  # "CET +0100", "GMT +0100": the numeric zone is the exact one
+    if any(_MERIDIEM_RE.fullmatch(t) or _NUMERIC_ZONE_RE.fullmatch(t) for t in rest):
+        return None  # a second AM/PM or zone after the date: which one holds is a guess
+    offset = _UNKNOWN if zone is None else _zone(zone)  # RFC 5322 §4.3: no zone is as good as -0000
+    hour = _hour(int(time.group(1)), meridiem)
+    if offset is None or hour is None:
+        return None
+    second = int(time.group(4) or 0)
+    return year, month, day, hour, int(time.group(3)), second, offset
+
+
+def _hour(hour: int, meridiem: str | None) -> int | None:
+    if meridiem is None:
+        return hour
+    if not 1 <= hour <= 12:
+        return None  # "13:00 PM", "0:30 AM": which hour is meant is a guess
+    return hour % 12 + (12 if meridiem[0] in "pP" else 0)
+
+
 def parse_date(value: str) -> str | None:
-    """§4.1.2.6 Date form: RFC 3339 string keeping the header's own UTC offset
-    ("2024-01-02T03:04:05+02:00"; "Z" for a zero/unknown offset), None if unparseable."""
-    text = strip_comments(unfold(value)).strip()
-    if not text:
+    """§4.1.2.6 Date form: an RFC 3339 Date (RFC 8620 §1.4) keeping the header's own UTC offset
+    ("2024-01-02T03:04:05+02:00"; "Z" for a zero or unknown offset), None if unparseable.
+
+    RFC 5322 §3.3 allows offsets up to ±99:59, RFC 3339 only hours 00-23: a date with an offset of
+    24 hours or more is given as the same instant in UTC.  Every value returned is one that
+    ``datetime.fromisoformat`` reads (Email/query sorts by it)."""
+    fields = _date_fields([t for t in _DATE_SPLIT_RE.split(strip_comments(unfold(value))) if t])
+    if fields is None:
         return None
+    year, month, day, hour, minute, second, zone = fields
+    offset = 0 if zone == _UNKNOWN else zone
     try:
-        t = parsedate_tz(text)
-    except Exception:  # noqa: BLE001 - parsedate_tz has raised on odd input in the past
+        stamp = datetime(year, month, day, hour, minute, min(second, 59))  # 60: a leap second
+        if abs(offset) >= 24 * 60:
+            stamp -= timedelta(minutes=offset)
+            offset = 0
+    except (ValueError, OverflowError):
         return None
-    if not t:
-        return None
-    year, month, day, hour, minute, sec = t[:6]
-    offset = t[9]
-    sec = min(sec, 59)  # leap second
-    try:
-        datetime(year, month, day, hour, minute, sec)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    stamp = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{sec:02d}"
+    text = (f"{stamp.year:04d}-{stamp.month:02d}-{stamp.day:02d}"
+            f"T{stamp.hour:02d}:{stamp.minute:02d}:{stamp.second:02d}")
     if not offset:
-        return stamp + "Z"
-    if abs(offset) >= 100 * 3600:
-        return None
+        return text + "Z"
     sign = "-" if offset < 0 else "+"
-    offset = abs(offset) // 60
-    return f"{stamp}{sign}{offset // 60:02d}:{offset % 60:02d}"
+    return f"{text}{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
 
 
 # --------------------------------------------------------------------------------------
 # Addresses (§4.1.2.3 / §4.1.2.4)
 # --------------------------------------------------------------------------------------
 
+# One token of an address-list ('"' and "(" are read apart, see _items).  An <addr> may be
+# doubled ("<<a@b>>"); one whose ">" is lost ends before the next ",", ";" or "<".  An encoded
+# word is one word even with "," ":" or ";" inside ("=?utf-8?q?Smith,_Joe?="): its "=?" and "?="
+# are unambiguous edges, and mailers do write them so.  A backslash in an atom keeps the character
+# after it in the atom ('Jo\"e' is one word, its '"' opens no quoted string).
 _TOKEN_RE = re.compile(
     r"""(?P<ws>\s+)
-      | (?P<q>"(?:[^"\\]|\\.)*(?:"|\\?\Z))
-      | (?P<c>\()
-      | (?P<lt><[^>]*>?)
+      | (?P<lt><+(?:[^<>]*>+|[^<>,;]*))
       | (?P<sp>[,;:])
-      | (?P<gt>>)
-      | (?P<a>[^\s"(),:;<>]+)""",
+      | (?P<stray>[>)]+)
+      | (?P<ew>=\?[^?\s]+\?[bBqQ]\?[^?\s<>"]*\?=)
+      | (?P<a>(?:[^\s"(),:;<>\\]|\\[^\s<>]?)+)""",
     re.X | re.S,
 )
+_ATOM_RE = re.compile(r'(?:[^\s"(),:;<>\\]|\\[^\s<>]?)+')
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 _QP_RE = re.compile(r"\\(.)", re.S)
 
-
-def _read_comment(s: str, i: int) -> tuple[str, int]:
-    """Read a (possibly nested) comment starting at s[i] == '('; returns (text, end)."""
-    depth = 0
-    buf: list[str] = []
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\" and i + 1 < n:
-            buf.append(s[i + 1])
-            i += 2
-            continue
-        if c == "(":
-            depth += 1
-            if depth > 1:
-                buf.append(c)
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return "".join(buf), i + 1
-            buf.append(c)
-        else:
-            buf.append(c)
-        i += 1
-    return "".join(buf), n
+_ATOM, _QUOTED, _ANGLE = range(3)
 
 
 class _Word:
-    __slots__ = ("text", "raw", "space")
+    __slots__ = ("text", "raw", "space", "kind", "comment")
 
-    def __init__(self, text: str, raw: str, space: bool) -> None:
-        self.text = text  # display text (quoted-pairs decoded)
-        self.raw = raw  # as written, for rebuilding an addr-spec
-        self.space = space  # whitespace/comment before this word
-
-
-def _phrase(words: list[_Word]) -> str | None:
-    parts = []
-    for i, w in enumerate(words):
-        if i and w.space:
-            parts.append(" ")
-        parts.append(w.text)
-    text = _nfc(decode_rfc2047("".join(parts)).strip())
-    return text or None
+    def __init__(self, text: str, raw: str, space: bool, kind: int = _ATOM) -> None:
+        self.text = text  # display text (a quoted string's quoted-pairs decoded)
+        self.raw = raw  # as written, for rebuilding an addr-spec; for an <addr>, the address
+        self.space = space  # white space or a comment before this word
+        self.kind = kind
+        self.comment: str | None = None  # the comment right after it
 
 
-def _clean_angle(content: str) -> str:
-    addr = _WS_RE.sub("", strip_comments(content))
+def _unquote(text: str) -> str:
+    return _QP_RE.sub(r"\1", text) if "\\" in text else text
+
+
+def _clean_angle(token: str) -> str:
+    addr = _without_cfws(token.lstrip("<").rstrip(">"))
     if addr.startswith("@") and ":" in addr:  # obsolete source route "@a,@b:user@c"
         addr = addr.split(":", 1)[1]
     return addr
 
 
-def _bare_mailbox(words: list[_Word], comment: str | None) -> dict:
-    name: str | None = None
-    if len(words) == 1:
-        email = words[0].raw
-    else:
-        raws = [w.raw for w in words]
-        at_words = [w for w in words if "@" in w.raw]
-        glued = any(
-            r == "@" or r.startswith(("@", ".")) or r.endswith(("@", ".")) for r in raws
-        ) or not any(w.space for w in words[1:])
-        if glued:
-            email = "".join(raws)  # obsolete CFWS inside the addr-spec
-        elif len(at_words) == 1:
-            email = at_words[0].raw
-            name = _phrase([w for w in words if w is not at_words[0]])
+def _stray(s: str, pos: int, space: bool) -> tuple[_Word, int]:
+    """A '"' or "(" that opens nothing (its quote or comment never closes), read as an ordinary
+    character glued to the atom after it, so that the rest of the field is not swallowed: it stays
+    in a display name ("Joe (Work") but never in an address (a delimiter, not part of one)."""
+    m = _ATOM_RE.match(s, pos + 1)
+    rest = m.group() if m else ""
+    text = ("(" if s[pos] == "(" else "") + rest
+    return _Word(text, rest, space), pos + 1 + len(rest)
+
+
+def _items(s: str) -> Iterator[_Word | str]:
+    """The words, <addr>s and list specials (",", ";", ":") of an address-list; a comment is kept
+    on the item it follows (§4.1.2.3: the one after an addr-spec can be the name)."""
+    comments = _Comments(s)
+    quotes_close = True  # False once a '"' was found never to close: none after it can close then
+    last: _Word | None = None
+    space = False
+    pos = 0
+    n = len(s)
+    while pos < n:
+        c = s[pos]
+        if c == "(":
+            end = comments.end(pos)
+            if end is not None:
+                if last is not None and last.comment is None:
+                    last.comment = _unquote(s[pos + 1:end - 1])
+                pos, space = end, True
+                continue
+            word, pos = _stray(s, pos, space)
+        elif c == '"':
+            m = _QUOTED_RE.match(s, pos) if quotes_close else None
+            if m is None:
+                # every later '"' is escaped in this quote's reading, so it cannot close either
+                quotes_close = False
+                word, pos = _stray(s, pos, space)
+            else:
+                word, pos = _Word(_unquote(m.group(1)), m.group(0), space, _QUOTED), m.end()
         else:
-            email = " ".join(raws)
+            m = _TOKEN_RE.match(s, pos)
+            kind, tok, pos = m.lastgroup, m.group(), m.end()
+            if kind == "ws":
+                space = True
+                continue
+            if kind == "stray":  # a ">" or ")" that closes nothing
+                continue
+            if kind == "sp":
+                last, space = None, False
+                yield tok
+                continue
+            if kind == "lt":
+                word = _Word("", _clean_angle(tok), space, _ANGLE)
+            else:  # an atom is shown as written (a backslash in it is no quoted-pair, RFC 5322 §3.2.3)
+                word = _Word(tok, tok, space)
+        last, space = word, False
+        yield word
+
+
+def _phrase(words: list[_Word]) -> str | None:
+    # Unquoted words are decoded together (RFC 2047 §6.2: white space between adjacent encoded
+    # words goes); a quoted string is decoded alone, so the space between two of them stays.
+    pieces: list[str] = []
+    atoms: list[str] = []
+    for w in words:
+        if not w.text:
+            continue
+        sep = " " if w.space and (pieces or atoms) else ""
+        if w.kind == _QUOTED:
+            if atoms:
+                pieces.append(decode_rfc2047("".join(atoms)))
+                atoms = []
+            pieces.append(sep + decode_rfc2047(w.text))
+        else:
+            atoms.append(sep + w.text)
+    if atoms:
+        pieces.append(decode_rfc2047("".join(atoms)))
+    return _nfc("".join(pieces).strip()) or None
+
+
+def _units(run: list[_Word]) -> list[list[_Word]]:
+    """The words of a run grouped into units: words written without white space between them, or
+    with "@" or "." at the join (obsolete CFWS inside an addr-spec, RFC 5322 §4.4:
+    "joe @ example.org") are one unit."""
+    units: list[list[_Word]] = []
+    for w in run:
+        prev = units[-1][-1] if units else None
+        if (prev is not None and prev.kind != _ANGLE and w.kind != _ANGLE
+                and (not w.space or prev.raw.endswith(("@", ".")) or w.raw.startswith(("@", ".")))):
+            units[-1].append(w)
+        else:
+            units.append([w])
+    return units
+
+
+def _is_address(unit: list[_Word]) -> bool:
+    # RFC 5322 §3.2.3: "@" is a special, never in an atom of a display name: an unquoted word with
+    # "@" is an addr-spec
+    return unit[0].kind == _ANGLE or any(w.kind == _ATOM and "@" in w.raw for w in unit)
+
+
+def _email(unit: list[_Word]) -> str:
+    return "".join(w.raw for w in unit)
+
+
+def _split_run(run: list[_Word]) -> tuple[list[tuple[list[_Word], list[_Word]]], list[_Word]]:
+    """Split the words between two list separators into mailboxes.
+
+    RFC 5322 §3.4: a mailbox ends with its address, a name-addr at its ">", so whatever follows
+    an address starts the next mailbox, even without the "," ("Joe <a@x> Ann <b@x>", "a@x b@x").
+    Returns ([(display-name words, address unit)], the words after the last address)."""
+    pairs: list[tuple[list[_Word], list[_Word]]] = []
+    pending: list[_Word] = []
+    for unit in _units(run):
+        if not _is_address(unit):
+            pending.extend(unit)
+            continue
+        if (unit[0].kind == _ANGLE and not pending and pairs and pairs[-1][1][0].kind != _ANGLE
+                and _email(pairs[-1][1]).casefold() == unit[0].raw.casefold()):
+            # "joe@example.org <joe@example.org>": the address written again as its display name
+            names, prev = pairs.pop()
+            pending = names + prev
+        pairs.append((pending, unit))
+        pending = []
+    return pairs, pending
+
+
+def _box(names: list[_Word], unit: list[_Word]) -> EmailAddress:
+    email = unit[0].raw if unit[0].kind == _ANGLE else _email(unit)
+    return _mailbox(names, email, unit[-1].comment)
+
+
+def _mailbox(names: list[_Word], email: str, comment: str | None) -> EmailAddress:
+    name = _phrase(names)
     if name is None and comment:
         name = _nfc(decode_rfc2047(_WS_RE.sub(" ", comment)).strip()) or None
     return {"name": name, "email": email}
 
 
+def _mailboxes(run: list[_Word]) -> list[EmailAddress]:
+    pairs, trailing = _split_run(run)
+    if not pairs:
+        # no address at all ("Joe", "undisclosed recipients"): best effort, the words as the email
+        units = [u for u in _units(trailing) if _email(u)]
+        if not units:
+            return []
+        return [_mailbox([], " ".join(_email(u) for u in units), units[-1][-1].comment)]
+    if trailing:  # words after the last address, before the ",": its name ("joe@x Joe Smith")
+        names, unit = pairs[-1]
+        pairs[-1] = (names + trailing, unit)
+    return [_box(names, unit) for names, unit in pairs]
+
+
+class _Groups:
+    """The EmailAddressGroup list being built: named groups, and runs of mailboxes outside any."""
+
+    def __init__(self) -> None:
+        self.groups: list[dict] = []
+        self.open: dict | None = None  # the "name: ...;" group being read
+        self.loose: dict | None = None  # the current run of mailboxes outside any group
+
+    def add(self, boxes: list[EmailAddress]) -> None:
+        if not boxes:
+            return
+        target = self.open
+        if target is None:
+            if self.loose is None:
+                self.loose = {"name": None, "addresses": []}
+                self.groups.append(self.loose)
+            target = self.loose
+        target["addresses"].extend(boxes)
+
+    def start(self, name: str | None) -> None:
+        self.open = {"name": name, "addresses": []}
+        self.groups.append(self.open)
+        self.loose = None
+
+
 def parse_grouped_addresses(value: str) -> list[dict]:
     """§4.1.2.4 GroupedAddresses form.  Best effort, never None: a mangled header still
     yields whatever mailboxes could be recognised (the spec type is not nullable)."""
-    s = unfold(value)
-    groups: list[dict] = []
-    group: dict | None = None  # open "name: ...;" group
-    loose: dict | None = None  # run of mailboxes outside any group
-    words: list[_Word] = []
-    angle: str | None = None
-    comment: str | None = None
-    space = False
-
-    def emit() -> None:
-        nonlocal loose, angle, comment
-        if angle is not None:
-            box = {"name": _phrase(words), "email": angle}
-        elif words:
-            box = _bare_mailbox(words, comment)
-        else:
-            box = None
-        if box is not None:
-            if group is not None:
-                group["addresses"].append(box)
-            else:
-                if loose is None:
-                    loose = {"name": None, "addresses": []}
-                    groups.append(loose)
-                loose["addresses"].append(box)
-        words.clear()
-        angle = None
-        comment = None
-
-    pos = 0
-    n = len(s)
-    while pos < n:
-        m = _TOKEN_RE.match(s, pos)
-        if m is None:  # cannot happen with the catch-all alternatives; be safe anyway
-            pos += 1
-            continue
-        kind = m.lastgroup
-        if kind == "c":
-            text, pos = _read_comment(s, pos)
-            if (words or angle is not None) and comment is None:
-                comment = text  # §4.1.2.3: a comment after the addr-spec can be the name
-            space = True
-            continue
-        pos = m.end()
-        if kind == "ws":
-            space = True
-            continue
-        tok = m.group(kind)
-        if kind == "a":
-            if angle is None:
-                words.append(_Word(tok, tok, space))
-        elif kind == "q":
-            if angle is None:
-                inner = tok[1:-1] if len(tok) > 1 and tok.endswith('"') else tok[1:]
-                words.append(_Word(_QP_RE.sub(r"\1", inner), tok, space))
-        elif kind == "lt":
-            if angle is None:
-                angle = _clean_angle(tok[1:-1] if tok.endswith(">") else tok[1:])
-        elif tok == ",":
-            emit()
-        elif tok == ":":
-            if group is None and angle is None:
-                name = _phrase(words)
-                words.clear()
-                comment = None
-                loose = None
-                group = {"name": name, "addresses": []}
-                groups.append(group)
-            elif angle is None:
-                words.append(_Word(":", ":", False))
-        elif tok == ";":
-            emit()
-            if group is not None:
-                group = None
-        space = False
-    emit()
-    return groups
+    out = _Groups()
+    run: list[_Word] = []
+    for item in _items(unfold(value)):
+        if isinstance(item, _Word):
+            run.append(item)
+        elif item == ":":
+            pairs, names = _split_run(run)
+            if out.open is not None and not names:
+                run.append(_Word(":", ":", False))  # no group name before it: part of an address
+                continue
+            # a group's display name; one that opens while a group is still open (its ";" lost,
+            # "G1: a@x, G2: b@x;") closes that group first
+            out.add([_box(n, u) for n, u in pairs])
+            out.start(_phrase(names))
+            run = []
+        else:  # "," or ";"
+            out.add(_mailboxes(run))
+            run = []
+            if item == ";":
+                out.open = None
+    out.add(_mailboxes(run))
+    return out.groups
 
 
 # RFC 5322 §3.4.1 addr-spec (with RFC 6532 UTF-8): a dot-atom or quoted-string local part, "@", a

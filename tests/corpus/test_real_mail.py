@@ -220,6 +220,16 @@ def has_controls(text: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
+# A time followed by a numeric zone that is malformed ("+-0500", "+1"): the stdlib reads it as an
+# unknown zone (-0000), an instant hours off; tidings gives no date for it rather than a wrong instant
+MALFORMED_ZONE = re.compile(r"\d:\d\d(?::\d\d)?\s*[+-](?!\d\d:?\d\d(?!\d))")
+
+
+def malformed_zone(msg) -> bool:
+    dates = [value for name, value in msg.raw_items() if name.lower() == "date"]
+    return bool(dates) and MALFORMED_ZONE.search(str(dates[-1])) is not None
+
+
 def header_expectations(raw: bytes) -> dict[str, tuple[str, str | None]]:
     """property -> (what the stdlib saw, exact text expected or None for 'non-null')."""
     msg = stdlib_header(raw)
@@ -243,7 +253,8 @@ def header_expectations(raw: bytes) -> dict[str, tuple[str, str | None]]:
         if addrs and not h.defects:
             out["from"] = (f"From {str(h)[:100]!r}", None)
     h = last_header(msg, "date")
-    if h is not None and not h.defects and getattr(h, "datetime", None) is not None:
+    if (h is not None and not h.defects and getattr(h, "datetime", None) is not None
+            and not malformed_zone(msg)):
         out["sentAt"] = (f"Date {str(h)!r}", None)
     h = last_header(msg, "message-id")
     if h is not None and not h.defects and re.fullmatch(r"<[^<>\s]+@[^<>\s]+>", str(h).strip()):
