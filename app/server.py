@@ -571,7 +571,10 @@ def create_app(config: Config) -> FastAPI:
         p = request.path_params
         if p["account_id"] != user["accountId"]:  # address books are not shared (yet): owner only
             return problem(ProblemError("about:blank", 404, "no such contact card or address book"))
-        text = await in_thread(export_vcards, tidings.store, p["account_id"], p["obj_id"])
+        try:
+            text = await in_thread(export_vcards, tidings.store, p["account_id"], p["obj_id"])
+        except ProblemError as err:  # a stored card that cannot be written: a problem, not a plain 500
+            return problem(err)
         if text is None:
             return problem(ProblemError("about:blank", 404, "no such contact card or address book"))
         return Response(text.encode(), headers={
@@ -585,7 +588,10 @@ def create_app(config: Config) -> FastAPI:
         if isinstance(user, Response):  # 401 or 429
             return user
         p = request.path_params
-        body = await in_thread(ical_of, tidings.store, user, p["account_id"], p["obj_id"])
+        try:
+            body = await in_thread(ical_of, tidings.store, user, p["account_id"], p["obj_id"])
+        except ProblemError as err:  # a stored event that cannot be written: a problem, not a plain 500
+            return problem(err)
         if body is None:
             return problem(ProblemError("about:blank", 404, "no such event or calendar"))
         return Response(body, headers={"Content-Type": "text/calendar; charset=utf-8",

@@ -31,7 +31,7 @@ CALENDARS_PARSE = "urn:ietf:params:jmap:calendars:parse"
 DEFAULT_ID = "Cdefault"
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP",
           "mayAdmin", "mayDelete")
-_COLOR = re.compile(r"^(#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,30})$")
+_COLOR = re.compile(r"#[0-9a-fA-F]{3}|#[0-9a-fA-F]{6}|[a-zA-Z]{3,30}")  # whole (fullmatch): "$" allows "\n"
 
 __all__ = ["CALENDAR", "CALENDARS", "CALENDARS_PARSE", "DEFAULT_ID", "calendar_exists", "default_calendar"]
 
@@ -87,7 +87,7 @@ class Calendar(DataType):
         name = obj.get("name")
         if "name" in obj and (not name or len(name.encode()) > 255):
             problems["name"] = "must be 1 to 255 octets"
-        if obj.get("color") is not None and not _COLOR.match(obj["color"]):
+        if obj.get("color") is not None and not _COLOR.fullmatch(obj["color"]):
             problems["color"] = "must be a CSS color name or #rgb / #rrggbb"
         if obj.get("sortOrder") is not None and obj["sortOrder"] >= 2**31:
             problems["sortOrder"] = "must be less than 2^31"
@@ -100,6 +100,9 @@ class Calendar(DataType):
         seen: set[str] = set()
         for key in ("defaultAlertsWithTime", "defaultAlertsWithoutTime"):
             for alert_id, alert in (obj.get(key) or {}).items():
+                if not isinstance(alert, dict):  # the Id[Object] type refuses it too; never a.get() on it
+                    problems[f"{key}/{alert_id}"] = "must be an Alert object"
+                    continue
                 _check_alert(alert, f"{key}/{alert_id}", problems)
                 if alert_id in seen:
                     problems[f"{key}/{alert_id}"] = "alert ids must be unique across default alerts"

@@ -63,7 +63,7 @@ MIN_DATE, MAX_DATE = "1900-01-01T00:00:00", "2999-12-31T23:59:59"
 MAX_EXPANDED_QUERY_DAYS = 400  # maxExpandedQueryDuration, P400D: a year and some
 PER_USER = {"keywords", "color", "freeBusyStatus", "useDefaultAlerts", "alerts"}
 _NOT_SEQUENCED = PER_USER | {"calendarIds", "isDraft", "updated", "sequence", "created"}
-_SYNTHETIC = re.compile(r"^([A-Za-z0-9-]+)_(\d{8}T\d{6})$")
+_SYNTHETIC = re.compile(r"^([A-Za-z0-9-]+)_([0-9]{8}T[0-9]{6})\Z")  # \Z: "$" allows a final "\n"
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
 _INTERNAL = ("_utcStart", "_utcEnd", "_calendars")
 
@@ -134,6 +134,25 @@ def _diff(base_instance: dict, wanted: dict) -> dict:
     if patch.get("start") == format_local(parse_local(base_instance["start"])):
         patch.pop("start")
     return patch
+
+
+def _check_override_paths(event: dict, problems: dict[str, str]) -> None:
+    """A PatchObject key that is a path ("participants/p1/email") is not checked by check_event, as
+    what it reaches depends on the base event: the instance the patch makes is checked, and each
+    problem is named by the patch key that made it (recurrenceOverrides/<rid>/<key>)."""
+    base = {k: v for k, v in event.items() if k not in ("recurrenceRules", "excludedRecurrenceRules",
+                                                         "recurrenceOverrides")}
+    for rid, patch in event["recurrenceOverrides"].items():
+        deep = [k for k in patch if "/" in k] if isinstance(patch, dict) else []
+        if not deep:
+            continue
+        found: dict[str, str] = {}
+        check_event(apply_patch_object(base, patch), found)
+        for path, why in found.items():
+            key = next((k for k in deep if path == k or path.startswith(k + "/") or k.startswith(path + "/")),
+                       None)
+            if key is not None:
+                problems[f"recurrenceOverrides/{rid}/{key}"] = why
 
 
 def _tokens(text: str) -> list[str]:
@@ -308,6 +327,8 @@ class CalendarEvent(DataType):
             problems["method"] = "must not be set: it belongs to iTIP messages, not stored events"
         obj.pop("method", None)
         merged = {**(current or {}), **obj}
+        if obj.get("recurrenceOverrides") and "recurrenceOverrides" not in problems:
+            _check_override_paths(merged, problems)
         if current is None or "calendarIds" in obj:
             cals = obj.get("calendarIds")
             if current is None and cals is None:

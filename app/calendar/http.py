@@ -6,17 +6,23 @@ with ``id`` a CalendarEvent id (a stored event, with its overrides as RECURRENCE
 synthetic instance id from expandRecurrences: that one instance) or a Calendar id (every event of
 the calendar in one VCALENDAR).  ``text/calendar; charset=utf-8``, made from the stored JSCalendar
 on each request (nothing is kept as iCalendar).  The same credentials as the API; only the
-account's owner (calendars are not shared); 404 for anything else."""
+account's owner (calendars are not shared); 404 for anything else.
+
+An event that cannot be written as iCalendar (stored with a value of a kind CalendarEvent/set now
+refuses, that the writer's guards do not cover) is left out of a whole calendar, with a log line;
+asked for alone, it is a ProblemError (500, problem details saying which event and why), never a
+traceback."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 from app.access import accounts_for
+from app.protocol.errors import ProblemError
 
 from .calendar import CALENDAR
 from .event import EVENT
-from .ical import to_ics
+from .ical import UnwritableEvent, to_ics
 
 __all__ = ["CALENDAR_PATH", "ical_of"]
 
@@ -24,7 +30,8 @@ CALENDAR_PATH = "/jmap/calendar/"
 
 
 def ical_of(store, user: dict, account_id: str, obj_id: str) -> bytes | None:
-    """The iCalendar text of an event or a whole calendar, or None (not found, not the user's)."""
+    """The iCalendar text of an event or a whole calendar, or None (not found, not the user's).
+    Raises ProblemError for an event that cannot be written."""
     access = accounts_for(store, user).get(account_id)
     if access is None or not access.owner:
         return None
@@ -35,4 +42,9 @@ def ical_of(store, user: dict, account_id: str, obj_id: str) -> bytes | None:
                                                                              equals=obj_id)]
             return to_ics([e for e in events if e is not None])
         event = EVENT.fetch(ctx, reader, obj_id)
-        return to_ics([event]) if event is not None else None
+        if event is None:
+            return None
+        try:
+            return to_ics([event], skip_unwritable=False)
+        except UnwritableEvent as exc:
+            raise ProblemError("about:blank", 500, str(exc)) from None

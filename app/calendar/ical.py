@@ -18,6 +18,8 @@ with RECURRENCE-ID per other override, a VTIMEZONE for each zone used.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -26,13 +28,21 @@ import icalendar
 from .jscal import EVENT_DEFAULTS, check_event
 from .timing import format_duration, format_local, parse_duration, parse_local, zone
 
-__all__ = ["ParsedCalendar", "parse_ics", "to_ics"]
+__all__ = ["ParsedCalendar", "UnwritableEvent", "event_ics", "parse_ics", "to_ics"]
 
 PRODID = "-//tidings//JMAP Calendars//EN"
 _CLASS = {"PUBLIC": "public", "PRIVATE": "private", "CONFIDENTIAL": "secret"}
 _ROLES = {"CHAIR": "chair", "REQ-PARTICIPANT": "attendee", "OPT-PARTICIPANT": "optional",
           "NON-PARTICIPANT": "informational"}
 _FREQ_DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NOT_BREAK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+log = logging.getLogger("tidings.calendar")
+
+
+class UnwritableEvent(ValueError):
+    """An event the iCalendar writer cannot write (a value of a kind CalendarEvent/set refuses now,
+    stored before it did, that the guards below do not cover)."""
 
 
 @dataclass
@@ -367,11 +377,37 @@ def _recur(rule: dict, tz_name: str | None) -> icalendar.vRecur:
     return icalendar.vRecur(recur)
 
 
+# Values go through these guards on their way out, whatever CalendarEvent/set accepted when they
+# were stored: a line break in a value the writer does not escape would start a line of the
+# client's choosing (RFC 5545 §3.1), and icalendar's own checks of it are an error or, for some
+# types, an `assert` that python -O removes.
+def _text(value: object) -> str:
+    """A TEXT value or parameter: icalendar escapes CR and LF (RFC 5545 §3.3.11, RFC 6868); other
+    control characters are not text (§3.1 SAFE-CHAR) and are left out."""
+    return _CONTROL_NOT_BREAK.sub("", str(value))
+
+
+def _uri(value: str) -> str:
+    """A URI or CAL-ADDRESS: control characters percent-encoded (RFC 3986 §2.1), so the value
+    stays one line and keeps what it had."""
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+def _token(ev: dict, name: str, value: object) -> str | None:
+    """A value written as it is (COLOR, CUTYPE, PARTSTAT): None, and a log line, if it is not a
+    string on one line."""
+    if isinstance(value, str) and not _CONTROL.search(value):
+        return value
+    log.warning("event %r: %s %.40r left out of the iCalendar export: not a one-line string",
+                ev.get("uid"), name, value)
+    return None
+
+
 def _vevent(ev: dict, recurrence_id: str | None = None) -> icalendar.Event:
     ve = icalendar.Event()
     tz_name = ev.get("timeZone")
     date_only = bool(ev.get("showWithoutTime")) and parse_local(ev["start"]).time() == datetime.min.time()
-    ve.add("UID", ev["uid"])
+    ve.add("UID", _text(ev["uid"]))
     stamp = datetime.fromisoformat(ev["updated"].replace("Z", "+00:00")) if ev.get("updated") else None
     ve.add("DTSTAMP", stamp or datetime.now(UTC).replace(microsecond=0))
     if recurrence_id is not None or ev.get("recurrenceId"):
@@ -384,27 +420,28 @@ def _vevent(ev: dict, recurrence_id: str | None = None) -> icalendar.Event:
         else:
             ve.add("DURATION", duration)
     if ev.get("title"):
-        ve.add("SUMMARY", ev["title"])
+        ve.add("SUMMARY", _text(ev["title"]))
     if ev.get("description"):
-        ve.add("DESCRIPTION", ev["description"])
+        ve.add("DESCRIPTION", _text(ev["description"]))
     for loc in (ev.get("locations") or {}).values():
         if loc.get("name"):
-            ve.add("LOCATION", loc["name"])
+            ve.add("LOCATION", _text(loc["name"]))
             break
     ve.add("STATUS", (ev.get("status") or "confirmed").upper())
     ve.add("TRANSP", "TRANSPARENT" if ev.get("freeBusyStatus") == "free" else "OPAQUE")
     if ev.get("keywords"):
-        ve.add("CATEGORIES", list(ev["keywords"]))
+        ve.add("CATEGORIES", [_text(k) for k in ev["keywords"]])
     if ev.get("priority"):
         ve.add("PRIORITY", ev["priority"])
     ve.add("SEQUENCE", ev.get("sequence") or 0)
     if ev.get("privacy") and ev["privacy"] != "public":
         ve.add("CLASS", {v: k for k, v in _CLASS.items()}[ev["privacy"]])
-    if ev.get("color"):
-        ve.add("COLOR", ev["color"])
+    color = _token(ev, "color", ev["color"]) if ev.get("color") else None
+    if color:
+        ve.add("COLOR", color)
     for link in (ev.get("links") or {}).values():
         if link.get("href"):
-            ve.add("URL", link["href"])
+            ve.add("URL", _uri(link["href"]))
             break
     if ev.get("created"):
         ve.add("CREATED", datetime.fromisoformat(ev["created"].replace("Z", "+00:00")))
@@ -416,21 +453,24 @@ def _vevent(ev: dict, recurrence_id: str | None = None) -> icalendar.Event:
         if not address:
             continue
         roles = p.get("roles") or {}
-        params = {"CN": p["name"]} if p.get("name") else {}
-        if p.get("kind"):
-            params["CUTYPE"] = {"location": "ROOM"}.get(p["kind"], p["kind"].upper())
+        address = _uri(address)
+        params = {"CN": _text(p["name"])} if p.get("name") else {}
+        kind = _token(ev, "participant kind", p["kind"]) if p.get("kind") else None
+        if kind:
+            params["CUTYPE"] = {"location": "ROOM"}.get(kind, kind.upper())
         if roles.get("owner"):
             ve.add("ORGANIZER", icalendar.vCalAddress(address), parameters=dict(params))
         if any(roles.get(r) for r in ("attendee", "chair", "optional", "informational")) or not roles.get("owner"):
             role = ("CHAIR" if roles.get("chair") else "OPT-PARTICIPANT" if roles.get("optional") else
                     "NON-PARTICIPANT" if roles.get("informational") else "REQ-PARTICIPANT")
-            params.update({"ROLE": role, "PARTSTAT": (p.get("participationStatus") or "needs-action").upper()})
+            status = _token(ev, "participationStatus", p.get("participationStatus") or "needs-action")
+            params.update({"ROLE": role, "PARTSTAT": (status or "needs-action").upper()})
             if p.get("expectReply"):
                 params["RSVP"] = "TRUE"
             ve.add("ATTENDEE", icalendar.vCalAddress(address), parameters=params)
     for alert_id, alert in (ev.get("alerts") or {}).items():
         alarm = icalendar.Alarm()
-        alarm.add("UID", alert_id)
+        alarm.add("UID", _text(alert_id))
         alarm.add("ACTION", "EMAIL" if alert.get("action") == "email" else "DISPLAY")
         trigger = alert.get("trigger") or {}
         if trigger.get("@type", "OffsetTrigger") == "OffsetTrigger":
@@ -438,54 +478,85 @@ def _vevent(ev: dict, recurrence_id: str | None = None) -> icalendar.Event:
             alarm.add("TRIGGER", parse_duration(trigger.get("offset", "PT0S"), signed=True), parameters=params)
         elif trigger.get("@type") == "AbsoluteTrigger":
             alarm.add("TRIGGER", datetime.fromisoformat(trigger["when"].replace("Z", "+00:00")))
-        alarm.add("DESCRIPTION", ev.get("title") or "Reminder")
+        alarm.add("DESCRIPTION", _text(ev.get("title") or "Reminder"))
         if alert.get("action") == "email":
-            alarm.add("SUMMARY", ev.get("title") or "Reminder")
+            alarm.add("SUMMARY", _text(ev.get("title") or "Reminder"))
         ve.add_component(alarm)
     return ve
 
 
-def to_ics(events: list[dict]) -> bytes:
-    """Events (JSCalendar, as CalendarEvent/get shows them) as one VCALENDAR."""
+def _event_components(ev: dict) -> tuple[list[icalendar.Event], set[str]]:
+    """The VEVENTs of one event (its base and one per override but exclusions and added dates) and
+    the time zones they use."""
     from .event import apply_patch_object
 
+    zones: set[str] = set()
+    tz_name = ev.get("timeZone")
+    if tz_name and tz_name not in ("Etc/UTC", "UTC"):
+        zones.add(tz_name)
+    base_only = {k: v for k, v in ev.items() if k != "recurrenceOverrides"}
+    ve = _vevent(base_only)
+    date_only = "VALUE" in ve["DTSTART"].params
+    for rule in ev.get("recurrenceRules") or []:
+        ve.add("RRULE", _recur(rule, tz_name))
+    for rule in ev.get("excludedRecurrenceRules") or []:
+        ve.add("EXRULE", _recur(rule, tz_name))
+    overrides = ev.get("recurrenceOverrides") or {}
+    excluded = [_dt(k, tz_name, date_only) for k, v in sorted(overrides.items()) if v.get("excluded")]
+    added = [_dt(k, tz_name, date_only) for k, v in sorted(overrides.items()) if not v]
+    if excluded:
+        ve.add("EXDATE", excluded)
+    if added:
+        ve.add("RDATE", added)
+    out = [ve]
+    for rid, patch in sorted(overrides.items()):
+        if not patch or patch.get("excluded"):
+            continue
+        instance = apply_patch_object({**base_only, "start": rid, "recurrenceRules": None,
+                                       "excludedRecurrenceRules": None}, patch)
+        out.append(_vevent(instance, recurrence_id=rid))
+        if instance.get("timeZone") and instance["timeZone"] not in ("Etc/UTC", "UTC"):
+            zones.add(instance["timeZone"])
+    return out, zones
+
+
+def event_ics(ev: dict) -> tuple[bytes, set[str]]:
+    """The VEVENT lines of one event and the time zones they use; raises UnwritableEvent."""
+    try:
+        components, zones = _event_components(ev)
+        return b"".join(c.to_ical() for c in components), zones
+    except Exception as exc:  # noqa: BLE001 - icalendar raises ValueError, TypeError, AssertionError ...
+        raise UnwritableEvent(f"event {str(ev.get('uid'))[:80]!r} cannot be written as iCalendar: "
+                              f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+
+def to_ics(events: list[dict], skip_unwritable: bool = True) -> bytes:
+    """Events (JSCalendar, as CalendarEvent/get shows them) as one VCALENDAR.  An event that cannot
+    be written is left out with a log line (skip_unwritable), so that one event stored with a value
+    of a kind refused today does not make the whole calendar unreadable; or UnwritableEvent."""
+    texts: list[bytes] = []
+    zones: set[str] = set()
+    for ev in events:
+        try:
+            text, used = event_ics(ev)
+        except UnwritableEvent as exc:
+            if not skip_unwritable:
+                raise
+            log.warning("left out of the iCalendar export: %s", exc)
+            continue
+        texts.append(text)
+        zones |= used
     cal = icalendar.Calendar()
     cal.add("PRODID", PRODID)
     cal.add("VERSION", "2.0")
-    zones: set[str] = set()
-    for ev in events:
-        tz_name = ev.get("timeZone")
-        if tz_name and tz_name not in ("Etc/UTC", "UTC"):
-            zones.add(tz_name)
-        base_only = {k: v for k, v in ev.items() if k != "recurrenceOverrides"}
-        ve = _vevent(base_only)
-        date_only = "VALUE" in ve["DTSTART"].params
-        for rule in ev.get("recurrenceRules") or []:
-            ve.add("RRULE", _recur(rule, tz_name))
-        for rule in ev.get("excludedRecurrenceRules") or []:
-            ve.add("EXRULE", _recur(rule, tz_name))
-        overrides = ev.get("recurrenceOverrides") or {}
-        excluded = [_dt(k, tz_name, date_only) for k, v in sorted(overrides.items()) if v.get("excluded")]
-        added = [_dt(k, tz_name, date_only) for k, v in sorted(overrides.items()) if not v]
-        if excluded:
-            ve.add("EXDATE", excluded)
-        if added:
-            ve.add("RDATE", added)
-        cal.add_component(ve)
-        for rid, patch in sorted(overrides.items()):
-            if not patch or patch.get("excluded"):
-                continue
-            instance = apply_patch_object({**base_only, "start": rid, "recurrenceRules": None,
-                                           "excludedRecurrenceRules": None}, patch)
-            cal.add_component(_vevent(instance, recurrence_id=rid))
-            if instance.get("timeZone") and instance["timeZone"] not in ("Etc/UTC", "UTC"):
-                zones.add(instance["timeZone"])
     for name in sorted(zones):
         try:
             cal.add_component(icalendar.Timezone.from_tzid(name, first_date=date(1970, 1, 1),
                                                            last_date=date(2038, 1, 1)))
         except Exception:  # noqa: BLE001 - a zone icalendar cannot describe: TZID stays, without VTIMEZONE
             continue
-    # VTIMEZONEs first, as RFC 5545 §3.6.5 examples and most readers expect
-    cal.subcomponents.sort(key=lambda c: c.name != "VTIMEZONE")
-    return cal.to_ical()
+    # VTIMEZONEs first, as RFC 5545 §3.6.5 examples and most readers expect; the events' lines,
+    # made one event at a time above, go before END:VCALENDAR
+    head = cal.to_ical()
+    cut = head.rindex(b"END:VCALENDAR")
+    return head[:cut] + b"".join(texts) + head[cut:]

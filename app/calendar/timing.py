@@ -17,15 +17,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil import rrule
 
-__all__ = ["MAX_STEPS", "Occurrence", "TooManyOccurrences", "bounds", "format_duration", "format_local",
-           "local_to_utc", "occurrences", "parse_duration", "parse_local", "rule_to_rrule", "zone"]
+__all__ = ["MAX_DURATION", "MAX_STEPS", "Occurrence", "TooManyOccurrences", "bounds", "duration_problem",
+           "format_duration", "format_local", "local_to_utc", "occurrences", "parse_duration", "parse_local",
+           "rule_to_rrule", "zone"]
 
 MAX_STEPS = 100_000  # rule occurrences examined for one event in one expansion
 FAR = datetime(9999, 1, 1, tzinfo=UTC)  # the end of a series that never ends
 FLOAT_SLACK = timedelta(hours=14)  # a floating time lies within UTC±14h wherever it is read
 
-_LOCAL_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d*[1-9])?$")
-_DURATION_RE = re.compile(r"^([+-])?P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d*[1-9])?)S)?)?$")
+# matched whole (fullmatch: "$" lets a trailing "\n" through), in ASCII digits only (\d would take
+# "٣" of any script, which int() reads as 3)
+_LOCAL_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]*[1-9])?")
+_DURATION_RE = re.compile(r"([+-])?P(?:([0-9]+)W)?(?:([0-9]+)D)?"
+                          r"(?:T(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+(?:\.[0-9]*[1-9])?)S)?)?")
+# The longest Duration (or SignedDuration, either way) tidings keeps: the span of the start times it
+# accepts (minDateTime 1900 to maxDateTime 2999, app.calendar.event) and some, so that no end or
+# alert time computed from an accepted start leaves what datetime holds (years 1 to 9999) and
+# timedelta's own limit (999999999 days) is never reached.
+MAX_DURATION = timedelta(days=500_000)
+_MAX_DIGITS = 30  # more digits than any duration up to MAX_DURATION needs, in any unit (and zeros before)
+# an IANA zone name: ASCII letters, digits, "_", "+", "-", parts joined by "/"
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+)*")
 _FREQ = {"yearly": rrule.YEARLY, "monthly": rrule.MONTHLY, "weekly": rrule.WEEKLY, "daily": rrule.DAILY,
          "hourly": rrule.HOURLY, "minutely": rrule.MINUTELY, "secondly": rrule.SECONDLY}
 _DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")
@@ -37,7 +49,7 @@ class TooManyOccurrences(Exception):
 
 def parse_local(value: object) -> datetime | None:
     """A LocalDateTime (RFC 8984 §1.4.4, e.g. "2024-03-05T09:00:00") as a naive datetime, or None."""
-    if not isinstance(value, str) or not _LOCAL_RE.match(value):
+    if not isinstance(value, str) or not _LOCAL_RE.fullmatch(value):
         return None
     try:
         return datetime.fromisoformat(value)
@@ -51,16 +63,36 @@ def format_local(dt: datetime) -> str:
 
 def parse_duration(value: object, signed: bool = False) -> timedelta | None:
     """A Duration (RFC 8984 §1.4.6, e.g. "PT1H30M", "P1W") or, with signed, a SignedDuration
-    ("-PT15M"), as a timedelta; None if malformed."""
-    if not isinstance(value, str):
+    ("-PT15M"), as a timedelta; None if malformed or longer than MAX_DURATION (`duration_problem`
+    says which)."""
+    if duration_problem(value, signed):
         return None
-    m = _DURATION_RE.match(value)
-    if not m or value.endswith(("P", "T")) or (m.group(1) and not signed):
-        return None
-    weeks, days, hours, minutes = (int(g or 0) for g in m.groups()[1:5])
-    seconds = float(m.group(6) or 0)
-    td = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    m = _DURATION_RE.fullmatch(value)
+    whole, fraction = _seconds(m)
+    td = timedelta(seconds=whole) + timedelta(seconds=fraction)
     return -td if m.group(1) == "-" else td
+
+
+def duration_problem(value: object, signed: bool = False) -> str | None:
+    """Why value is not a (Signed)Duration tidings keeps, in words for invalidProperties; None if
+    it is one.  The size is checked on the numbers before any timedelta is made: "P99999999999W"
+    is well formed, but as a timedelta it overflows."""
+    kind, example = ("a SignedDuration", '"-PT15M"') if signed else ("a Duration", '"PT1H"')
+    m = _DURATION_RE.fullmatch(value) if isinstance(value, str) else None
+    if not m or value.endswith(("P", "T")) or (m.group(1) and not signed):
+        return f"must be {kind} such as {example}"
+    # int() refuses more than 4300 digits (ValueError): a longer number is too long anyway
+    if any(g and len(g.split(".")[0]) > _MAX_DIGITS for g in m.groups()[1:]) or sum(_seconds(m)) > MAX_DURATION.total_seconds():
+        return f"must be at most {MAX_DURATION.days} days long"
+    return None
+
+
+def _seconds(m: re.Match) -> tuple[int, float]:
+    """(whole seconds, fraction) of a matched (Signed)Duration, without its sign."""
+    weeks, days, hours, minutes = (int(g or 0) for g in m.groups()[1:5])
+    seconds = m.group(6) or "0"
+    whole, _, fraction = seconds.partition(".")
+    return (((weeks * 7 + days) * 24 + hours) * 60 + minutes) * 60 + int(whole), float(f"0.{fraction or 0}")
 
 
 def format_duration(td: timedelta) -> str:
@@ -87,7 +119,7 @@ def zone(name: object) -> ZoneInfo | None:
 
 @lru_cache(maxsize=512)
 def _zone(name: str) -> ZoneInfo | None:
-    if not name or name.startswith("/") or ".." in name:
+    if not _ZONE_NAME.fullmatch(name):  # no "..", no leading "/", no control character
         return None
     try:
         return ZoneInfo(name)

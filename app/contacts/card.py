@@ -17,10 +17,11 @@ indexes; the text conditions are checked as `app.contacts.match` describes.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
-from app.protocol.errors import invalid_properties
+from app.protocol.errors import ProblemError, invalid_properties
 from app.protocol.registry import CONTACTS
 from app.protocol.standard import apply_patch, patch_set_error
 from app.protocol.types import DataType, Property, data_type
@@ -28,6 +29,8 @@ from store import Collection
 
 from . import match
 from .jscontact import CARD_PROPERTIES, check_card
+
+log = logging.getLogger("tidings.contacts")
 
 # _books: the addressBookIds, _members: the members' uids, _kind: kind or its default "individual";
 # stored with the card for the declared indexes, never shown
@@ -186,17 +189,40 @@ class ContactCard(DataType):
 CONTACT_CARD = data_type(ContactCard())
 
 
+def _vcard(record: dict) -> str:
+    """One stored card as vCard 4.0; raises ProblemError (500, saying which card and why) when it
+    cannot be written: a record stored before a validation the writer relies on."""
+    from .vcard import card_to_vcard
+
+    try:
+        return card_to_vcard(CONTACT_CARD.to_jmap(None, record))
+    except Exception as exc:  # noqa: BLE001 - any failure of one card is reported, never a traceback
+        raise ProblemError("about:blank", 500, f"contact card {str(record.get('uid'))[:80]!r} cannot be "
+                           f"written as vCard: {type(exc).__name__}: {exc}"[:300]) from exc
+
+
+def _vcards(records) -> str:
+    """The cards of an address book; one that cannot be written is left out, with a log line, so
+    that it does not make the whole book unreadable."""
+    out = []
+    for record in records:
+        try:
+            out.append(_vcard(record))
+        except ProblemError as err:
+            log.warning("left out of the vCard export: %s", err.detail)
+    return "".join(out)
+
+
 def export_vcards(store, account_id: str, obj_id: str) -> str | None:
     """The vCard 4.0 text of a ContactCard (its id) or of every card of an AddressBook (its id),
-    for the download route ``/jmap/vcard/{accountId}/{id}`` (app.server); None if neither."""
+    for the download route ``/jmap/vcard/{accountId}/{id}`` (app.server); None if neither.
+    Raises ProblemError for a single card that cannot be written (`_vcard`)."""
     from .addressbook import ADDRESS_BOOK
-    from .vcard import card_to_vcard
 
     with store.read(account_id) as r:
         record = r.record(CARDS, obj_id)
         if record is not None:
-            return card_to_vcard(CONTACT_CARD.to_jmap(None, record))
+            return _vcard(record)
         if ADDRESS_BOOK.fetch(None, r, obj_id) is None:
             return None
-        return "".join(card_to_vcard(CONTACT_CARD.to_jmap(None, r.record(CARDS, i)))
-                       for i in r.record_ids(CARDS, "_books", equals=obj_id))
+        return _vcards(r.record(CARDS, i) for i in r.record_ids(CARDS, "_books", equals=obj_id))

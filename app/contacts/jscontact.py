@@ -11,6 +11,10 @@ Decisions:
 * ``@type`` may be left out everywhere (§1.3.4: it is implied); when given it must be the right one.
 * Enumerated kinds (Card kind, NameComponent kind, AddressComponent kind ...) accept the values the
   RFC registers and vendor values with a ":" (§1.8.2).
+* Text (a name, a note, an address's ``full``) may have line breaks: the vCard writer escapes them
+  (RFC 6350 §3.4).  Every other string - an id, uid, URI, email address, phone number, language
+  tag, token, vendor kind, set or map key - is one line: a control character is refused, as one
+  such value written into a vCard line would start a line of the client's choosing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from app.protocol.types import check_value
 
 __all__ = ["CARD_PROPERTIES", "check_card"]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,255}")  # fullmatch: "$" would allow a final "\n"
+# C0 and C1 controls (CR and LF among them), and the Unicode line and paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ONE_LINE = "must be a string on one line (no CR, LF or other control character)"
+_KEY_ONE_LINE = "the key must be a non-empty string on one line (no CR, LF or other control character)"
 
 _CONTEXT = ("contexts", "set")
 _PREF = ("pref", "pref")
@@ -29,11 +37,12 @@ _LABEL = ("label", "str")
 
 # Object type -> {property: type}; a type is a primitive name, ("obj", T), ("map", T) (Id[T]),
 # ("list", T) or ("enum", values).  "*required" lists the properties the object must have.
-_RESOURCE = {"kind": "str", "uri": "str", "mediaType": "str", "contexts": "set", "pref": "pref",
+# "str" is text (line breaks allowed), "line" a string on one line
+_RESOURCE = {"kind": "line", "uri": "line", "mediaType": "line", "contexts": "set", "pref": "pref",
              "label": "str", "*required": ("uri",)}
 SCHEMA: dict[str, dict] = {
     "Name": {"components": ("list", "NameComponent"), "isOrdered": "bool", "defaultSeparator": "str",
-             "full": "str", "sortAs": "strmap", "phoneticScript": "str", "phoneticSystem": "str"},
+             "full": "str", "sortAs": "strmap", "phoneticScript": "line", "phoneticSystem": "line"},
     "NameComponent": {"value": "str", "kind": ("enum", ("title", "given", "given2", "surname", "surname2",
                                                         "credential", "generation", "separator")),
                       "phonetic": "str", "*required": ("value", "kind")},
@@ -46,19 +55,19 @@ SCHEMA: dict[str, dict] = {
     "Pronouns": {"pronouns": "str", "contexts": "set", "pref": "pref", "*required": ("pronouns",)},
     "Title": {"name": "str", "kind": ("enum", ("title", "role")), "organizationId": "id",
               "*required": ("name",)},
-    "EmailAddress": {"address": "str", "contexts": "set", "pref": "pref", "label": "str",
+    "EmailAddress": {"address": "line", "contexts": "set", "pref": "pref", "label": "str",
                      "*required": ("address",)},
-    "OnlineService": {"service": "str", "uri": "str", "user": "str", "contexts": "set", "pref": "pref",
+    "OnlineService": {"service": "line", "uri": "line", "user": "line", "contexts": "set", "pref": "pref",
                       "label": "str"},
-    "Phone": {"number": "str", "features": "set", "contexts": "set", "pref": "pref", "label": "str",
+    "Phone": {"number": "line", "features": "set", "contexts": "set", "pref": "pref", "label": "str",
               "*required": ("number",)},
-    "LanguagePref": {"language": "str", "contexts": "set", "pref": "pref", "*required": ("language",)},
+    "LanguagePref": {"language": "line", "contexts": "set", "pref": "pref", "*required": ("language",)},
     "Calendar": {**_RESOURCE, "kind": ("enum", ("calendar", "freeBusy")), "*required": ("kind", "uri")},
-    "SchedulingAddress": {"uri": "str", "contexts": "set", "pref": "pref", "label": "str",
+    "SchedulingAddress": {"uri": "line", "contexts": "set", "pref": "pref", "label": "str",
                           "*required": ("uri",)},
-    "Address": {"components": ("list", "AddressComponent"), "isOrdered": "bool", "countryCode": "str",
-                "coordinates": "str", "timeZone": "str", "contexts": "set", "full": "str",
-                "defaultSeparator": "str", "pref": "pref", "phoneticScript": "str", "phoneticSystem": "str"},
+    "Address": {"components": ("list", "AddressComponent"), "isOrdered": "bool", "countryCode": "line",
+                "coordinates": "line", "timeZone": "line", "contexts": "set", "full": "str",
+                "defaultSeparator": "str", "pref": "pref", "phoneticScript": "line", "phoneticSystem": "line"},
     "AddressComponent": {"value": "str", "kind": ("enum", (
         "room", "apartment", "floor", "building", "number", "name", "block", "subdistrict", "district",
         "locality", "region", "postcode", "country", "direction", "landmark", "postOfficeBox", "separator")),
@@ -73,12 +82,12 @@ SCHEMA: dict[str, dict] = {
     "Anniversary": {"kind": ("enum", ("birth", "death", "wedding")), "date": "date",
                     "place": ("obj", "Address"), "*required": ("kind", "date")},
     "Note": {"note": "str", "created": "utc", "author": ("obj", "Author"), "*required": ("note",)},
-    "Author": {"name": "str", "uri": "str"},
+    "Author": {"name": "str", "uri": "line"},
     "PersonalInfo": {"kind": ("enum", ("expertise", "hobby", "interest")), "value": "str",
                      "level": ("enum", ("high", "medium", "low")), "listAs": "uint", "label": "str",
                      "*required": ("kind", "value")},
     "Relation": {"relation": "set"},
-    "PartialDate": {"year": "uint", "month": "month", "day": "day", "calendarScale": "str"},
+    "PartialDate": {"year": "uint", "month": "month", "day": "day", "calendarScale": "line"},
     "Timestamp": {"utc": "utc", "*required": ("utc",)},
 }
 
@@ -87,8 +96,8 @@ CARD_PROPERTIES: dict[str, object] = {
     "id": "id", "addressBookIds": "idset",
     "@type": "str", "version": "str", "created": "utc", "kind": ("enum", (
         "individual", "group", "org", "location", "device", "application")),
-    "language": "str", "members": "set", "prodId": "str", "relatedTo": ("strobjmap", "Relation"),
-    "uid": "str", "updated": "utc",
+    "language": "line", "members": "set", "prodId": "line", "relatedTo": ("strobjmap", "Relation"),
+    "uid": "line", "updated": "utc",
     "name": ("obj", "Name"), "nicknames": ("map", "Nickname"), "organizations": ("map", "Organization"),
     "speakToAs": ("obj", "SpeakToAs"), "titles": ("map", "Title"),
     "emails": ("map", "EmailAddress"), "onlineServices": ("map", "OnlineService"), "phones": ("map", "Phone"),
@@ -122,7 +131,7 @@ def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> 
                 problems[path] = f"must be a map of ids to {arg} objects"
                 return
             for key, item in value.items():
-                if not _ID_RE.match(key):
+                if not _ID_RE.fullmatch(key):
                     problems[f"{path}/{_esc(key)}"] = "the key is not an Id (1-255 of A-Z a-z 0-9 _ -)"
                     continue
                 _check_object(arg, item, f"{path}/{_esc(key)}", problems)
@@ -131,6 +140,9 @@ def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> 
                 problems[path] = f"must be a map of strings to {arg} objects"
                 return
             for key, item in value.items():
+                if not key or _CONTROL.search(key):
+                    problems[f"{path}/{_esc(key)}"] = _KEY_ONE_LINE
+                    continue
                 _check_object(arg, item, f"{path}/{_esc(key)}", problems)
         elif shape == "list":
             if not isinstance(value, list):
@@ -141,14 +153,18 @@ def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> 
         elif shape == "enum":
             if not isinstance(value, str) or not value:
                 problems[path] = "must be a non-empty string"
+            elif _CONTROL.search(value):  # a vendor value is written as it is (vCard KIND)
+                problems[path] = _ONE_LINE
             elif value not in arg and ":" not in value:
                 problems[path] = f"must be one of {', '.join(arg)} (or a vendor value with a ':')"
         return
     why = None
     if kind == "str":
         why = None if isinstance(value, str) else "must be a string"
+    elif kind == "line":
+        why = None if isinstance(value, str) and not _CONTROL.search(value) else _ONE_LINE
     elif kind == "id":
-        why = None if isinstance(value, str) and _ID_RE.match(value) else "must be an Id"
+        why = None if isinstance(value, str) and _ID_RE.fullmatch(value) else "must be an Id"
     elif kind == "bool":
         why = None if isinstance(value, bool) else "must be true or false"
     elif kind in ("uint", "pref", "month", "day"):
@@ -157,15 +173,19 @@ def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> 
             why = f"must be an integer from {low} to {high}"
     elif kind == "utc":
         why = None if _utc_ok(value) else 'must be a UTCDateTime such as "2024-01-02T03:04:05Z"'
-    elif kind == "set":
+    elif kind == "set":  # keys are tokens, uids or URIs (contexts, features, members, keywords)
         if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
             why = "must be a map of strings to true"
+        elif any(_CONTROL.search(k) for k in value):
+            bad = next(k for k in value if _CONTROL.search(k))
+            problems[f"{path}/{_esc(bad)}"] = _KEY_ONE_LINE
+            return
         elif not all(v is True for v in value.values()):
             bad = next(k for k, v in value.items() if v is not True)
             problems[f"{path}/{_esc(bad)}"] = "must be true"
             return
     elif kind == "idset":
-        if not isinstance(value, dict) or not all(isinstance(k, str) and (_ID_RE.match(k) or k.startswith("#"))
+        if not isinstance(value, dict) or not all(isinstance(k, str) and _ID_RE.fullmatch(k.removeprefix("#"))
                                                   for k in value):
             why = "must be a map of ids to true"
         elif not all(v is True for v in value.values()):
@@ -176,6 +196,8 @@ def _check(kind: object, value: object, path: str, problems: dict[str, str]) -> 
     elif kind == "patches":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             why = "must be a map of language tags to PatchObjects"
+        elif any(not k or _CONTROL.search(k) for k in value):
+            why = "every language tag must be a non-empty string on one line"
     elif kind == "date":  # §2.8.1: a PartialDate or a Timestamp
         if not isinstance(value, dict):
             why = "must be a PartialDate or a Timestamp object"
@@ -233,9 +255,11 @@ def check_card(card: dict) -> dict[str, str]:
         elif key == "version":
             if value != "1.0":
                 problems["version"] = 'must be "1.0" (RFC 9553 §2.1.9)'
-        elif key == "uid":
+        elif key == "uid":  # a URI or text, written as the vCard UID line
             if not isinstance(value, str) or not value:
                 problems["uid"] = "must be a non-empty string"
+            elif _CONTROL.search(value):
+                problems["uid"] = _ONE_LINE
         else:
             _check(kind, value, _esc(key), problems)
     return problems

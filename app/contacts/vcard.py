@@ -92,9 +92,29 @@ def _unescape(value: str) -> str:
     return re.sub(r"\\([nN\\,;:])", lambda m: "\n" if m.group(1) in "nN" else m.group(1), value)
 
 
+# C0 controls but TAB, CR and LF (those three are handled where they may occur), and DEL
+_CONTROL_NOT_BREAK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_break(value: str) -> str:
+    """CRLF and a lone CR or LF as one "\n" (each is a line break to some reader), and other
+    control characters left out: RFC 6350 §3.3 allows none in a value (VALUE-CHAR, QSAFE-CHAR)."""
+    return _CONTROL_NOT_BREAK.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 def _escape(value: str) -> str:
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    """A TEXT value as RFC 6350 §3.4 writes it: line breaks as \\n; backslash, comma, semicolon
+    escaped."""
+    value = _one_break(value)
     return (value.replace("\\", "\\\\").replace("\n", "\\n").replace(",", "\\,").replace(";", "\\;"))
+
+
+def _verbatim(value: str) -> str:
+    """A value written as it is (URI, uid, date): a control character still in it - in a card stored
+    before JSContact validation refused them - percent-encoded (RFC 3986 §2.1), so that no value
+    can end its content line and start one of the client's choosing."""
+    return _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", value)
 
 
 def _param_value(value: str) -> str:
@@ -104,7 +124,9 @@ def _param_value(value: str) -> str:
 
 
 def _param_out(value: str) -> str:
-    value = value.replace("^", "^^").replace("\n", "^n").replace('"', "^'")
+    """A parameter value as RFC 6868 §3 writes it: ^^ for ^, ^n for a line break (CR, LF or CRLF),
+    ^' for a double quote; quoted when it has , ; or :."""
+    value = _one_break(value).replace("^", "^^").replace("\n", "^n").replace('"', "^'")
     return f'"{value}"' if any(c in value for c in ",;:") else value
 
 
@@ -171,14 +193,14 @@ def _with(obj: dict, **extra: object) -> dict:
 def _date(value: str) -> dict | None:
     """A vCard date (or date-time) as a PartialDate or Timestamp (RFC 9553 §2.8.1)."""
     v = value.strip()
-    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})T(\d{2}):?(\d{2}):?(\d{2})Z", v)
+    m = re.fullmatch(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})T([0-9]{2}):?([0-9]{2}):?([0-9]{2})Z", v)
     if m:
         y, mo, d, h, mi, s = m.groups()
         return {"@type": "Timestamp", "utc": f"{y}-{mo}-{d}T{h}:{mi}:{s}Z"}
     v = v.split("T", 1)[0]
-    for pattern, keys in ((r"(\d{4})-?(\d{2})-?(\d{2})", ("year", "month", "day")),
-                          (r"--(\d{2})-?(\d{2})", ("month", "day")), (r"(\d{4})-(\d{2})", ("year", "month")),
-                          (r"(\d{4})", ("year",)), (r"---(\d{2})", ("day",))):
+    for pattern, keys in ((r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})", ("year", "month", "day")),
+                          (r"--([0-9]{2})-?([0-9]{2})", ("month", "day")), (r"([0-9]{4})-([0-9]{2})", ("year", "month")),
+                          (r"([0-9]{4})", ("year",)), (r"---([0-9]{2})", ("day",))):
         m = re.fullmatch(pattern, v)
         if m:
             out = {"@type": "PartialDate", **{k: int(x) for k, x in zip(keys, m.groups(), strict=True)}}
@@ -189,7 +211,7 @@ def _date(value: str) -> dict | None:
 
 
 def _utc(value: str) -> str | None:
-    m = re.fullmatch(r"(\d{4})-?(\d{2})-?(\d{2})T(\d{2}):?(\d{2}):?(\d{2})(?:\.\d+)?Z", value.strip())
+    m = re.fullmatch(r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})T([0-9]{2}):?([0-9]{2}):?([0-9]{2})(?:\.[0-9]+)?Z", value.strip())
     return "{}-{}-{}T{}:{}:{}Z".format(*m.groups()) if m else None
 
 
@@ -415,6 +437,9 @@ def card_to_vcard(card: dict) -> str:
     out: list[str] = []
 
     def add(name: str, value: str, params: dict | None = None) -> None:
+        """One content line: value already in its vCard form (TEXT through _escape), made safe
+        again here whatever it is; every parameter value through _param_out."""
+        value = _verbatim(value)
         head = name
         for key, val in (params or {}).items():
             if val is None or val == [] or val == "":
@@ -432,7 +457,7 @@ def card_to_vcard(card: dict) -> str:
         add("PRODID", _escape(card["prodId"]))
     add("UID", card.get("uid", ""))
     if card.get("kind"):
-        add("KIND", card["kind"])
+        add("KIND", _escape(card["kind"]))
     name = card.get("name") or {}
     comps = [c for c in name.get("components") or [] if isinstance(c, dict)]
     full = name.get("full") or " ".join(c["value"] for c in comps if c.get("kind") != "separator") or next(
@@ -481,7 +506,7 @@ def card_to_vcard(card: dict) -> str:
             prop = {v: k for k, v in _IM_PROPS.items()}.get(svc.get("service") or "", "X-IM")
             add(prop, _escape(svc["user"]), {"TYPE": _types(svc)})
     for lang in maps("preferredLanguages"):
-        add("LANG", lang["language"], {"TYPE": _types(lang), "PREF": lang.get("pref")})
+        add("LANG", _escape(lang["language"]), {"TYPE": _types(lang), "PREF": lang.get("pref")})
     for media in maps("media"):
         if media.get("uri"):
             add({"photo": "PHOTO", "logo": "LOGO", "sound": "SOUND"}.get(media.get("kind"), "PHOTO"),

@@ -32,9 +32,10 @@ from store import Collection
 __all__ = ["CAPABILITIES", "MAX_VALUE_DEPTH", "TYPES", "Capability", "DataType", "Property", "capability",
            "check_value", "data_type", "nests_deeper"]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
-_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+# \Z, not $ (which also matches before a final "\n"), and ASCII digits only: "ab\n" is no Id
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}\Z")
+_UTC_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z\Z")
+_DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})\Z")
 
 
 # How deeply a client's value may nest arrays and objects before any recursive code sees it (case
