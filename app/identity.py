@@ -10,11 +10,16 @@ Every account has a default identity for the user's own address, id ``I`` + the 
 changed (under that same id), and cannot be destroyed (``mayDelete: false``).  Identities a client
 creates get ids ``I`` + a lower-case hex counter, which never equal a default identity's id
 (account ids begin with an upper-case ``A``).
+
+``name``, ``replyTo`` and ``bcc`` end up in the header fields of messages a client composes, so
+they are held to what Email/set writes into a header (case o04): a name without line breaks, each
+email one addr-spec (`app.mail.headers.is_addr_spec`); else invalidProperties naming the path.
 """
 
 from __future__ import annotations
 
 from app.addresses import may_send_as
+from app.mail.headers import has_line_break, is_addr_spec
 from app.protocol.errors import set_error
 from app.protocol.registry import SUBMISSION
 from app.protocol.types import DataType, Property, data_type
@@ -32,6 +37,18 @@ def may_use(user: dict, address: str) -> bool:
     if address.startswith("*@"):
         return any(a.lower() == address[1:].lower() for a in user.get("aliases", ()))
     return may_send_as(user, address)
+
+
+def address_problems(address: dict, path: str) -> dict[str, str]:
+    """What Email/set would refuse in an EmailAddress (already of the right shape) it writes into
+    a header: an email that is not exactly one addr-spec ("a@b.c>, <evil@x.y" would be a second
+    recipient), a name with a line break (a header field of its own)."""
+    problems = {}
+    if not is_addr_spec(address["email"]):
+        problems[f"{path}/email"] = "must be one email address (an RFC 5322 addr-spec)"
+    if isinstance(address.get("name"), str) and has_line_break(address["name"]):
+        problems[f"{path}/name"] = "must not contain line breaks"
+    return problems
 
 
 class Identity(DataType):
@@ -66,6 +83,14 @@ class Identity(DataType):
         if reader.account_id == ctx.user["accountId"]:
             yield default
         yield from (i for i in reader.record_ids(self.collection) if i != default)
+
+    def validate(self, ctx, reader, obj: dict, current: dict | None, problems: dict[str, str]) -> dict:
+        if isinstance(obj.get("name"), str) and has_line_break(obj["name"]):
+            problems["name"] = "must not contain line breaks (it is written into a header field)"
+        for prop in ("replyTo", "bcc"):
+            for i, address in enumerate(obj.get(prop) or ()):
+                problems.update(address_problems(address, f"{prop}/{i}"))
+        return obj
 
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
         fields, error = super().prepare_create(ctx, reader, obj)

@@ -3,8 +3,12 @@ generic storage.  Delivery (the PushVerification, then StateChange pushes) is th
 (`ctx.push`); this module is only the object and its rules.
 
 Decisions (RFC 8620 §7.2 leaves them to the server):
-* The url must be ``https://``; ``tidings serve --push-allow-http`` also accepts ``http://`` (tests
-  with a loopback receiver).
+* The url must be an absolute ``https://`` URL (``tidings serve --push-allow-http`` also accepts
+  ``http://``, for tests with a loopback receiver): printable ASCII (RFC 3986 §2), a host, at most
+  `MAX_URL` characters; else invalidProperties at create, not a failure at the first POST.
+* ``deviceClientId`` is at most `MAX_DEVICE_CLIENT_ID` characters (§7.2 suggests a hash).
+* At most `MAX_PER_USER` subscriptions per user, counted on the state a /set leaves (§5.3): the
+  creates of one call beyond the limit are refused (invalidProperties on deviceClientId).
 * ``expires`` is at most `MAX_DAYS` days ahead: a later or missing value is set to that (Basic
   credentials do not expire, so the server bounds the subscription, as §7.2 asks).  Created with a
   bearer token that expires, it is bounded by the token's expiry instead, and only by that.
@@ -18,15 +22,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
+from app.protocol.errors import invalid_properties
 from app.protocol.registry import CORE
 from app.protocol.types import TYPES, DataType, Property, data_type
 from store import Collection
 
 MAX_DAYS = 7
 MAX_PER_USER = 50
+MAX_URL = 2048  # push service endpoints are a few hundred characters
+MAX_HOST = 253  # RFC 1035 §2.3.4: the longest domain name
+MAX_DEVICE_CLIENT_ID = 255
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: no space, CR, LF, NUL or other control
 _INTERNAL = ("credential", "expectedCode")  # stored with the record, never shown
 
 
@@ -53,6 +64,26 @@ def clamp_expires(value: str | None, credential_expires: int | None = None) -> s
 def is_expired(record: dict) -> bool:
     expires = record.get("expires")
     return expires is not None and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= _now()
+
+
+def url_problem(url: str, allow_http: bool) -> str | None:
+    """Why a PushSubscription url is not one this server will POST to, or None."""
+    schemes = ("https", "http") if allow_http else ("https",)
+    wanted = "an absolute https:// URL" + (" (or http://)" if allow_http else "") + " (RFC 8620 §7.2)"
+    if len(url) > MAX_URL:
+        return f"must be {wanted} of at most {MAX_URL} characters"
+    if not _URL_CHARS.fullmatch(url):
+        return f"must be {wanted}: printable ASCII, no spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port that is no number raises here
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 literal
+        return f"must be {wanted}: {exc}"
+    if parts.scheme.lower() not in schemes or not parts.hostname or len(parts.hostname) > MAX_HOST:
+        return f"must be {wanted} with a host"
+    if port == 0:
+        return f"must be {wanted}: port 0 is no port"
+    return None
 
 
 def _b64url_bytes(value: str) -> bytes | None:
@@ -96,13 +127,14 @@ class PushSubscription(DataType):
     def validate(self, ctx, reader, fields: dict, current: dict | None, problems: dict[str, str]) -> dict:
         if current is None:
             url = fields.get("url")
-            allowed = ("https://", "http://") if getattr(ctx, "push_allow_http", False) else ("https://",)
-            if isinstance(url, str) and not url.startswith(allowed):
-                problems["url"] = "must be an https:// URL (RFC 8620 §7.2)"
+            why = url_problem(url, getattr(ctx, "push_allow_http", False)) if isinstance(url, str) else None
+            if why:
+                problems["url"] = why
+            device = fields.get("deviceClientId")
+            if isinstance(device, str) and len(device) > MAX_DEVICE_CLIENT_ID:
+                problems["deviceClientId"] = f"at most {MAX_DEVICE_CLIENT_ID} characters"
             if fields.get("verificationCode") is not None:
                 problems["verificationCode"] = "must be null when the subscription is created"
-            if len(list(self.all_ids(ctx, reader))) >= MAX_PER_USER:
-                problems["deviceClientId"] = f"at most {MAX_PER_USER} push subscriptions per user"
         keys = fields.get("keys")
         if keys is not None:
             p256dh, auth = keys.get("p256dh"), keys.get("auth")
@@ -123,6 +155,18 @@ class PushSubscription(DataType):
         if "expires" in fields or current is None:
             fields["expires"] = clamp_expires(fields.get("expires"), ctx.user.get("credentialExpires"))
         return fields
+
+    def judge(self, ctx, reader, plan) -> None:
+        """The limit on the state the call leaves (RFC 8620 §5.3): the subscriptions there are, less
+        the ones this call destroys, plus its creates; the creates beyond the limit are refused."""
+        destroyed = {op.obj_id for op in plan.accepted("destroy")}
+        room = MAX_PER_USER - len(set(self.all_ids(ctx, reader)) - destroyed)
+        for op in plan.accepted("create"):
+            if room > 0:
+                room -= 1
+            else:
+                plan.refuse(op, invalid_properties(
+                    {"deviceClientId": f"at most {MAX_PER_USER} push subscriptions per user"}))
 
     def create(self, ctx, writer, fields: dict) -> dict:
         record = writer.create_record(self.collection, {**fields, "credential": credential(ctx),

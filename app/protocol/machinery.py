@@ -21,6 +21,7 @@ from .standard import (
     finish_set,
     id_list_arg,
     not_found,
+    patch_path_errors,
     patch_set_error,
     properties_arg,
     query_window,
@@ -279,7 +280,7 @@ def _plan(dt, ctx, w, args: dict, create: dict, update: dict, destroy: list) -> 
         plan.ops.append(Op("create", cid, "#" + cid, fields, None, error, obj))
     for raw_id, patch in update.items():
         obj_id = _resolve_ref(ctx, raw_id, create)
-        error = _too_deep(patch)
+        error = _bad_paths(patch) or _too_deep(patch)
         if error:
             plan.ops.append(Op("update", raw_id, obj_id, error=error))
             continue
@@ -296,6 +297,13 @@ def _plan(dt, ctx, w, args: dict, create: dict, update: dict, destroy: list) -> 
         op.error = not_found(raw_id, dt.name) if current is None else dt.check_destroy(ctx, w, current, args)
         plan.ops.append(op)
     return plan
+
+
+def _bad_paths(patch: dict) -> dict | None:
+    """invalidPatch for paths too long or too deep to be paths (RFC 8620 §5.3), before any type's
+    code splits or walks them (a type's prepare_update may read paths itself), or None."""
+    errors = patch_path_errors(patch)
+    return patch_set_error({}, errors) if errors else None
 
 
 def _too_deep(obj: dict) -> dict | None:

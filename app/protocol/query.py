@@ -66,6 +66,8 @@ def check_sort(sort: object, known: set[str]) -> list[dict]:
         if not isinstance(comp.get("isAscending", True), bool):
             raise invalid_arguments("isAscending must be a boolean")
         collation = comp.get("collation")
+        if collation is not None and not isinstance(collation, str):  # a wrong type, not an unknown name
+            raise invalid_arguments("collation must be a string (a collation algorithm name)")
         if collation is not None and collation not in ("i;ascii-numeric", "i;ascii-casemap",
                                                        "i;unicode-casemap"):
             raise MethodError("unsupportedSort", f"unsupported collation {collation!r}")

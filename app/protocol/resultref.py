@@ -3,11 +3,22 @@ value from an earlier response of the same request, with a JSON Pointer that may
 
 from __future__ import annotations
 
+import re
+
 from .errors import MethodError
+
+# RFC 6901 §4: array-index = %x30 / ( %x31-39 *%x30-39 ), ASCII digits, no leading zero ("01" and
+# Unicode digits such as "٠" or "²" name no element)
+_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 
 def _bad(description: str) -> MethodError:
     return MethodError("invalidResultReference", description)
+
+
+def _shown(text: str) -> str:
+    """A client's string as an error quotes it: cut short, never the megabytes sent."""
+    return repr(text) if len(text) <= 80 else f"{text[:80]!r}... ({len(text)} characters)"
 
 
 def evaluate_pointer(value: object, path: str) -> object:
@@ -15,7 +26,7 @@ def evaluate_pointer(value: object, path: str) -> object:
     if path == "":
         return value
     if not path.startswith("/"):
-        raise _bad(f"path {path!r} must start with '/'")
+        raise _bad(f"path {_shown(path)} must start with '/'")
     tokens = [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
     return _walk(value, tokens, path)
 
@@ -34,15 +45,16 @@ def _walk(value: object, tokens: list[str], path: str) -> object:
                     out.append(got)
             return out
         if isinstance(value, list):
-            if not token.isdigit() or int(token) >= len(value):
-                raise _bad(f"path {path!r}: no index {token!r}")
+            # a huge index is longer than any list's length has digits: no int() of it
+            if not _INDEX.fullmatch(token) or len(token) > len(str(len(value))) or int(token) >= len(value):
+                raise _bad(f"path {_shown(path)}: no index {_shown(token)}")
             value = value[int(token)]
         elif isinstance(value, dict):
             if token not in value:
-                raise _bad(f"path {path!r}: no member {token!r}")
+                raise _bad(f"path {_shown(path)}: no member {_shown(token)}")
             value = value[token]
         else:
-            raise _bad(f"path {path!r}: cannot descend into a {type(value).__name__}")
+            raise _bad(f"path {_shown(path)}: cannot descend into a {type(value).__name__}")
     return value
 
 

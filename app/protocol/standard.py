@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from .errors import MethodError, invalid_arguments, invalid_properties, set_error
 from .request import CallContext
+from .types import MAX_VALUE_DEPTH
 
 
 def check_known_args(args: dict, allowed: Iterable[str]) -> None:
@@ -98,21 +99,62 @@ def _json_copy(value):
     return value
 
 
+MAX_PATCH_PATH = 2048  # characters of one PatchObject path: keywords, ids and dates are far shorter
+MAX_PATCH_SEGMENTS = MAX_VALUE_DEPTH  # a path cannot point deeper than a value may nest
+_SHOWN = 80  # characters of a path an error quotes: never the megabytes a client sent
+
+
+def shown_path(path: str) -> str:
+    """A path as an error description quotes it, cut short."""
+    return repr(path) if len(path) <= _SHOWN else f"{path[:_SHOWN]!r}... ({len(path)} characters)"
+
+
+def patch_path_errors(patch: dict) -> dict[str, str]:
+    """The paths of a PatchObject that are too long or too deep to be a path into an object (each
+    against its description), before anything reads them: cheap, linear, and first."""
+    errors = {}
+    for path in patch:
+        if len(path) > MAX_PATCH_PATH:
+            errors[path] = f"a path of more than {MAX_PATCH_PATH} characters"
+        elif path.count("/") >= MAX_PATCH_SEGMENTS:
+            errors[path] = f"a path of more than {MAX_PATCH_SEGMENTS} segments"
+    return errors
+
+
+def _prefix_errors(patch: dict) -> dict[str, str]:
+    """RFC 8620 §5.3: "a patch MUST NOT have two pointers where one is the prefix of the other".  A
+    trie of the paths' segments finds every such path in time linear in the patch's size."""
+    end = object()  # marks the node where a path ends (no segment string equals it)
+    trie: dict = {}
+    for path in patch:
+        node = trie
+        for segment in path.split("/"):
+            node = node.setdefault(segment, {})
+        node[end] = path
+    errors = {}
+    for path in patch:
+        node = trie
+        for segment in path.split("/")[:-1]:
+            node = node[segment]
+            if end in node:
+                errors[path] = f"{shown_path(node[end])} is patched as a whole too"
+                break
+    return errors
+
+
 def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[dict, dict[str, str], dict[str, str]]:
     """Applies a PatchObject (RFC 8620 §5.3) to a copy of obj. Returns (new object, property
     problems, patch errors): a property that is unknown or may not change is an invalidProperties
     problem; a path that breaks the PatchObject rules (a missing parent, a pointer into an array,
-    one pointer the prefix of another) makes the patch itself invalid (invalidPatch)."""
+    one pointer the prefix of another, a path too long to be one) makes the patch itself invalid
+    (invalidPatch).  Linear in the size of the patch."""
     roots = set(mutable_roots)
     out = {k: (_json_copy(v) if k in roots else v) for k, v in obj.items()}
     problems: dict[str, str] = {}
-    patch_errors: dict[str, str] = {}
-    for path in patch:
-        parts = path.split("/")
-        for n in range(1, len(parts)):
-            if "/".join(parts[:n]) in patch:
-                patch_errors[path] = f"{'/'.join(parts[:n])!r} is patched as a whole too"
-                break
+    patch_errors = patch_path_errors(patch)
+    if patch_errors:
+        return out, problems, patch_errors
+    patch_errors = _prefix_errors(patch)
     for path, value in patch.items():
         if path in patch_errors:
             continue
@@ -143,9 +185,9 @@ def apply_patch(obj: dict, patch: dict, mutable_roots: Iterable[str]) -> tuple[d
 
 
 def patch_set_error(problems: dict[str, str], patch_errors: dict[str, str]) -> dict | None:
-    """The SetError for a failed update, or None if it may go on."""
+    """The SetError for a failed update, or None if it may go on.  Paths are quoted cut short."""
     if patch_errors:
-        return set_error("invalidPatch", "; ".join(f"{p}: {why}" for p, why in patch_errors.items()))
+        return set_error("invalidPatch", "; ".join(f"{shown_path(p)}: {why}" for p, why in patch_errors.items()))
     if problems:
         return invalid_properties(problems)
     return None

@@ -64,6 +64,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import socket
 import time
 import urllib.parse
@@ -189,15 +190,28 @@ class Outcome:
         self.retry_after = retry_after
 
 
+# RFC 9110 §10.2.3: Retry-After = HTTP-date / delay-seconds, delay-seconds = 1*DIGIT (ASCII: "²" or
+# "٣" are no number of seconds, though Python's isdigit() and float() may take them)
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+
+
 def _retry_after(value: str | None) -> float | None:
+    """The seconds a Retry-After asks to wait (at most RETRY_AFTER_MAX), or None: a value that is
+    neither delay-seconds nor an HTTP-date is ignored with one warning, and the usual backoff
+    applies."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_MAX)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    if _DELAY_SECONDS.fullmatch(value):
+        return RETRY_AFTER_MAX if len(value) > 9 else min(float(value), RETRY_AFTER_MAX)
+    when = None
+    if value.isascii():
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+    if when is None:
+        log.warning("push: ignoring a Retry-After that is neither seconds nor an HTTP date: %r", value[:100])
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -439,7 +453,7 @@ class Deliverer:
 
     def _read_seq(self) -> int | None:
         text = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else None
+        return int(text) if text.isascii() and text.isdigit() else None
 
     def _write_seq(self, seq: int) -> None:
         if self._fd is not None:

@@ -10,10 +10,16 @@ Decisions (§7 leaves them to the server):
 * Delayed send is FUTURERELEASE (RFC 4865): ``HOLDFOR``/``HOLDUNTIL`` on the envelope's mailFrom,
   up to ``maxDelayedSend``; the server holds the message itself and does not pass the parameter on.
 * ``undoStatus`` is ``pending`` until a recipient has the message (delivered here or accepted by
-  the relay), then ``final``; a pending submission can be canceled unless an attempt is under way
-  at that moment (``cannotUnsend``), also while it waits for a retry.
+  the relay), or every recipient has failed for good, then ``final``; a pending submission can be
+  canceled unless an attempt is under way at that moment (``cannotUnsend``), also while it waits
+  for a retry.
 * Mail to this server's own domains is delivered locally; mail to other domains needs a relay
   (``tidings serve --smtp-relay``): without one, such recipients are ``invalidRecipients``.
+* Envelope parameters must be writable on an SMTP command line (RFC 5321 §4.1.2 esmtp-keyword and
+  esmtp-value, at most 16 per address; ``AUTH`` is the server's, RFC 4954 §5), and the envelope
+  sender one address: else invalidProperties on ``envelope``.  Non-ASCII addresses are accepted and
+  sent with SMTPUTF8 (RFC 6531) when the relay offers it; without it, they fail at delivery (553
+  5.6.7 in deliveryStatus), as they would at a relay without it.
 * The envelope sender and every From address must be the user's (`app.addresses.may_send_as`):
   else ``forbiddenMailFrom`` / ``forbiddenFrom``.  The null sender is not for users.
 """
@@ -180,8 +186,12 @@ class EmailSubmission(DataType):
         shown = {rcpt: {"smtpReply": s["smtpReply"], "delivered": s["delivered"],
                         "displayed": (record.get("deliveryStatus") or {}).get(rcpt, {}).get("displayed", "unknown")}
                  for rcpt, s in status.items()}
-        # §7 final: "relayed to at least one recipient in a manner that cannot be recalled"
-        final = record["undoStatus"] == "pending" and any(s["delivered"] in ("yes", "unknown") for s in shown.values())
+        # §7 final: "relayed to at least one recipient in a manner that cannot be recalled" - or
+        # every recipient has its outcome (all failed for good): then too "it is no longer possible
+        # to cancel this submission", and it must not stay pending for ever
+        settled = all(s["delivered"] != outbox.QUEUED for s in shown.values())
+        final = record["undoStatus"] == "pending" and (
+            settled or any(s["delivered"] in ("yes", "unknown") for s in shown.values()))
         writer.update_record(self.collection, submission_id, {
             **record, "deliveryStatus": shown, "undoStatus": "final" if final else record["undoStatus"]})
 

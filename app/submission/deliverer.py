@@ -10,10 +10,12 @@ An attempt first takes the entry: in one transaction its ``due`` becomes now + `
 and ``attempts`` grows (while it is leased, the EmailSubmission cannot be canceled); then it
 sends; then, in one transaction, it records each recipient's reply (2xx: done, 5xx: failed for
 good, 4xx: tried again after a backoff; the submission is ``final`` once a recipient has the
-message) and removes the entry once every recipient is done or `GIVE_UP_SECONDS` have passed.  A deliverer that dies mid-attempt leaves
-the lease, which the next one (at start) or the lease's end releases: the message is sent again,
-to the recipients whose outcome was not recorded (at-least-once; the window is the time between
-the relay's reply to DATA and the commit after it).
+message) and removes the entry once every recipient is done or `GIVE_UP_SECONDS` have passed.  An
+attempt that fails inside tidings (an exception, not a reply) is logged in one line and retried,
+`MAX_INTERNAL_FAILURES` times at most: then its recipients fail for good.  A deliverer that dies
+mid-attempt leaves the lease, which the next one (at start) or the lease's end releases: the
+message is sent again, to the recipients whose outcome was not recorded (at-least-once; the window
+is the time between the relay's reply to DATA and the commit after it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ CONCURRENCY = 4
 RETRY_BASE = float(os.environ.get("TIDINGS_SMTP_RETRY_BASE", "60"))  # first retry after, seconds
 RETRY_MAX = 4 * 3600.0
 GIVE_UP_SECONDS = float(os.environ.get("TIDINGS_SMTP_GIVE_UP", str(5 * 86400)))  # RFC 5321 §4.5.4.1
+MAX_INTERNAL_FAILURES = 3  # attempts that fail inside tidings (not a reply of a server) before giving up
 
 
 def backoff(attempts: int) -> float:
@@ -193,12 +196,19 @@ class Deliverer:
                 await asyncio.to_thread(self._record, account_id, entry_id, replies)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one entry's trouble never stops the queue
-            log.exception("submission: delivery of %s in %s failed; it is tried again", entry_id, account_id)
+        except Exception as exc:  # noqa: BLE001 - one entry's trouble never stops the queue
+            # one line per attempt (the traceback at debug level): an entry that keeps failing must
+            # not fill the log with tracebacks at every retry
+            log.debug("submission: delivery of %s in %s failed", entry_id, account_id, exc_info=True)
             try:
-                await asyncio.to_thread(self._release, account_id, entry_id)
-            except Exception:  # noqa: BLE001 - the lease then ends by itself (LEASE_SECONDS)
-                log.exception("submission: cannot release %s in %s", entry_id, account_id)
+                gave_up = await asyncio.to_thread(self._release, account_id, entry_id, exc)
+            except Exception as again:  # noqa: BLE001 - the lease then ends by itself (LEASE_SECONDS)
+                log.error("submission: cannot release %s in %s: %s: %s", entry_id, account_id,
+                          type(again).__name__, again)
+            else:
+                log.error("submission: delivery of %s in %s failed inside tidings (%s: %s); %s", entry_id,
+                          account_id, type(exc).__name__, exc,
+                          "given up" if gave_up else "it is tried again")
         finally:
             self._busy.discard(key)
 
@@ -259,14 +269,25 @@ class Deliverer:
                 f"local delivery failed: {exc}", "no"
         return 250, "250 2.0.0 delivered", "yes"
 
-    def _release(self, account_id: str, entry_id: str) -> None:
-        """After an attempt that failed inside tidings: the entry is tried again after the backoff."""
+    def _release(self, account_id: str, entry_id: str, exc: Exception) -> bool:
+        """After an attempt that failed inside tidings: the entry is tried again after the backoff,
+        up to `MAX_INTERNAL_FAILURES` times (or until `GIVE_UP_SECONDS`), then its recipients left
+        fail for good (``delivered: no``, the reason in smtpReply) through `_finish`, so the
+        submission ends.  Returns whether it gave up."""
         with self.store.write(account_id) as w:
             entry = w.record(outbox.OUTBOX, entry_id)
-            if entry is not None and entry.get("leased"):
+            if entry is None or not entry.get("leased"):
+                return False
+            entry["internalFailures"] = entry.get("internalFailures", 0) + 1
+            if entry["internalFailures"] < MAX_INTERNAL_FAILURES \
+                    and time.time() - entry["created"] < GIVE_UP_SECONDS:
                 entry.update(due=int(time.time() + backoff(entry["attempts"])), leased=False)
                 w.update_record(outbox.OUTBOX, entry_id, entry)
                 self._schedule(entry["due"], account_id, entry_id)
+                return False
+            reply = " ".join(f"554 5.3.0 tidings could not send this ({type(exc).__name__}: {exc})".split())[:500]
+            self._finish(w, entry, {r["email"]: (554, reply, "no") for r in outbox.pending(entry)})
+            return True
 
     def _record(self, account_id: str, entry_id: str, replies: dict[str, tuple[int, str, str]]) -> None:
         with self.store.write(account_id) as w:

@@ -2,6 +2,13 @@
 connection per queue entry, one RCPT per recipient so each gets its own reply (RFC 8621 §7
 deliveryStatus), the message sent as stored (aiosmtplib only dot-stuffs and ends lines with CRLF).
 
+Non-ASCII addresses (RFC 6531, allowed in an envelope since an addr-spec may be UTF-8, RFC 6532)
+are sent with ``SMTPUTF8`` on MAIL when the relay offers that extension; when it does not, such a
+recipient (or, for a non-ASCII sender, every recipient) fails for good with ``553 5.6.7``, as a
+relay without SMTPUTF8 would refuse it.  A parameter or address that cannot be written on an SMTP
+command line (only a queue entry older than the checks at create can have one) fails the same way,
+as a reply of this server, never as an exception of the attempt.
+
 Security: ``auto`` uses implicit TLS on port 465 and STARTTLS whenever the relay offers it
 elsewhere; ``starttls`` requires STARTTLS; ``tls`` is implicit TLS; ``none`` never encrypts
 (a relay on loopback).  Certificates are verified (``--smtp-ca-file`` adds a CA)."""
@@ -14,6 +21,8 @@ import time
 from dataclasses import dataclass
 
 import aiosmtplib
+
+from .envelope import parameters_problem
 
 SECURITY = ("auto", "starttls", "tls", "none")
 _ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}\b")
@@ -36,7 +45,7 @@ class RelayConfig:
         if not sep or host.count(":") and not host.endswith("]"):  # "host" or a bare IPv6 address
             host, port = address, "587"
         host = host.strip("[]")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"bad relay address {address!r}: host:port")
         return cls(host=host, port=int(port), **options)
 
@@ -139,20 +148,35 @@ class Relay:
         results: dict[str, tuple[int, str]] = {}
         try:
             try:
-                await client.mail(mail_from, options=_options(mail_params))
+                await _greeted(client)  # the relay's extensions (SMTPUTF8) decide what MAIL says
+                refused, options, encoding = _mail_options(client, mail_from, mail_params, rcpts)
+                if refused is not None:
+                    self._idle.append((client, time.monotonic()))
+                    return dict.fromkeys((r["email"] for r in rcpts), refused)
+                await client.mail(mail_from, options=options, encoding=encoding)
             except aiosmtplib.SMTPResponseException as exc:
                 if exc.code == 421:  # closing: the connection is done
                     raise _Broken(exc.message) from exc
                 await client.rset()
                 self._idle.append((client, time.monotonic()))
                 return {r["email"]: (exc.code, smtp_reply(exc.code, exc.message)) for r in rcpts}
+            except ValueError as exc:  # aiosmtplib will not write it on a command line: nothing sent
+                self._idle.append((client, time.monotonic()))
+                return dict.fromkeys((r["email"] for r in rcpts),
+                                     (553, f"553 5.1.7 the sender address cannot be sent: {exc}"))
             accepted = []
             for rcpt in rcpts:
+                refused = _rcpt_problem(rcpt, encoding)
+                if refused is not None:
+                    results[rcpt["email"]] = refused
+                    continue
                 try:
-                    await client.rcpt(rcpt["email"], options=_options(rcpt.get("parameters")))
+                    await client.rcpt(rcpt["email"], options=_options(rcpt.get("parameters")), encoding=encoding)
                     accepted.append(rcpt["email"])
                 except aiosmtplib.SMTPResponseException as exc:
                     results[rcpt["email"]] = (exc.code, smtp_reply(exc.code, exc.message))
+                except ValueError as exc:  # aiosmtplib will not write it on a command line: nothing sent
+                    results[rcpt["email"]] = (553, f"553 5.1.3 the address cannot be sent: {exc}")
             if not accepted:
                 await client.rset()
             else:
@@ -170,6 +194,44 @@ class Relay:
             raise _Broken(str(exc)) from exc
         self._idle.append((client, time.monotonic()))
         return results
+
+
+_NO_SMTPUTF8 = "553 5.6.7 the relay does not accept non-ASCII addresses (no SMTPUTF8, RFC 6531)"
+
+
+async def _greeted(client: aiosmtplib.SMTP) -> None:
+    """EHLO (HELO if the relay refuses it) unless done on this connection, as MAIL would do it."""
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+
+
+def _mail_options(client: aiosmtplib.SMTP, mail_from: str, params: dict | None,
+                  rcpts: list[dict]) -> tuple[tuple[int, str] | None, list[str], str]:
+    """(the reply every recipient gets when MAIL cannot be sent, or None; MAIL's parameters; the
+    encoding of the addresses).  SMTPUTF8 is asked for when an address needs it and the relay can."""
+    why = parameters_problem(params, "mailFrom")
+    if why:
+        return (501, f"501 5.5.4 {why}"), [], "ascii"
+    options = _options(params)
+    wanted = not mail_from.isascii() or any(not r["email"].isascii() for r in rcpts)
+    if not wanted or not client.supports_extension("smtputf8"):
+        return ((553, _NO_SMTPUTF8) if not mail_from.isascii() else None), options, "ascii"
+    if not any(o.upper() == "SMTPUTF8" for o in options):
+        options.append("SMTPUTF8")
+    return None, options, "utf-8"
+
+
+def _rcpt_problem(rcpt: dict, encoding: str) -> tuple[int, str] | None:
+    """The reply of a recipient that cannot be written on RCPT, or None."""
+    why = parameters_problem(rcpt.get("parameters"), "rcptTo")
+    if why:
+        return 501, f"501 5.5.4 {why}"
+    if encoding == "ascii" and not rcpt["email"].isascii():
+        return 553, _NO_SMTPUTF8
+    return None
 
 
 class _Broken(Exception):
