@@ -428,7 +428,7 @@ def _dovecot_keywords(path: str) -> dict[str, str]:
         with open(os.path.join(path, "dovecot-keywords"), encoding="utf-8", errors="replace") as f:
             for line in f:
                 idx, _, word = line.strip().partition(" ")
-                if idx.isdigit() and int(idx) < 26 and valid_keyword(word):
+                if idx.isascii() and idx.isdigit() and int(idx) < 26 and valid_keyword(word):
                     out[chr(ord("a") + int(idx))] = word.lower()
     except OSError:
         pass

@@ -9,7 +9,7 @@ import re
 import textwrap
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE | re.ASCII)
 MAX_LIMIT = 2**53 - 1  # an UnsignedInt (RFC 8620 §1.3)
 
 
@@ -31,7 +31,7 @@ def parse_count(text: str) -> int | None:
     """A message count ("100000"), or None for "none".  ValueError for anything else."""
     if text.strip().lower() == "none":
         return None
-    if not text.strip().isdigit() or int(text) > MAX_LIMIT:
+    if not (text.strip().isascii() and text.strip().isdigit()) or int(text) > MAX_LIMIT:
         raise ValueError(f"bad message count {text!r}: a whole number, or none")
     return int(text)
 

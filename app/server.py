@@ -457,7 +457,7 @@ def create_app(config: Config) -> FastAPI:
         if content_type != "application/json":
             return problem(ProblemError("notJSON", 400, "the request Content-Type must be application/json"))
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_size_request:
+        if length and length.isascii() and length.isdigit() and int(length) > limits.max_size_request:
             return problem(ProblemError("limit", 400, "request exceeds maxSizeRequest",
                                         limit="maxSizeRequest"))
         body = await _read_limited(request, limits.max_size_request)
@@ -482,9 +482,9 @@ def create_app(config: Config) -> FastAPI:
             return problem(ProblemError("about:blank", 404, f"no account {account_id!r}"))
         limits = config.limits
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_size_upload:
+        if length and length.isascii() and length.isdigit() and int(length) > limits.max_size_upload:
             return problem(TOO_LARGE)
-        if length and length.isdigit():  # refused before the body is read when it cannot fit
+        if length and length.isascii() and length.isdigit():  # refused before the body is read when it cannot fit
             try:
                 with tidings.store.read(account_id) as r:
                     r.check_room(octets=int(length))

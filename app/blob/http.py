@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 CHUNK = 256 * 1024
 CACHE = "private, immutable, max-age=31536000"
-_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", re.ASCII)  # RFC 9110 §14.1: DIGIT is ASCII
 
 
 def etag_of(blob_id: str) -> str:

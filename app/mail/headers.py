@@ -627,7 +627,7 @@ def _date_fields(tokens: list[str]) -> tuple[int, int, int, int, int, int, int |
     rest = tokens[i + 1:]
     meridiem = time.group(5) or (rest.pop(0) if rest and _MERIDIEM_RE.fullmatch(rest[0]) else None)
     zone = time.group(6)
-    if zone is None and rest and (year is not None or not rest[0].isdigit()):
+    if zone is None and rest and (year is not None or not (rest[0].isascii() and rest[0].isdigit())):
         zone = rest.pop(0)
     if year is None:  # asctime: the year after the time (and its zone, if any)
         year = _year(rest.pop(0)) if rest else None

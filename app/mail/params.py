@@ -27,7 +27,7 @@ from .charsets import decode
 
 __all__ = ["format_params", "parse_params"]
 
-_SECTION_RE = re.compile(r"^(.*?)\*(\d+)(\*?)$")
+_SECTION_RE = re.compile(r"^(.*?)\*(\d+)(\*?)$", re.ASCII)  # RFC 2231 §3: section numbers are ASCII
 _TSPECIALS_OR_SPACE = re.compile(r'[\s()<>@,;:\\"/\[\]?=]')
 # RFC 2045 §5.1: an unquoted value is a token, which ends at white space or a tspecial; what follows
 # it up to the next ";" is junk (``charset=iso-8859-1 format=flowed``, ``charset=utf-8,``).  Leniency:

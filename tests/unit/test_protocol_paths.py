@@ -101,3 +101,14 @@ def test_an_unknown_collation_name_is_unsupported_sort():
     with pytest.raises(MethodError) as err:
         check_sort([{"property": "name", "collation": "i;octet-bogus"}], {"name"})
     assert err.value.body()["type"] == "unsupportedSort"
+
+
+def test_ascii_numeric_collation_compares_huge_and_non_ascii_numbers_without_failing():
+    from app.email.query import _collation
+
+    key = _collation("i;ascii-numeric")
+    values = ["10 apples", "9 pears", "0009 figs", "٣ dates", "x", "5" * 5000 + " big", "007"]
+    ordered = sorted(values, key=key)
+    assert ordered[0] == "007" and set(ordered[1:3]) == {"0009 figs", "9 pears"} and ordered[3] == "10 apples"
+    assert ordered[4] == "5" * 5000 + " big"
+    assert set(ordered[5:]) == {"٣ dates", "x"}  # no leading ASCII digits: after every number
