@@ -164,3 +164,13 @@ def wait_until(condition, what: str, timeout: float = 20.0, interval: float = 0.
 def unique(prefix: str = "t") -> str:
     """A name no other test uses, so tests can share one server."""
     return f"{prefix}{os.getpid()}x{next(_counter)}"
+
+
+@pytest.fixture(scope="module")
+def relay():
+    """A real SMTP server on loopback (aiosmtpd, tests.smtp_relay) that keeps what it received."""
+    from tests.smtp_relay import Relay
+
+    r = Relay(free_port())
+    yield r
+    r.stop()

@@ -11,6 +11,7 @@ import pytest
 from app.calendar.timing import MAX_DURATION
 from app.contacts.vcard import card_to_vcard, parse_vcards
 from tests.conftest import CORE, Jmap, Server, tidings
+from tests.unit.test_jscal_validation import WRONG_TYPE_CASES
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 CALENDARS = "urn:ietf:params:jmap:calendars"
@@ -189,15 +190,7 @@ EVENT = {"title": "t", "start": "2024-01-10T10:00:00", "timeZone": "Europe/Berli
 
 
 @pytest.mark.parametrize(("props", "path"), [
-    ({"status": ["x"]}, "status"),
-    ({"freeBusyStatus": {"a": 1}}, "freeBusyStatus"),
-    ({"privacy": []}, "privacy"),
-    ({"recurrenceRules": [{"frequency": ["daily"]}]}, "recurrenceRules/0/frequency"),
-    ({"recurrenceRules": [{**WEEKLY, "byDay": [{"day": ["mo"]}]}]}, "recurrenceRules/0/byDay/0"),
-    ({"recurrenceRules": [{**WEEKLY, "firstDayOfWeek": ["mo"]}]}, "recurrenceRules/0/firstDayOfWeek"),
-    ({"participants": {"p1": {"participationStatus": ["accepted"]}}}, "participants/p1/participationStatus"),
-    ({"participants": {"p1": {"kind": {}}}}, "participants/p1/kind"),
-    ({"recurrenceRules": [WEEKLY], "recurrenceOverrides": {RID: {"status": ["x"]}}}, f"recurrenceOverrides/{RID}/status"),
+    *WRONG_TYPE_CASES,
     ({"recurrenceRules": [{**WEEKLY, "byDay": [{"day": "mo", "nthOfPeriod": True}]}]},
      "recurrenceRules/0/byDay/0/nthOfPeriod"),
     ({"recurrenceRules": [{**WEEKLY, "byMonth": ["²"]}]}, "recurrenceRules/0/byMonth/0"),

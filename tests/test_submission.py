@@ -15,11 +15,6 @@ from tests.smtp_relay import Relay
 RETRY = {"TIDINGS_SMTP_RETRY_BASE": "0.3"}
 
 
-@pytest.fixture(scope="module")
-def relay():
-    r = Relay(free_port())
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,12 @@ import time
 import pytest
 
 from app.submission import deliverer as deliverer_module
-from tests.conftest import CORE, MAIL, Jmap, Server, free_port, tidings, unique
-from tests.smtp_relay import Relay
+from tests.conftest import CORE, MAIL, Jmap, Server, tidings, unique
 from tests.test_pushsubscription import Receiver
 
 ENV = {"TIDINGS_SMTP_RETRY_BASE": "0.3", "TIDINGS_PUSH_RETRY_BASE": "0.05"}
 
 
-@pytest.fixture(scope="module")
-def relay():
-    r = Relay(free_port())
-    yield r
-    r.stop()
 
 
 @pytest.fixture(scope="module")

@@ -98,15 +98,16 @@ def _check_text(obj: dict, keys: tuple[str, ...], path: str, problems: dict[str,
             problems[f"{path}/{key}"] = "must be a string"
 
 
-def _map_of_objects(value: object, path: str, problems: dict[str, str], check) -> None:
+def _map_of_objects(value: object, path: str, problems: dict[str, str], check, *, keys: str = "ids",
+                    key_ok=_ID.fullmatch, key_problem: str = "key is not an Id", items: str = "objects") -> None:
     if not isinstance(value, dict):
-        problems[path] = "must be an object mapping ids to objects"
+        problems[path] = f"must be an object mapping {keys} to {items}"
         return
     for key, item in value.items():
-        if not _ID.fullmatch(key):
-            problems[f"{path}/{key}"] = "key is not an Id"
+        if not key_ok(key):
+            problems[f"{path}/{key}"] = key_problem
         elif not isinstance(item, dict):
-            problems[f"{path}/{key}"] = "must be an object"
+            problems[f"{path}/{key}"] = f"must be a{'n' if items[0] in 'aeiou' else ''} {items[:-1]}"
         else:
             check(item, f"{path}/{key}", problems)
 
@@ -280,16 +281,9 @@ def _check_relation(rel: dict, path: str, problems: dict[str, str]) -> None:
 
 
 def _check_related_to(value: object, path: str, problems: dict[str, str]) -> None:
-    if not isinstance(value, dict):
-        problems[path] = "must be an object mapping uids to Relation objects"
-        return
-    for uid, rel in value.items():
-        if not one_line(uid):
-            problems[f"{path}/{uid}"] = "the uid must be on one line (no CR, LF or other control character)"
-        elif not isinstance(rel, dict):
-            problems[f"{path}/{uid}"] = "must be a Relation object"
-        else:
-            _check_relation(rel, f"{path}/{uid}", problems)
+    _map_of_objects(value, path, problems, _check_relation, keys="uids", key_ok=one_line,
+                    key_problem="the uid must be on one line (no CR, LF or other control character)",
+                    items="Relation objects")
 
 
 def _check_overrides(value: object, path: str, problems: dict[str, str]) -> None:
