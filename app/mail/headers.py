@@ -547,7 +547,10 @@ _NUMERIC_ZONE_RE = re.compile(r"(?:GMT|UTC|UT)?([+-])(\d\d):?(\d\d)", re.I | re.
 _MERIDIEM_RE = re.compile(r"([ap])\.?m\.?", re.I)
 # hour ":" minute [":" second], also with "." (some mailers); AM/PM or a numeric zone may be glued on
 _TIME_RE = re.compile(
-    r"(\d{1,2})([:.])(\d\d)(?:\2(\d\d))?([ap]\.?m\.?)?((?:GMT|UTC|UT)?[+-]\d\d:?\d\d)?", re.I | re.A)
+    r"(\d{1,2})([:.])(\d\d)(?:\2(\d\d?))?([ap]\.?m\.?)?((?:GMT|UTC|UT)?[+-]\d\d:?\d\d)?", re.I | re.A)
+# what a writer meant as a zone, readable or not ("CET", "+0100", "GMT+1", "0100"); any other token
+# after the time ("version=2.40" from a damaged fold) is trailing text, and the zone is not given
+_ZONE_LIKE_RE = re.compile(r"[A-Za-z]*[+-]*[0-9][0-9:]*|[A-Za-z]+|[+-].*")
 _RFC850_DATE_RE = re.compile(r"(\d{1,2})-([A-Za-z]+)-(\d+)", re.A)  # "03-Feb-20" (RFC 850)
 _DATE_SPLIT_RE = re.compile(r"[\s,]+")
 _UNKNOWN = "unknown"  # a zone whose offset is not known: -0000
@@ -627,7 +630,8 @@ def _date_fields(tokens: list[str]) -> tuple[int, int, int, int, int, int, int |
     rest = tokens[i + 1:]
     meridiem = time.group(5) or (rest.pop(0) if rest and _MERIDIEM_RE.fullmatch(rest[0]) else None)
     zone = time.group(6)
-    if zone is None and rest and (year is not None or not (rest[0].isascii() and rest[0].isdigit())):
+    if (zone is None and rest and _ZONE_LIKE_RE.fullmatch(rest[0])
+            and (year is not None or not (rest[0].isascii() and rest[0].isdigit()))):
         zone = rest.pop(0)
     if year is None:  # asctime: the year after the time (and its zone, if any)
         year = _year(rest.pop(0)) if rest else None

@@ -220,9 +220,12 @@ def has_controls(text: str) -> bool:
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
-# A time followed by a numeric zone that is malformed ("+-0500", "+1"): the stdlib reads it as an
-# unknown zone (-0000), an instant hours off; tidings gives no date for it rather than a wrong instant
-MALFORMED_ZONE = re.compile(r"\d:\d\d(?::\d\d)?\s*[+-](?!\d\d:?\d\d(?!\d))")
+# A time followed by a numeric zone that is malformed ("+-0500", "+1", "GMT+1") or has no sign after
+# a year ("2002 23:37:59 0530"): the stdlib reads the first as an unknown zone (-0000), an instant
+# hours off, and guesses "+" for the second; tidings gives no date rather than a guessed instant
+# (tests/unit/test_header_forms.py holds the forms)
+MALFORMED_ZONE = re.compile(r"\d:\d\d(?::\d\d?)?\s*(?:GMT|UTC|UT)?[+-](?!\d\d:?\d\d(?!\d))"
+                            r"|\d{4}\s+\d\d?:\d\d(?::\d\d?)?\s+\d+\s*$", re.I)
 
 
 def malformed_zone(msg) -> bool:

@@ -183,6 +183,9 @@ def test_two_and_three_digit_years_are_read_as_rfc_5322_section_4_3_says(year, e
     ("Mon, 3 Feb 2020 08:59:00 CET +0100", "2020-02-03T08:59:00+01:00"),  # the numeric zone is exact
     ("Mon, 3 Feb 2020 08:59:00 GMT +0100", "2020-02-03T08:59:00+01:00"),
     ("Mon, 3 Feb 2020 08:59:00+0100", "2020-02-03T08:59:00+01:00"),
+    ("Mon, 27 May 2002 10:28:3 +0200", "2002-05-27T10:28:03+02:00"),  # one-digit seconds
+    # the line after a damaged fold is no zone: text after a complete date-time, the zone unknown
+    ("Thu, 18 Jul 2002 21:16:12\r\n    version=2.40", "2002-07-18T21:16:12Z"),
 ])
 def test_am_pm_and_colon_zones_are_understood(value, expected):
     assert parse_date(value) == expected
@@ -191,6 +194,9 @@ def test_am_pm_and_colon_zones_are_understood(value, expected):
 @pytest.mark.parametrize("value", [
     "Mon, 3 Feb 2020 08:59:00 +1",  # hours or minutes?
     "Mon, 3 Feb 2020 08:59:00 +05",
+    "Fri, 23 Aug 2002 22:46:34 GMT+1",  # one hour east, or POSIX's one hour west?
+    "Fri, 02 Aug 2002 23:37:59 0530",  # no sign
+    "Sun, 25 Aug 2002 19:21:44 01800",
     "Mon, 3 Feb 2020 08:59:00 +-0500",
     "Mon, 3 Feb 2020 08:59:00 +0060",  # minutes 00-59
     "Mon, 3 Feb 2020 08:59:00 0100",  # no sign: a zone, or a year?
