@@ -314,7 +314,7 @@ class SearchService:
                             break
                         # added as it comes (a search then only needs the commit), committed
                         # now and then: each commit is a segment the engine merges later
-                        due = time.monotonic() - self._committed.get(account_id, 0.0) >= interval
+                        due = time.monotonic() - self._committed.get(account_id, float("-inf")) >= interval
                         n = self.drain(account_id, commit=due)
                         if n:
                             log.info("indexed %d change(s) for account %s", n, account_id)
