@@ -9,6 +9,10 @@ shared account they see only the shared mailboxes, and the emails in at least on
 with ``mayReadItems`` (§2: "Email objects may be fetched if they are in at least one Mailbox with
 this permission"), with ``mailboxIds`` showing only mailboxes they can see.
 
+Address books and calendars are shared the same way, by their own ``shareWith`` (RFC 9610 §2
+AddressBookRights, the JMAP Calendars draft's CalendarRights): `Access.shared` holds those grants by
+type, and an account offers a grantee the capabilities of what is shared in it (`capabilities`).
+
 Grants are read from the store once per request (one short prefix scan), so a revocation takes
 effect on the next request, whichever process serves it.
 """
@@ -24,6 +28,19 @@ NO_RIGHTS = dict.fromkeys(RIGHTS, False)
 WRITE_RIGHTS = tuple(r for r in RIGHTS if r != "mayReadItems")
 
 
+CORE = "urn:ietf:params:jmap:core"
+# what a grantee may use in an account, by the type of what is shared there (RFC 9670 §1.4: an
+# account's capabilities are the data types the user can access in it)
+SHARED_CAPABILITIES = {
+    "Mailbox": ("urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:blob"),
+    "AddressBook": ("urn:ietf:params:jmap:contacts",),
+    "Calendar": ("urn:ietf:params:jmap:calendars",),
+}
+# the rights that change something, of each shared type (an account with none is isReadOnly)
+_WRITE_RIGHTS = {"AddressBook": ("mayWrite", "mayAdmin", "mayDelete"),
+                 "Calendar": ("mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP", "mayAdmin", "mayDelete")}
+
+
 @dataclass
 class Access:
     """A user's view of one account."""
@@ -32,6 +49,34 @@ class Access:
     owner: bool
     grants: dict[str, dict] = field(default_factory=dict)  # mailbox id -> {"rights", "subscribed"}
     grantee: str | None = None  # the user's own account id (a principal id), in a shared account
+    # the other shared types: type name -> {id: {"rights", "subscribed"}}
+    shared: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    @property
+    def capabilities(self) -> set[str]:
+        """The capabilities this user may use in the account (a grantee: those of what is shared)."""
+        kinds = ({"Mailbox"} if self.grants else set()) | {k for k, v in self.shared.items() if v}
+        return {CORE, *(urn for kind in kinds for urn in SHARED_CAPABILITIES.get(kind, ()))}
+
+    def grant_of(self, kind: str, obj_id: str) -> dict | None:
+        """The grant of an AddressBook or Calendar to this (non-owner) user, or None."""
+        return self.shared.get(kind, {}).get(obj_id)
+
+    def rights_of(self, kind: str, obj_id: str, names: tuple[str, ...]) -> dict[str, bool]:
+        """The user's rights on an AddressBook or Calendar: every one for the owner, else the grant's."""
+        if self.owner:
+            return dict.fromkeys(names, True)
+        granted = (self.grant_of(kind, obj_id) or {}).get("rights") or {}
+        return {name: bool(granted.get(name)) for name in names}
+
+    def may_in(self, kind: str, obj_id: str, right: str) -> bool:
+        return self.owner or bool(((self.grant_of(kind, obj_id) or {}).get("rights") or {}).get(right))
+
+    def with_right(self, kind: str, right: str) -> set[str] | None:
+        """The AddressBooks or Calendars on which the user has `right`; None: all (the owner)."""
+        if self.owner:
+            return None
+        return {i for i, g in self.shared.get(kind, {}).items() if g["rights"].get(right)}
 
     def learn(self, mailbox: dict) -> None:
         """A mailbox this request created or changed, whose grant the grants read at the start of
@@ -74,7 +119,11 @@ class Access:
     @property
     def read_only(self) -> bool:
         """No right to change anything in the account (the session's isReadOnly)."""
-        return not self.owner and not any(g["rights"].get(r) for g in self.grants.values() for r in WRITE_RIGHTS)
+        if self.owner:
+            return False
+        return not (any(g["rights"].get(r) for g in self.grants.values() for r in WRITE_RIGHTS)
+                    or any(g["rights"].get(r) for kind, objs in self.shared.items() for g in objs.values()
+                           for r in _WRITE_RIGHTS.get(kind, ())))
 
 
 def accounts_for(store, user: dict) -> dict[str, Access]:
@@ -83,5 +132,38 @@ def accounts_for(store, user: dict) -> dict[str, Access]:
     out = {own: Access(own, owner=True)}
     for owner, grants in store.grants_to(own).items():
         if owner != own and store.account(owner) is not None:
-            out[owner] = Access(owner, owner=False, grants=grants, grantee=own)
+            mailboxes, shared = {}, {}
+            for key, grant in grants.items():
+                kind, _, obj_id = key.rpartition("/")  # "kind/id" (Writer.share), or a mailbox id
+                if kind:
+                    shared.setdefault(kind, {})[obj_id] = grant
+                else:
+                    mailboxes[key] = grant
+            out[owner] = Access(owner, owner=False, grants=mailboxes, grantee=own, shared=shared)
     return out
+
+
+def share_with_problem(store, owner: str, share_with: dict, names: tuple[str, ...], what: str) -> str | None:
+    """Why a ``shareWith`` value ({principal id: rights}, RFC 9670 §4) cannot be stored, or None:
+    the owner named, a principal that does not exist, a rights object that is not one (`what`:
+    "MailboxRights") or has a property outside `names` or a value that is not a boolean."""
+    for principal, rights in share_with.items():
+        if principal == owner:
+            return "the owner's rights are implicit: the owner cannot be a sharee (RFC 9670 §4)"
+        if store.account(principal) is None:
+            return f"no principal {principal!r}"
+        if not isinstance(rights, dict):
+            return f"the rights of {principal!r} must be a {what} object"
+        for right, value in rights.items():
+            if right not in names:
+                return f"{right!r} is not a {what} property"
+            if not isinstance(value, bool):
+                return f"{right} must be true or false"
+    return None
+
+
+def normal_share_with(share_with: dict | None, names: tuple[str, ...]) -> dict | None:
+    """A checked shareWith as stored: rights not given are false; a principal given no right at
+    all is no sharee; none left is null."""
+    return {p: {r: bool(rights.get(r)) for r in names}
+            for p, rights in (share_with or {}).items() if any(rights.values())} or None

@@ -40,8 +40,8 @@ capability(Capability(VACATION))
 # RFC 9425 §2.1: {} in the session and in each account (app/quota.py)
 capability(Capability(QUOTA))
 
-# RFC 9610 §1.3.1: {} in the session; per account, no limit on the books of a card (null) and the
-# owner may create address books (app/contacts/; address books are not shared yet)
+# RFC 9610 §1.3.1: {} in the session; per account, no limit on the books of a card (null) and only
+# the owner creates address books (a grantee uses those shared with them, app/sharing.py)
 capability(Capability(CONTACTS, account=lambda server, account: {
     "maxAddressBooksPerCard": None,
     "mayCreateAddressBook": account.get("owner", True),
@@ -64,7 +64,7 @@ capability(Capability(BLOB, account=lambda server, account: {
 }))
 
 # JMAP Calendars draft §Capabilities: {} in the session; each (own) account says what it accepts.
-# Not offered in accounts shared with a user: calendars are the owner's only (app/calendar/calendar.py).
+# In an account shared with a user when a calendar is shared with them (app/sharing.py).
 from app.calendar.calendar import CALENDARS, CALENDARS_PARSE  # noqa: E402
 from app.calendar.event import MAX_DATE, MAX_EXPANDED_QUERY_DAYS, MIN_DATE  # noqa: E402
 

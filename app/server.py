@@ -40,7 +40,7 @@ from .loginlimit import LoginLimiter
 from .protocol.errors import ProblemError
 from .protocol.legacy import is_legacy, run_legacy
 from .protocol.registry import METHODS, load_methods
-from .protocol.request import SHARED_CAPABILITIES, CallContext, Limits, check_request, decode_request, process
+from .protocol.request import CallContext, Limits, check_request, decode_request, process
 from .protocol.types import CAPABILITIES, TYPES
 from .protocol.wire import encode_calls, encode_response
 from .proxy import ForwardedMiddleware
@@ -170,7 +170,7 @@ class Tidings:
         self.bus = LocalBus(self.store, config.data_dir)
         self.push_types = tuple(name for name, dt in TYPES.items() if dt.has_state)  # what push reports
         self.sockets: set[JmapSocket] = set()
-        self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_accounts)
+        self.push = PushService(self.store, config.data_dir, self.bus, accounts_of=self.push_scopes)
         self.deliverer = Deliverer(self.store, config.data_dir, self.bus, config.smtp_relay)
         self.lmtp = None
         if config.lmtp_port is not None:
@@ -221,6 +221,15 @@ class Tidings:
         """The accounts whose changes the user's push connections report: every account the user
         may use (their own and those shared with them, app.access)."""
         return list(accounts_for(self.store, user))
+
+    def push_scopes(self, user: dict) -> dict[str, set[str] | None]:
+        """{account id: the type names the user's push connections report of it}: None (every
+        type) for their own account, those of the capabilities shared with them for another."""
+        from .protocol.types import TYPES
+
+        return {account_id: None if access.owner else
+                {name for name, dt in TYPES.items() if dt.capability in access.capabilities}
+                for account_id, access in accounts_for(self.store, user).items()}
 
     # -- helpers
     async def user_for(self, request: HTTPConnection) -> dict | Response:
@@ -323,7 +332,7 @@ class Tidings:
     def session_accounts(self, user: dict) -> dict:
         """The session's accounts (RFC 8620 §2): the user's own, and each account sharing a
         mailbox with them (RFC 9670: isPersonal false, isReadOnly when no right writes), whose
-        capabilities are those a grantee may use there (`SHARED_CAPABILITIES`)."""
+        capabilities are those a grantee may use there (`app.access.Access.capabilities`)."""
         out = {}
         for account_id, access in accounts_for(self.store, user).items():
             owner = user if access.owner else self.store.user(self.store.account(account_id)["user"])
@@ -335,11 +344,12 @@ class Tidings:
                 "name": account["name"], "isPersonal": access.owner, "isReadOnly": access.read_only,
                 "accountCapabilities": {urn: cap.account(self, account) for urn, cap in CAPABILITIES.items()
                                         if cap.account is not None
-                                        and (access.owner or urn in SHARED_CAPABILITIES or cap.shared)}}
+                                        and (access.owner or urn in access.capabilities or cap.shared)}}
         return out
 
     def session_state(self, user: dict) -> str:
-        shared = sorted((a, x.read_only) for a, x in accounts_for(self.store, user).items() if not x.owner)
+        shared = sorted((a, x.read_only, sorted(x.capabilities))
+                        for a, x in accounts_for(self.store, user).items() if not x.owner)
         return hashlib.sha256(orjson.dumps(
             [user["name"], user["accountId"], user.get("email"), sorted(self.capabilities),
              self.config.limits.capability(), self.config.public_url, shared],
@@ -569,10 +579,8 @@ def create_app(config: Config) -> FastAPI:
         if isinstance(user, Response):  # 401 or 429
             return user
         p = request.path_params
-        if p["account_id"] != user["accountId"]:  # address books are not shared (yet): owner only
-            return problem(ProblemError("about:blank", 404, "no such contact card or address book"))
         try:
-            text = await in_thread(export_vcards, tidings.store, p["account_id"], p["obj_id"])
+            text = await in_thread(export_vcards, tidings.store, user, p["account_id"], p["obj_id"])
         except ProblemError as err:  # a stored card that cannot be written: a problem, not a plain 500
             return problem(err)
         if text is None:
@@ -605,7 +613,7 @@ def create_app(config: Config) -> FastAPI:
         try:
             response = eventsource_response(request, store=tidings.store, bus=tidings.bus,
                                             accounts=tidings.push_accounts(user), known_types=tidings.push_types,
-                                            accounts_now=lambda: tidings.push_accounts(user),
+                                            accounts_now=lambda: tidings.push_scopes(user),
                                             alive=lambda: tidings.auth.still_valid(user))
         except BadParameter as exc:
             return problem(ProblemError("about:blank", 400, str(exc)))

@@ -333,10 +333,18 @@ class Writer(Reader, Protocol):
     def release_blob(self, blob_id: str, holder: str) -> None:
         """Ends the hold (a no-op if there is none); the blob's grace period starts now."""
 
-    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool) -> None:
-        """A grantee's own isSubscribed of a mailbox shared with them (RFC 8621 §2: "stored
-        separately per user"); NotFound if it is not shared with them.  A create, update or destroy
-        of a mailbox with ``shareWith`` keeps `Store.grants_to` in step in the same transaction."""
+    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool, kind: str = "Mailbox") -> None:
+        """A grantee's own isSubscribed of a mailbox (or, with `kind`, an AddressBook or Calendar)
+        shared with them (RFC 8621 §2: "stored separately per user"), logged as a change of that
+        object for the grantee's clients; NotFound if it is not shared with them.  A create, update
+        or destroy of a mailbox with ``shareWith`` keeps `Store.grants_to` in step in the same
+        transaction."""
+
+    def share(self, kind: str, obj_id: str, before: dict | None, after: dict | None) -> None:
+        """Keeps `Store.grants_to` in step with the ``shareWith`` ({grantee account id: rights}) of
+        a generic record of type `kind` ("AddressBook", "Calendar") going from `before` to
+        `after` (None: not shared; a destroyed record's after is None).  Mailboxes do this
+        themselves.  A grantee's isSubscribed survives a change of their rights."""
 
     def flush(self) -> None:
         """Records this transaction's changes so far under a new state (done again at commit)."""
@@ -407,10 +415,11 @@ class Store(Protocol):
 
     def account(self, account_id: str) -> dict | None: ...
 
-    # -- sharing (a mailbox's ``shareWith``, {grantee account id: rights}, is indexed by grantee)
+    # -- sharing (a ``shareWith``, {grantee account id: rights}, is indexed by grantee)
     def grants_to(self, grantee: str) -> dict[str, dict[str, dict]]:
-        """{owner account id: {mailbox id: {"rights": {right: bool}, "subscribed": bool}}} for every
-        mailbox shared with `grantee`, as committed; O(grants of that grantee)."""
+        """{owner account id: {key: {"rights": {right: bool}, "subscribed": bool}}} for every
+        object shared with `grantee`, as committed; the key is a mailbox's id, or ``kind/id`` for
+        an object of another type (`Writer.share`: "AddressBook/B1").  O(grants of that grantee)."""
 
     # -- bearer tokens: {"id", "user", "accountId", "name", "secretHash", "created", "expires",
     #    "lastUsed"}; times are Unix seconds, expires and lastUsed may be None (never)

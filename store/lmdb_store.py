@@ -31,7 +31,7 @@ by 2**62 so that byte order is time order, `n` an 8-byte big-endian counter.
 | recidx    | A\\0collection\\0prop\\0value\\0id | -                                  | declared indexes: =, range   |
 | journal   | n (global commit sequence)   | JSON {"a": A, "c": {type: state}}       | change bus, push resume      |
 | addresses | address or @domain (lower)   | username                                | RCPT TO, local delivery      |
-| grants    | G\\0A\\0mailboxId (G: grantee) | JSON {"rights": {...}, "subscribed": b}  | shared mailboxes of a user   |
+| grants    | G\\0A\\0mailboxId or G\\0A\\0kind/id (G: grantee) | JSON {"rights": {...}, "subscribed": b} | what is shared with a user (mailboxes; address books, calendars) |
 | tokens    | token id (``K...``)          | token JSON (user, secretHash, expiry)   | Bearer auth, `tidings token` |
 
 Blobs larger than 1 MiB are files at ``<data>/blobs/ab/<sha256>`` (`store.blobfiles`): written to
@@ -712,6 +712,10 @@ class LmdbStore:
                         break
                     for grantee in orjson.loads(value).get("shareWith") or {}:
                         txn.delete(grantee.encode() + SEP + key, db=self.db["grants"])
+            # and what it shared of other types (a CLI operation: the whole index is read once)
+            owner_part = SEP + account_id.encode() + SEP
+            for key in [k for k, _ in txn.cursor(db=self.db["grants"]) if owner_part in k]:
+                txn.delete(key, db=self.db["grants"])
             txn.delete(name.encode(), db=self.db["users"])
             txn.delete(account_id.encode(), db=self.db["accounts"])
             for key, value in list(txn.cursor(db=self.db["tokens"])):
@@ -1343,12 +1347,18 @@ class LmdbWriter(LmdbReader):
         self._grant(mailbox_id, record.get("shareWith"), None)
         self._changed("Mailbox", mailbox_id, b"d")
 
-    # -- sharing: the grants index mirrors every mailbox's shareWith, keyed by grantee
-    def _grant(self, mailbox_id: str, before: dict | None, after: dict | None) -> None:
+    # -- sharing: the grants index mirrors every shareWith, keyed by grantee
+    def share(self, kind: str, obj_id: str, before: dict | None, after: dict | None) -> None:
+        if kind == "Mailbox" or "/" in kind:
+            raise StoreError(f"cannot share a {kind} this way")
+        self._grant(f"{kind}/{obj_id}", before, after)
+
+    def _grant(self, shared_key: str, before: dict | None, after: dict | None) -> None:
+        """shared_key: a mailbox id, or kind/id (`share`); ids never hold "/" (RFC 8620 §1.2)."""
         db = self.store.db["grants"]
         owner = self.account_id.encode()
         for grantee in set(before or {}) | set(after or {}):
-            key = grantee.encode() + SEP + owner + SEP + mailbox_id.encode()
+            key = grantee.encode() + SEP + owner + SEP + shared_key.encode()
             rights = (after or {}).get(grantee)
             if not rights:
                 self.txn.delete(key, db=db)
@@ -1357,15 +1367,16 @@ class LmdbWriter(LmdbReader):
             subscribed = orjson.loads(old)["subscribed"] if old else False
             self.txn.put(key, orjson.dumps({"rights": rights, "subscribed": subscribed}), db=db)
 
-    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool) -> None:
-        key = grantee.encode() + SEP + self.account_id.encode() + SEP + mailbox_id.encode()
+    def set_subscribed_for(self, grantee: str, mailbox_id: str, subscribed: bool, kind: str = "Mailbox") -> None:
+        shared_key = mailbox_id if kind == "Mailbox" else f"{kind}/{mailbox_id}"
+        key = grantee.encode() + SEP + self.account_id.encode() + SEP + shared_key.encode()
         old = self.txn.get(key, db=self.store.db["grants"])
         if old is None:
             raise NotFound(mailbox_id)
         grant = orjson.loads(old)
         grant["subscribed"] = subscribed
         self.txn.put(key, orjson.dumps(grant), db=self.store.db["grants"])
-        self._changed("Mailbox", mailbox_id, b"u")
+        self._changed(kind, mailbox_id, b"u")
 
     def _mailbox_counts(self, mailbox_id: str, thread_id: str, d_total: int, d_unread: int) -> None:
         """Applies an email's arrival/departure/flag change to a mailbox's four counts, using the

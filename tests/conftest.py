@@ -128,6 +128,19 @@ class Jmap:
         raise KeyError(role)
 
 
+def serve_users(tmp_path_factory, label: str, names, domain: str = "example.org"):
+    """For a module's server fixture (``yield from``): a server over a fresh data directory with
+    these users, each with the password "pw" and the address name@domain; stopped afterwards."""
+    data = tmp_path_factory.mktemp(label)
+    for name in names:
+        tidings("user", "add", name, "--password", "pw", "--email", f"{name}@{domain}", data=data)
+    srv = Server(data)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Server:
     data = tmp_path_factory.mktemp("data")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.contacts.vcard import card_to_vcard, parse_vcards
-from tests.conftest import CORE, Jmap, Server, tidings
+from tests.conftest import CORE, Jmap, serve_users, tidings
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 USING = [CORE, CONTACTS]
@@ -18,12 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "contacts"
 
 @pytest.fixture(scope="module")
 def cserver(tmp_path_factory):
-    data = tmp_path_factory.mktemp("contacts")
-    for name in ("carl", "dora", "emil", "fay"):
-        tidings("user", "add", name, "--password", "pw", "--email", f"{name}@example.com", data=data)
-    srv = Server(data)
-    yield srv
-    srv.stop()
+    yield from serve_users(tmp_path_factory, "contacts", ("carl", "dora", "emil", "fay"), domain="example.com")
 
 
 def call(c: Jmap, method: str, **args) -> tuple[str, dict]:
@@ -54,7 +49,7 @@ def test_session_and_default_address_book(cserver):
     assert res["list"] == [{"id": "Bdefault", "name": "Contacts", "description": None, "sortOrder": 0,
                             "isDefault": True, "isSubscribed": True, "shareWith": None,
                             "myRights": {"mayRead": True, "mayWrite": True, "mayAdmin": True, "mayDelete": False}}]
-    # the default cannot be destroyed; shareWith is refused (owner-only)
+    # the default cannot be destroyed; a shareWith naming no principal is refused
     res = ok(c, "AddressBook/set", destroy=["Bdefault"], create={"s": {"name": "S", "shareWith": {"Ax": {}}}})
     assert res["notDestroyed"]["Bdefault"]["type"] == "forbidden"
     assert res["notCreated"]["s"]["properties"] == ["shareWith"]

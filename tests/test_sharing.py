@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Jmap, Server, tidings, unique
+from tests.conftest import Jmap, serve_users, tidings, unique
 
 PRINCIPALS = "urn:ietf:params:jmap:principals"
 OWNER_CAP = "urn:ietf:params:jmap:principals:owner"
@@ -20,12 +20,7 @@ def rights(*granted: str) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("sharing")
-    for name in ("alice", "bob", "carol"):
-        tidings("user", "add", name, "--password", "pw", "--email", f"{name}@example.org", data=data)
-    srv = Server(data)
-    yield srv
-    srv.stop()
+    yield from serve_users(tmp_path_factory, "sharing", ("alice", "bob", "carol"))
 
 
 @pytest.fixture(scope="module")

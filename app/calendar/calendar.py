@@ -7,9 +7,12 @@ Decisions:
   ``onSuccessSetIsDefault`` naming another calendar is ignored, as the draft allows for "policy
   reasons".  Calendars a client creates get ``C`` + a hex counter (never "Cdefault": "u", "l" and
   "t" are not hex digits).
-* Calendars are the owner's only: the calendars capability is not offered in accounts shared
-  with a user (app/protocol/request.py SHARED_CAPABILITIES), so ``shareWith`` is always null and
-  setting it is refused; ``myRights`` are all true and the per-user properties are the owner's.
+* Shared with ``shareWith`` ({principal id: CalendarRights}); what a grantee sees and may do is
+  app/sharing.py's.  Of the per-user properties a grantee keeps only ``isSubscribed`` of their own;
+  the others (color, sortOrder, isVisible, includeInAvailability, the default alerts, timeZone) are
+  the owner's, and a grantee's change of them is ``forbidden``.  Of the event rights, mayReadItems
+  reads and mayWriteAll writes; mayWriteOwn, mayUpdatePrivate and mayRSVP are kept and shown but
+  grant no write yet (a write needs mayWriteAll).  The owner's ``myRights`` are all true.
 * Destroying a calendar that still has events answers ``calendarHasEvent`` unless
   ``onDestroyRemoveEvents`` is true: then each event leaves it, and an event in no other calendar
   is destroyed.
@@ -21,6 +24,7 @@ import re
 
 from app.protocol.errors import set_error
 from app.protocol.types import DataType, Property, data_type
+from app.sharing import SharedContainer, access_of
 from store import Collection
 
 from .jscal import _check_alert
@@ -43,12 +47,18 @@ def default_calendar() -> dict:
             "shareWith": None}
 
 
-def calendar_exists(reader, calendar_id: str) -> bool:
-    return calendar_id == DEFAULT_ID or reader.record(CALENDAR.collection, calendar_id) is not None
+def calendar_exists(ctx, reader, calendar_id: str) -> bool:
+    """Whether the calendar exists and the user sees it."""
+    return CALENDAR.fetch(ctx, reader, calendar_id) is not None
 
 
-class Calendar(DataType):
+class Calendar(SharedContainer, DataType):
     name = "Calendar"
+    right_names = RIGHTS
+    rights_name = "CalendarRights"
+    read_right = "mayReadItems"
+    write_right = "mayWriteAll"
+    not_seeing = ("mayReadFreeBusy",)  # draft: such a calendar "must behave as though it did not exist"
     capability = CALENDARS
     methods = ("get", "changes", "set")
     collection = Collection("Calendar", "C", log="Calendar")
@@ -74,12 +84,20 @@ class Calendar(DataType):
         return {**record, "isDefault": record["id"] == DEFAULT_ID, "myRights": dict.fromkeys(RIGHTS, True)}
 
     def fetch(self, ctx, reader, obj_id: str) -> dict | None:
+        access = access_of(ctx, reader.account_id)
+        if not self.sees(access, obj_id):
+            return None
         record = reader.record(self.collection, obj_id)
         if record is None and obj_id == DEFAULT_ID:
             record = default_calendar()
-        return self.to_jmap(ctx, record) if record is not None else None
+        return self.shown(access, self.to_jmap(ctx, record), dict.fromkeys(RIGHTS, True)) \
+            if record is not None else None
 
     def all_ids(self, ctx, reader):
+        access = access_of(ctx, reader.account_id)
+        if access is not None and not access.owner:
+            yield from (i for i in self.shared_ids(access) if reader.record(self.collection, i) is not None)
+            return
         yield DEFAULT_ID
         yield from (i for i in reader.record_ids(self.collection) if i != DEFAULT_ID)
 
@@ -95,8 +113,7 @@ class Calendar(DataType):
             problems["includeInAvailability"] = 'must be "all", "attending" or "none"'
         if obj.get("timeZone") is not None and zone(obj["timeZone"]) is None:
             problems["timeZone"] = "must be a time zone of the IANA Time Zone Database"
-        if obj.get("shareWith") is not None:
-            problems["shareWith"] = "calendars are not shared by this server: must be null"
+        self.check_share_with(ctx, reader, obj, problems)
         seen: set[str] = set()
         for key in ("defaultAlertsWithTime", "defaultAlertsWithoutTime"):
             for alert_id, alert in (obj.get(key) or {}).items():
@@ -120,21 +137,33 @@ class Calendar(DataType):
     def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
         if obj["id"] == DEFAULT_ID:
             return set_error("forbidden", "the default calendar cannot be destroyed")
-        if not args.get("onDestroyRemoveEvents") and next(iter(reader.record_ids(
-                _events(), "_calendars", equals=obj["id"])), None) is not None:
+        has_events = next(iter(reader.record_ids(_events(), "_calendars", equals=obj["id"])), None) is not None
+        refused = self.destroy_error(ctx, reader, obj["id"], has_events)
+        if refused:
+            return refused
+        if not args.get("onDestroyRemoveEvents") and has_events:
             return set_error("calendarHasEvent", "the calendar has events: move or destroy them, or set "
                              "onDestroyRemoveEvents")
         return None
 
     def create(self, ctx, writer, fields: dict) -> dict:
-        return self.to_jmap(ctx, writer.create_record(self.collection, fields))
+        record = writer.create_record(self.collection, fields)
+        self.share_changed(writer, record["id"], None, record.get("shareWith"))
+        return self.to_jmap(ctx, record)
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
-        if writer.record(self.collection, obj_id) is None:  # the default calendar, first changed
+        changes = self.grantee_changes(ctx, writer, obj_id, changes)
+        record = writer.record(self.collection, obj_id)
+        if record is None:  # the default calendar, first changed
             record = {k: v for k, v in {**default_calendar(), **changes}.items() if k != "id"}
             writer.create_record(self.collection, record, record_id=obj_id)
+            self.share_changed(writer, obj_id, None, record.get("shareWith"))
             return None
-        return super().update(ctx, writer, obj_id, current, changes)
+        if changes:
+            writer.update_record(self.collection, obj_id, {**record, **changes})
+            if "shareWith" in changes:
+                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"])
+        return None
 
     def destroy(self, ctx, writer, obj_id: str, current: dict, args: dict) -> None:
         from .event import EVENT
@@ -147,6 +176,7 @@ class Calendar(DataType):
                 EVENT.store_update(writer, event_id, {**record, "calendarIds": left})
             else:
                 writer.destroy_record(coll, event_id)
+        self.share_changed(writer, obj_id, (writer.record(self.collection, obj_id) or {}).get("shareWith"), None)
         writer.destroy_record(self.collection, obj_id)
 
 

@@ -39,9 +39,10 @@ from app.protocol.query import evaluate_filter
 from app.protocol.registry import register
 from app.protocol.standard import bool_arg, check_known_args, same_json
 from app.protocol.types import DataType, Property, data_type
+from app.sharing import access_of, content_error, keep_hidden, readable, readable_ids
 from store import Collection
 
-from .calendar import CALENDARS, DEFAULT_ID, calendar_exists
+from .calendar import CALENDAR, CALENDARS, DEFAULT_ID, calendar_exists
 from .jscal import EVENT_DEFAULTS, check_event
 from .timing import (
     FAR,
@@ -221,17 +222,26 @@ class CalendarEvent(DataType):
         mine = {a.lower() for a in addresses_of(ctx.user)}
         return any(isinstance(v, str) and v.lower().removeprefix("mailto:") in mine for v in reply_to.values())
 
+    def _readable(self, ctx, reader, record: dict | None) -> dict | None:
+        """A stored event as the user sees it (in a shared account: only in a calendar they may
+        read, showing the calendars they see; app/sharing.py), or None."""
+        if record is None:
+            return None
+        calendars = readable(ctx, reader, CALENDAR, record.get("calendarIds"))
+        return None if calendars is None else {**self.to_jmap(ctx, record), "calendarIds": calendars}
+
     def fetch(self, ctx, reader, obj_id: str) -> dict | None:
         m = _SYNTHETIC.match(obj_id)
         if m is None:
-            record = reader.record(self.collection, obj_id)
-            return self.to_jmap(ctx, record) if record is not None else None
+            return self._readable(ctx, reader, reader.record(self.collection, obj_id))
         record = reader.record(self.collection, m.group(1))
         rid = parse_local(f"{m.group(2)[:4]}-{m.group(2)[4:6]}-{m.group(2)[6:8]}T{m.group(2)[9:11]}:"
                           f"{m.group(2)[11:13]}:{m.group(2)[13:15]}")
         if record is None or rid is None or not is_recurring(record):
             return None
-        base = self.to_jmap(ctx, record)
+        base = self._readable(ctx, reader, record)
+        if base is None:
+            return None
         patch = (base.get("recurrenceOverrides") or {}).get(format_local(rid))
         if patch is not None:
             return None if patch.get("excluded") else instance_of(base, rid, patch)
@@ -293,8 +303,20 @@ class CalendarEvent(DataType):
         return out
 
     # -- writing
+    def all_ids(self, ctx, reader):
+        access = access_of(ctx, reader.account_id)
+        if access is None or access.owner:
+            return reader.record_ids(self.collection)
+        return readable_ids(reader, access, CALENDAR, self.collection, "_calendars")
+
+    def _stored_calendars(self, reader, obj_id: str) -> dict | None:
+        m = _SYNTHETIC.match(obj_id)
+        return (reader.record(self.collection, m.group(1) if m else obj_id) or {}).get("calendarIds")
+
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
         fields, error = super().prepare_create(ctx, reader, obj)
+        if error is None:
+            error = content_error(ctx, reader, CALENDAR, None, fields["calendarIds"], self.name)
         if error is None:
             for other_id in reader.record_ids(self.collection, "uid", equals=fields["uid"]):
                 other = reader.record(self.collection, other_id)
@@ -305,10 +327,16 @@ class CalendarEvent(DataType):
         return fields, error
 
     def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
+        stored = self._stored_calendars(reader, current["id"])
         if not current.get("baseEventId"):
-            return super().prepare_update(ctx, reader, current, patch, resolve)
+            fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
+            if error is None and "calendarIds" in fields:
+                fields["calendarIds"] = keep_hidden(ctx, reader, CALENDAR, stored, fields["calendarIds"])
+            return fields, error or content_error(ctx, reader, CALENDAR, stored, fields.get("calendarIds", stored),
+                                                  self.name)
         # an instance (synthetic id): the change becomes its override in the base event
         fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
+        error = error or content_error(ctx, reader, CALENDAR, stored, stored, self.name)
         if error is not None:
             return fields, error
         base = self.fetch(ctx, reader, current["baseEventId"])
@@ -331,7 +359,10 @@ class CalendarEvent(DataType):
             _check_override_paths(merged, problems)
         if current is None or "calendarIds" in obj:
             cals = obj.get("calendarIds")
-            if current is None and cals is None:
+            access = access_of(ctx, reader.account_id)
+            if current is None and cals is None and access is not None and not access.owner:
+                problems["calendarIds"] = "required in a shared account (the default calendar is the owner's)"
+            elif current is None and cals is None:
                 obj["calendarIds"] = {DEFAULT_ID: True}  # the default calendar (Calendar isDefault)
             elif not cals:
                 problems["calendarIds"] = "an event belongs to at least one calendar"
@@ -339,7 +370,7 @@ class CalendarEvent(DataType):
                 for cal_id, value in cals.items():
                     if value is not True:
                         problems[f"calendarIds/{cal_id}"] = "must be true"
-                    elif not calendar_exists(reader, cal_id):
+                    elif not calendar_exists(ctx, reader, cal_id):
                         problems[f"calendarIds/{cal_id}"] = "no such calendar"
         if current is not None and obj.get("isDraft") is True and current.get("isDraft") is False:
             problems["isDraft"] = "may only be true on creation"
@@ -387,6 +418,11 @@ class CalendarEvent(DataType):
         record = writer.record(self.collection, m.group(1))
         overrides = {**(record.get("recurrenceOverrides") or {}), current["recurrenceId"]: {"excluded": True}}
         self.store_update(writer, m.group(1), {**record, "recurrenceOverrides": overrides, "updated": _now()})
+
+    def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
+        stored = self._stored_calendars(reader, obj["id"])
+        # an instance's destroy is an exclusion written in its base event: a change of that event
+        return content_error(ctx, reader, CALENDAR, stored, stored if obj.get("baseEventId") else None, self.name)
 
     def check_set_args(self, ctx, args: dict) -> None:
         if not isinstance(args.get("sendSchedulingMessages", False), bool):
@@ -465,7 +501,7 @@ class CalendarEvent(DataType):
         elif lo is not None:  # events whose last instance ends after `after` (index order)
             candidates = reader.record_ids(self.collection, "_utcEnd", lo=_epoch(lo - timedelta(hours=14)))
         else:
-            candidates = reader.record_ids(self.collection)
+            candidates = self.all_ids(ctx, reader)
         # (id, instance start in UTC, the object its sort properties come from, recurrence id)
         found: list[tuple[str, datetime, dict, str | None]] = []
         texts = expand and any(flt.get(k) is not None for k in self.conditions
@@ -477,7 +513,9 @@ class CalendarEvent(DataType):
                     continue
                 if hi is not None and record["_utcStart"] >= _epoch(hi + timedelta(hours=14)):
                     continue  # starts after `before` even for a floating event read anywhere
-                obj = self.to_jmap(ctx, record)
+                obj = self._readable(ctx, reader, record)
+                if obj is None:
+                    continue
                 if expand:
                     if not self._static_match(flt, obj):
                         continue

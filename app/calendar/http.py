@@ -5,8 +5,8 @@
 with ``id`` a CalendarEvent id (a stored event, with its overrides as RECURRENCE-ID VEVENTs; or a
 synthetic instance id from expandRecurrences: that one instance) or a Calendar id (every event of
 the calendar in one VCALENDAR).  ``text/calendar; charset=utf-8``, made from the stored JSCalendar
-on each request (nothing is kept as iCalendar).  The same credentials as the API; only the
-account's owner (calendars are not shared); 404 for anything else.
+on each request (nothing is kept as iCalendar).  The same credentials as the API; the account's
+owner, or a grantee for what they may read (app/sharing.py); 404 for anything else.
 
 An event that cannot be written as iCalendar (stored with a value of a kind CalendarEvent/set now
 refuses, that the writer's guards do not cover) is left out of a whole calendar, with a log line;
@@ -15,10 +15,8 @@ traceback."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from app.access import accounts_for
 from app.protocol.errors import ProblemError
+from app.sharing import reading_context
 
 from .calendar import CALENDAR
 from .event import EVENT
@@ -32,10 +30,9 @@ CALENDAR_PATH = "/jmap/calendar/"
 def ical_of(store, user: dict, account_id: str, obj_id: str) -> bytes | None:
     """The iCalendar text of an event or a whole calendar, or None (not found, not the user's).
     Raises ProblemError for an event that cannot be written."""
-    access = accounts_for(store, user).get(account_id)
-    if access is None or not access.owner:
+    ctx = reading_context(store, user, account_id)
+    if ctx is None:
         return None
-    ctx = SimpleNamespace(user=user)
     with store.read(account_id) as reader:
         if CALENDAR.fetch(ctx, reader, obj_id) is not None:
             events = [EVENT.fetch(ctx, reader, i) for i in reader.record_ids(EVENT.collection, "_calendars",

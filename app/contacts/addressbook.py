@@ -11,9 +11,8 @@ Decisions:
   for it): make another one the default first.  ``addressBookHasContents`` (§2.3) refuses to
   destroy a book with cards unless ``onDestroyRemoveContents`` is true; then its cards leave it,
   and those in no other book are destroyed.
-* Owner-only: address books are not shared yet.  ``shareWith`` is always null (a non-null value
-  is refused with invalidProperties) and ``myRights`` is every right (mayDelete aside, above).  The
-  contacts capability is not offered in accounts shared with a user for mail.
+* Shared with ``shareWith`` ({principal id: AddressBookRights}); what a grantee sees and may do
+  is app/sharing.py's.  The owner has every right (mayDelete aside, above).
 * ``onSuccessSetIsDefault`` is applied in a second transaction right after the /set's (the
   machinery's /set has no hook between its writes and its commit); the response's ``newState``
   is the state after both, and the books whose flag changed are in ``created``/``updated``.
@@ -27,6 +26,7 @@ from app.protocol import machinery
 from app.protocol.errors import invalid_arguments, set_error
 from app.protocol.registry import CONTACTS, register
 from app.protocol.types import DataType, Property, data_type
+from app.sharing import SharedContainer, access_of
 from store import Collection
 
 DEFAULT_ID = "Bdefault"
@@ -34,13 +34,20 @@ DEFAULT_NAME = "Contacts"
 _INTERNAL = ()
 
 
+RIGHTS = ("mayRead", "mayWrite", "mayAdmin", "mayDelete")
+
+
 def rights(is_default: bool) -> dict[str, bool]:
     """AddressBookRights (§2) of the owner."""
     return {"mayRead": True, "mayWrite": True, "mayAdmin": True, "mayDelete": not is_default}
 
 
-class AddressBook(DataType):
+class AddressBook(SharedContainer, DataType):
     name = "AddressBook"
+    right_names = RIGHTS
+    rights_name = "AddressBookRights"
+    read_right = "mayRead"
+    write_right = "mayWrite"
     capability = CONTACTS
     methods = ("get", "changes")  # /set is registered below, with onSuccessSetIsDefault
     collection = Collection("AddressBook", "B", log="AddressBook", indexes=("isDefault",))
@@ -68,10 +75,14 @@ class AddressBook(DataType):
                 "isSubscribed": True, "shareWith": None}
 
     def fetch(self, ctx, reader, obj_id: str) -> dict | None:
+        access = access_of(ctx, reader.account_id)
+        if not self.sees(access, obj_id):
+            return None
         record = reader.record(self.collection, obj_id)
         if record is None and obj_id == DEFAULT_ID:
             record = self._virtual_default(reader)
-        return self.to_jmap(ctx, record) if record is not None else None
+        return self.shown(access, self.to_jmap(ctx, record), rights(bool(record.get("isDefault")))) \
+            if record is not None else None
 
     def to_jmap(self, ctx, record: dict) -> dict:
         obj = {k: v for k, v in record.items() if k not in _INTERNAL}
@@ -80,6 +91,10 @@ class AddressBook(DataType):
         return obj
 
     def all_ids(self, ctx, reader):
+        access = access_of(ctx, reader.account_id)
+        if access is not None and not access.owner:
+            yield from (i for i in self.shared_ids(access) if reader.record(self.collection, i) is not None)
+            return
         if self._virtual_default(reader) is not None:
             yield DEFAULT_ID
         yield from reader.record_ids(self.collection)
@@ -91,20 +106,26 @@ class AddressBook(DataType):
             problems["name"] = "must be 1 to 255 octets of UTF-8"
         if isinstance(obj.get("sortOrder"), int) and obj["sortOrder"] >= 2**31:
             problems["sortOrder"] = "must be below 2^31"
-        if obj.get("shareWith") is not None:
-            problems["shareWith"] = "tidings does not share address books yet: shareWith must be null"
+        self.check_share_with(ctx, reader, obj, problems)
         return obj
 
     def create(self, ctx, writer, fields: dict) -> dict:
-        return self.to_jmap(ctx, writer.create_record(self.collection, {**fields, "isDefault": False}))
+        record = writer.create_record(self.collection, {**fields, "isDefault": False})
+        self.share_changed(writer, record["id"], None, record.get("shareWith"))
+        return self.to_jmap(ctx, record)
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
+        changes = self.grantee_changes(ctx, writer, obj_id, changes)
         record = writer.record(self.collection, obj_id)
         if record is None:  # the virtual default, first changed: stored under its id
             record = {k: v for k, v in {**current, **changes}.items() if k not in ("id", "myRights")}
             writer.create_record(self.collection, record, record_id=obj_id)
+            self.share_changed(writer, obj_id, None, record.get("shareWith"))
             return None
-        writer.update_record(self.collection, obj_id, {**record, **changes})
+        if changes:
+            writer.update_record(self.collection, obj_id, {**record, **changes})
+            if "shareWith" in changes:
+                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"])
         return None
 
     def check_set_args(self, ctx, args: dict) -> None:
@@ -120,8 +141,11 @@ class AddressBook(DataType):
                              "default first (onSuccessSetIsDefault)")
         from .card import CARDS
 
-        if not args.get("onDestroyRemoveContents") and next(iter(
-                reader.record_ids(CARDS, "_books", equals=obj["id"])), None) is not None:
+        has_cards = next(iter(reader.record_ids(CARDS, "_books", equals=obj["id"])), None) is not None
+        refused = self.destroy_error(ctx, reader, obj["id"], has_cards)
+        if refused:
+            return refused
+        if not args.get("onDestroyRemoveContents") and has_cards:
             return set_error("addressBookHasContents", f"address book {obj['id']} has contact cards; destroy "
                              "them first or set onDestroyRemoveContents")
         return None
@@ -130,7 +154,9 @@ class AddressBook(DataType):
         from .card import remove_from_book
 
         remove_from_book(writer, obj_id)
-        if writer.record(self.collection, obj_id) is not None:
+        record = writer.record(self.collection, obj_id)
+        if record is not None:
+            self.share_changed(writer, obj_id, record.get("shareWith"), None)
             writer.destroy_record(self.collection, obj_id)
 
     # -- onSuccessSetIsDefault (§2.3)
@@ -160,6 +186,8 @@ def set_address_books(dt: AddressBook, ctx, args: dict) -> dict:
     target = args.get("onSuccessSetIsDefault")
     if target is None or resp["notCreated"] or resp["notUpdated"] or resp["notDestroyed"]:
         return resp
+    if not ctx.access(resp["accountId"]).owner:
+        return resp  # §2.3: a change "not permitted ... for policy reasons" is ignored: the owner's
     book_id = ctx.resolve_id(target)
     if book_id is None:
         return resp  # §2.3: an id that is not found is ignored

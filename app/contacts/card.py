@@ -25,6 +25,7 @@ from app.protocol.errors import ProblemError, invalid_properties
 from app.protocol.registry import CONTACTS
 from app.protocol.standard import apply_patch, patch_set_error
 from app.protocol.types import DataType, Property, data_type
+from app.sharing import access_of, content_error, keep_hidden, readable, readable_ids
 from store import Collection
 
 from . import match
@@ -86,9 +87,26 @@ class ContactCard(DataType):
                   **{c: "UTCDate" for c in _DATE_CONDITIONS}, **{c: "String" for c in match.TEXT_CONDITIONS}}
     sorts = ("created", "updated", "name/given", "name/surname", "name/surname2")
 
-    # -- reading
+    # -- reading (in a shared account: the cards of the books shared with mayRead, app/sharing.py)
     def to_jmap(self, ctx, record: dict) -> dict:
         return {k: v for k, v in record.items() if k not in _INTERNAL}
+
+    def fetch(self, ctx, reader, obj_id: str) -> dict | None:
+        record = reader.record(self.collection, obj_id)
+        if record is None:
+            return None
+        from .addressbook import ADDRESS_BOOK
+
+        books = readable(ctx, reader, ADDRESS_BOOK, record.get("addressBookIds"))
+        return None if books is None else {**self.to_jmap(ctx, record), "addressBookIds": books}
+
+    def all_ids(self, ctx, reader):
+        access = access_of(ctx, reader.account_id)
+        if access is None or access.owner:
+            return reader.record_ids(self.collection)
+        from .addressbook import ADDRESS_BOOK
+
+        return readable_ids(reader, access, ADDRESS_BOOK, self.collection, "_books")
 
     def render(self, ctx, reader, obj: dict, props: list[str], opts: object) -> dict:
         return {p: obj[p] for p in props if p in obj}  # JSContact: an absent property is left out
@@ -117,7 +135,11 @@ class ContactCard(DataType):
         card.setdefault("created", now_utc())
         card.setdefault("updated", now_utc())
         self._check(ctx, reader, card, problems)
-        return card, invalid_properties(problems) if problems else None
+        if problems:
+            return card, invalid_properties(problems)
+        from .addressbook import ADDRESS_BOOK
+
+        return card, content_error(ctx, reader, ADDRESS_BOOK, None, card["addressBookIds"], self.name)
 
     def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
         mutable = [p for p in self.properties if p != "id"]
@@ -125,6 +147,9 @@ class ContactCard(DataType):
         mutable += [path.split("/", 1)[0] for path in patch if ":" in path.split("/", 1)[0]]
         patched, problems, patch_errors = apply_patch(current, patch, mutable)
         card = {k: v for k, v in patched.items() if v is not None and k != "id"}
+        from .addressbook import ADDRESS_BOOK
+
+        stored = (reader.record(self.collection, current["id"]) or {}).get("addressBookIds")
         if isinstance(card.get("addressBookIds"), dict):
             card["addressBookIds"] = resolve({"addressBookIds": card["addressBookIds"]})["addressBookIds"]
         if not any(path.split("/", 1)[0] == "updated" for path in patch):
@@ -134,7 +159,17 @@ class ContactCard(DataType):
             if key not in card:
                 problems[key] = "required in a Card"
         self._check(ctx, reader, {k: v for k, v in card.items() if k != _SERVER_UPDATED}, problems)
-        return card, patch_set_error(problems, patch_errors)
+        error = patch_set_error(problems, patch_errors)
+        if isinstance(card.get("addressBookIds"), dict):  # the books a grantee does not see stay
+            card["addressBookIds"] = keep_hidden(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"])
+            error = error or content_error(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"], self.name)
+        return card, error
+
+    def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
+        from .addressbook import ADDRESS_BOOK
+
+        stored = (reader.record(self.collection, obj["id"]) or {}).get("addressBookIds")
+        return content_error(ctx, reader, ADDRESS_BOOK, stored, None, self.name)
 
     def create(self, ctx, writer, fields: dict) -> dict:
         return self.to_jmap(ctx, writer.create_record(self.collection, stored_record(fields)))
@@ -147,7 +182,17 @@ class ContactCard(DataType):
         return {"updated": changes["updated"]} if server_set else None
 
     def copy_fields(self, ctx, from_reader, source: dict) -> dict:
-        return {k: v for k, v in source.items() if k != "id"}
+        # address books are per account: the copy's are given, or the default one (copy_defaults)
+        return {k: v for k, v in source.items() if k not in ("id", "addressBookIds")}
+
+    def copy_defaults(self, ctx, writer, obj: dict) -> dict:
+        if "addressBookIds" in obj:
+            return obj
+        from .addressbook import ADDRESS_BOOK
+
+        default = next((i for i in ADDRESS_BOOK.all_ids(ctx, writer)
+                        if (ADDRESS_BOOK.fetch(ctx, writer, i) or {}).get("isDefault")), None)
+        return {**obj, "addressBookIds": {default: True}} if default else obj
 
     # -- /query
     def index_for(self, cond: dict) -> tuple[str, object] | None:
@@ -213,16 +258,23 @@ def _vcards(records) -> str:
     return "".join(out)
 
 
-def export_vcards(store, account_id: str, obj_id: str) -> str | None:
+def export_vcards(store, user: dict, account_id: str, obj_id: str) -> str | None:
     """The vCard 4.0 text of a ContactCard (its id) or of every card of an AddressBook (its id),
-    for the download route ``/jmap/vcard/{accountId}/{id}`` (app.server); None if neither.
+    for the download route ``/jmap/vcard/{accountId}/{id}`` (app.server); None if neither, or if
+    the user may not read it (a grantee reads the books shared with mayRead, app/sharing.py).
     Raises ProblemError for a single card that cannot be written (`_vcard`)."""
+    from app.sharing import reading_context
+
     from .addressbook import ADDRESS_BOOK
 
+    ctx = reading_context(store, user, account_id)
+    if ctx is None:
+        return None
     with store.read(account_id) as r:
-        record = r.record(CARDS, obj_id)
-        if record is not None:
-            return _vcard(record)
-        if ADDRESS_BOOK.fetch(None, r, obj_id) is None:
+        card = CONTACT_CARD.fetch(ctx, r, obj_id)
+        if card is not None:
+            return _vcard({**r.record(CARDS, obj_id), "addressBookIds": card["addressBookIds"]})
+        book = ADDRESS_BOOK.fetch(ctx, r, obj_id)
+        if book is None or not book["myRights"]["mayRead"]:
             return None
         return _vcards(r.record(CARDS, i) for i in r.record_ids(CARDS, "_books", equals=obj_id))

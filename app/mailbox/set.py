@@ -12,7 +12,7 @@ roles, or moving a tree in several steps all work whatever order the client list
 
 from __future__ import annotations
 
-from app.access import RIGHTS
+from app.access import RIGHTS, normal_share_with, share_with_problem
 from app.capabilities import MAX_MAILBOX_DEPTH
 from app.protocol import machinery
 from app.protocol.errors import invalid_properties, set_error
@@ -47,26 +47,13 @@ def validate(self, ctx, reader, fields: dict, current: dict | None, problems: di
         why = _share_problem(ctx, reader, fields["shareWith"])
         if why:
             problems["shareWith"] = why
-        else:  # rights not given are false; a principal given no right at all is not a sharee
-            fields["shareWith"] = {p: {r: bool(rights.get(r)) for r in RIGHTS}
-                                   for p, rights in fields["shareWith"].items() if any(rights.values())} or None
+        else:
+            fields["shareWith"] = normal_share_with(fields["shareWith"], RIGHTS)
     return fields
 
 
 def _share_problem(ctx, reader, share_with: dict) -> str | None:
-    for principal, rights in share_with.items():
-        if principal == reader.account_id:
-            return "the owner's rights are implicit: the owner cannot be a sharee (RFC 9670 §4)"
-        if ctx.store.account(principal) is None:
-            return f"no principal {principal!r}"
-        if not isinstance(rights, dict):
-            return f"the rights of {principal!r} must be a MailboxRights object"
-        for right, value in rights.items():
-            if right not in RIGHTS:
-                return f"{right!r} is not a MailboxRights property"
-            if not isinstance(value, bool):
-                return f"{right} must be true or false"
-    return None
+    return share_with_problem(ctx.store, reader.account_id, share_with, RIGHTS, "MailboxRights")
 
 
 # -- what a grantee may do in a shared account (RFC 8621 §2 MailboxRights)

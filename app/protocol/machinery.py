@@ -495,7 +495,7 @@ def copy(dt, ctx, args: dict) -> list[tuple[str, dict]] | dict:
     with ctx.store.write(account_id) as w:
         old_state = w.state(dt.name)
         check_if_in_state(args, old_state)
-        wanted = {cid: obj for cid, obj in objects.items() if obj is not None}
+        wanted = {cid: dt.copy_defaults(ctx, w, obj) for cid, obj in objects.items() if obj is not None}
         plan = _plan(dt, ctx, w, args, wanted, {}, [])
         _judge(dt, ctx, w, plan)
         resp = set_response(account_id, old_state, old_state)

@@ -40,10 +40,6 @@ class Limits:
                 "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"]}
 
 
-# what a shared account offers its grantees (RFC 9670: data types sharing defines for them)
-SHARED_CAPABILITIES = {"urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:blob"}
-
-
 @dataclass
 class CallContext:
     """What a method handler may use: the store, the caller, and this request's shared state."""
@@ -79,9 +75,11 @@ class CallContext:
         if not self.may_read_account(account_id):
             # RFC 8620 §3.6.2: an account the user cannot access is indistinguishable from none
             raise MethodError("accountNotFound", f"no account {account_id!r} for this user")
-        if account_id != self.user["accountId"] and self.method_capability not in SHARED_CAPABILITIES:
+        access = self.access(account_id)
+        if not access.owner and self.method_capability not in access.capabilities:
+            # what is shared there says which capabilities a grantee may use (app.access)
             raise MethodError("accountNotSupportedByMethod",
-                              f"{account_id!r} is shared with this user for mail only")
+                              f"nothing of {self.method_capability} is shared with this user in {account_id!r}")
         return account_id
 
     def may_read_account(self, account_id: str) -> bool:

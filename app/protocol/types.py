@@ -294,6 +294,11 @@ class DataType:
     def changes_extra(self, resp: dict, changes) -> None:
         """Adds type-specific arguments to a /changes response (Mailbox: updatedProperties)."""
 
+    def copy_defaults(self, ctx, writer, obj: dict) -> dict:
+        """A /copy create (the source's copy_fields and the client's overrides) completed with what
+        the target account supplies (ContactCard: its default address book)."""
+        return obj
+
     def copy_fields(self, ctx, from_reader, source: dict) -> dict:
         """The properties of a /copy create taken from the source object (RFC 8620 §5.4): by default
         every property that is neither server-set nor hidden."""

@@ -77,29 +77,22 @@ def unsent(changed: dict, sent: dict[tuple[str, str], str]) -> dict:
     return out
 
 
-def shared_types() -> set[str]:
-    """The types a grantee sees in a shared account (those of the capabilities sharing offers)."""
-    from ..protocol.request import SHARED_CAPABILITIES
-    from ..protocol.types import TYPES
-
-    return {name for name, dt in TYPES.items() if dt.capability in SHARED_CAPABILITIES}
-
-
 async def still_allowed(changed: dict, own: str, accounts_now) -> dict:
     """changed without the accounts no longer shared with the user (a revocation reaches open push
-    connections at their next event), and with only the shared types of a shared account;
-    accounts_now() reads the accounts from the store, only when a change of another account than
-    the user's own is to be sent."""
+    connections at their next event), and with only the types shared with the user in a shared
+    account; accounts_now() reads {account id: allowed type names} from the store
+    (`Tidings.push_scopes`), only when a change of another account than the user's own is to be
+    sent."""
     if all(account_id == own for account_id in changed):
         return changed
-    allowed = set(await run_in_threadpool(accounts_now))
-    types = shared_types()
+    scopes = await run_in_threadpool(accounts_now)
     out = {}
     for account_id, states in changed.items():
         if account_id == own:
             out[account_id] = states
-        elif account_id in allowed:
-            states = {t: s for t, s in states.items() if t in types}
+        elif account_id in scopes:
+            types = scopes[account_id]
+            states = {t: s for t, s in states.items() if types is None or t in types}
             if states:
                 out[account_id] = states
     return out

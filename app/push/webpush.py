@@ -21,7 +21,7 @@ How the deliverer works
 -----------------------
 The store is the truth: on each change of account X, the deliverer reads the subscriptions of the
 users who can see X (`Deliverer.watchers`, kept from `accounts_of`, the one function that says
-which accounts a user sees) and pushes to each one that is verified (its verificationCode equals
+which accounts, and which types of each, a user sees) and pushes to each one that is verified (its verificationCode equals
 the code sent), unexpired and interested in a changed type (``types`` null: all).  It keeps on
 the bus only the accounts seen by users who have subscriptions: ``subscriptions_changed(account)``
 (after every PushSubscription/set) tells it at once, directly in its own process and by a
@@ -236,10 +236,12 @@ def encrypt(body: bytes, keys: dict) -> bytes:
 class PushService:
     """``ctx.push``: one per serving process (see the module docstring)."""
 
-    def __init__(self, store, data_dir: str, bus, accounts_of: Callable[[dict], list[str]] | None = None):
+    def __init__(self, store, data_dir: str, bus,
+                 accounts_of: Callable[[dict], dict[str, set[str] | None]] | None = None):
         self.store = store
         self.bus = bus
-        self.accounts_of = accounts_of or (lambda user: [user["accountId"]])
+        # user -> {account id: the type names they see of it, None: all} (Tidings.push_scopes)
+        self.accounts_of = accounts_of or (lambda user: {user["accountId"]: None})
         self.directory = os.path.join(os.path.abspath(data_dir), PUSH_DIR)
         os.makedirs(self.directory, exist_ok=True)
         self.vapid = Vapid(os.path.join(os.path.abspath(data_dir), VAPID_FILE))
@@ -440,6 +442,7 @@ class Deliverer:
         self.watchers: dict[str, set[str]] = {}  # account id -> homes of the users who see it
         self.homes: dict[str, set[str]] = {}  # home -> the accounts its user sees (if it has subscriptions)
         self.users: dict[str, dict] = {}  # home -> user
+        self.scopes: dict[str, dict[str, set[str] | None]] = {}  # home -> what its user sees of each account
         self.consumers: dict[str, tuple[Subscription, asyncio.Task]] = {}  # account id -> bus consumer
         self.targets: dict[tuple[str, str], Target] = {}
         self._fd: int | None = None
@@ -566,8 +569,11 @@ class Deliverer:
                 if not homes:
                     del self.watchers[account_id]
         self.users.pop(home, None)
+        self.scopes.pop(home, None)
         if user is not None:
-            accounts = set(self.service.accounts_of(user))
+            scopes = self.service.accounts_of(user)
+            accounts = set(scopes)
+            self.scopes[home] = scopes
             self.homes[home] = accounts
             self.users[home] = user
             for account_id in accounts:
@@ -653,6 +659,13 @@ class Deliverer:
         """(on the loop) Hands changes to the subscriptions that want them."""
         for account_id, states in changed.items():
             for home in tuple(self.watchers.get(account_id, ())):
+                seen = self.scopes.get(home, {}).get(account_id)  # a grantee: the types shared with them
+                if seen is not None:
+                    states = {t: s for t, s in changed[account_id].items() if t in seen}
+                    if not states:
+                        continue
+                else:
+                    states = changed[account_id]
                 with self.store.read(home) as reader:
                     records = [reader.record(COLLECTION, i) for i in list(reader.record_ids(COLLECTION))]
                 for record in records:

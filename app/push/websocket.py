@@ -167,7 +167,7 @@ class JmapSocket:
                 seq, changed = await run_in_threadpool(state.since, store, push_state, self.accounts, types)
                 sub.floor = max(sub.floor, seq)
                 changed = await still_allowed(changed, self.user["accountId"],
-                                              lambda: self.tidings.push_accounts(self.user))
+                                              lambda: self.tidings.push_scopes(self.user))
                 changed = unsent(changed, sent)
                 if changed:
                     await self._state_change(seq, changed)
@@ -178,7 +178,7 @@ class JmapSocket:
                 if not await run_in_threadpool(self.tidings.auth.still_valid, self.user):
                     return  # the credential was revoked: no more pushes (requests get 401)
                 changed = await still_allowed(changed, self.user["accountId"],
-                                              lambda: self.tidings.push_accounts(self.user))
+                                              lambda: self.tidings.push_scopes(self.user))
                 changed = unsent(changed, sent)
                 if changed:
                     seq = max(seq, bus.seq)

@@ -331,3 +331,25 @@ def test_has_email_says_what_email_says(store, account):
         w.destroy_email(record["id"])
     with store.read(account) as r:
         assert not r.has_email(record["id"]) and r.email(record["id"]) is None
+
+
+def test_shares_of_other_types_are_indexed_by_grantee_apart_from_mailboxes_and_go_with_their_owner(store, account):
+    books = Collection("AddressBook", "B", log="AddressBook")
+    grantee = store.create_user("g", "hash", "g@example.com")["accountId"]
+    rights = {"mayRead": True}
+    with store.write(account) as w:
+        book = w.create_record(books, {"name": "Team"})["id"]
+        box = w.create_mailbox({"name": "Shared", "shareWith": {grantee: {"mayReadItems": True}}})["id"]
+        w.share("AddressBook", book, None, {grantee: rights})
+        with pytest.raises(StoreError):
+            w.share("Mailbox", box, None, {grantee: rights})  # a mailbox keeps its own index
+    assert store.grants_to(grantee) == {account: {box: {"rights": {"mayReadItems": True}, "subscribed": False},
+                                                  f"AddressBook/{book}": {"rights": rights, "subscribed": False}}}
+    with store.write(account) as w:
+        w.set_subscribed_for(grantee, book, True, kind="AddressBook")
+        w.share("AddressBook", book, {grantee: rights}, {grantee: {"mayRead": True, "mayWrite": True}})
+    # the grantee's own subscription survives a change of rights
+    assert store.grants_to(grantee)[account][f"AddressBook/{book}"] == {
+        "rights": {"mayRead": True, "mayWrite": True}, "subscribed": True}
+    store.delete_user("u")
+    assert store.grants_to(grantee) == {}

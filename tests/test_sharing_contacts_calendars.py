@@ -1,0 +1,300 @@
+"""Address books and calendars shared between users (RFC 9670 §4, RFC 9610 §2 AddressBookRights,
+the JMAP Calendars draft's CalendarRights), against a live server: the grantee sees exactly what
+was shared, with the capability of its type, and does exactly what was granted (app/sharing.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from tests.conftest import CORE, Jmap, serve_users, unique
+
+CONTACTS = "urn:ietf:params:jmap:contacts"
+CAL = "urn:ietf:params:jmap:calendars"
+MAIL = "urn:ietf:params:jmap:mail"
+USING = [CORE, CONTACTS, CAL]
+BOOK_RIGHTS = ("mayRead", "mayWrite", "mayAdmin", "mayDelete")
+CAL_RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP",
+              "mayAdmin", "mayDelete")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve_users(tmp_path_factory, "sharing-pim", ("ann", "ben", "cat"))
+
+
+@pytest.fixture(scope="module")
+def users(server) -> SimpleNamespace:
+    """ann owns what is shared; ben and cat are the grantees."""
+    return SimpleNamespace(**{name: Jmap(server, name, "pw") for name in ("ann", "ben", "cat")})
+
+
+def call(c: Jmap, method: str, account: str | None = None, **args) -> tuple[str, dict]:
+    args["accountId"] = account or c.account_id
+    name, result, _ = c.request([[method, args, "0"]], using=USING)["methodResponses"][0]
+    return name, result
+
+
+def ok(c: Jmap, method: str, account: str | None = None, **args) -> dict:
+    name, result = call(c, method, account, **args)
+    assert name == method, result
+    return result
+
+
+def granted(names: tuple[str, ...], *rights: str) -> dict:
+    return {r: r in rights for r in names}
+
+
+def card(book: str, full: str, *more_books: str) -> dict:
+    return {"addressBookIds": {book: True, **dict.fromkeys(more_books, True)}, "name": {"full": full}}
+
+
+@pytest.fixture
+def books(users):
+    ann, ben = users.ann, users.ben
+    """Two address books of ann's, "shared" (with ben: mayRead) and "private", with a card each and
+    one card in both; every grant of ann's is gone afterwards."""
+    res = ok(ann, "AddressBook/set", create={"s": {"name": unique("Shared ")}, "p": {"name": unique("Private ")}})
+    shared, private = res["created"]["s"]["id"], res["created"]["p"]["id"]
+    res = ok(ann, "ContactCard/set", create={"a": card(shared, "Ada Shared"), "b": card(private, "Bo Private"),
+                                             "c": card(shared, "Cy Both", private)})
+    ids = {k: v["id"] for k, v in res["created"].items()}
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": {ben.account_id: granted(BOOK_RIGHTS, "mayRead")}}})
+    yield shared, private, ids
+    ok(ann, "AddressBook/set", destroy=[shared, private], onDestroyRemoveContents=True)
+
+
+# ------------------------------------------------------------------------------ session and reading
+def test_a_shared_address_book_brings_the_account_into_the_session_with_contacts_only(users, books):
+    ann, ben = users.ann, users.ben
+    session = ben.http.get("/.well-known/jmap").json()
+    account = session["accounts"][ann.account_id]
+    assert (account["isPersonal"], account["isReadOnly"]) == (False, True)
+    caps = account["accountCapabilities"]
+    assert caps[CONTACTS] == {"maxAddressBooksPerCard": None, "mayCreateAddressBook": False}
+    assert MAIL not in caps and CAL not in caps
+    [[name, res, _]] = ben.request([["Mailbox/get", {"accountId": ann.account_id, "ids": None}, "0"]],
+                                   using=[CORE, MAIL])["methodResponses"]
+    assert (name, res["type"]) == ("error", "accountNotSupportedByMethod")
+
+
+def test_the_grantee_sees_the_shared_book_as_granted_and_only_its_cards(users, books):
+    ann, ben = users.ann, users.ben
+    shared, private, ids = books
+    got = ok(ben, "AddressBook/get", ann.account_id, ids=None)["list"]
+    assert [b["id"] for b in got] == [shared]
+    assert got[0]["myRights"] == granted(BOOK_RIGHTS, "mayRead")
+    assert got[0]["shareWith"] is None and got[0]["isSubscribed"] is False  # RFC 9610 §2: false when shared
+    assert ok(ann, "AddressBook/get", ids=[shared])["list"][0]["shareWith"] == {
+        ben.account_id: granted(BOOK_RIGHTS, "mayRead")}
+    cards = ok(ben, "ContactCard/get", ann.account_id, ids=None, properties=["addressBookIds"])
+    assert {c["id"]: c["addressBookIds"] for c in cards["list"]} == {ids["a"]: {shared: True},
+                                                                   ids["c"]: {shared: True}}
+    assert ok(ben, "ContactCard/get", ann.account_id, ids=[ids["b"]])["notFound"] == [ids["b"]]
+    found = ok(ben, "ContactCard/query", ann.account_id, filter={"text": "Private"})["ids"]
+    assert found == []
+    assert ok(ben, "ContactCard/query", ann.account_id, filter={"inAddressBook": private})["ids"] == []
+    vcard = ben.http.get(f"/jmap/vcard/{ann.account_id}/{shared}")
+    assert vcard.status_code == 200 and "Ada Shared" in vcard.text and "Bo Private" not in vcard.text
+    assert ben.http.get(f"/jmap/vcard/{ann.account_id}/{private}").status_code == 404
+    assert ben.http.get(f"/jmap/vcard/{ann.account_id}/{ids['b']}").status_code == 404
+
+
+def test_a_revoked_share_is_gone_on_the_next_request(users, books):
+    ann, ben = users.ann, users.ben
+    shared, _, ids = books
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": None}})
+    name, res = call(ben, "ContactCard/get", ann.account_id, ids=[ids["a"]])
+    assert (name, res["type"]) == ("error", "accountNotFound")
+    assert ann.account_id not in ben.http.get("/.well-known/jmap").json()["accounts"]
+
+
+# ------------------------------------------------------------------------------ writing
+def test_card_writes_need_may_write_on_every_book_they_touch(users, books):
+    ann, ben = users.ann, users.ben
+    shared, private, ids = books
+    res = ok(ben, "ContactCard/set", ann.account_id, create={"n": card(shared, "New One")},
+             update={ids["a"]: {"name/full": "Changed"}}, destroy=[ids["a"]])
+    assert res["notCreated"]["n"]["type"] == "forbidden"
+    assert res["notUpdated"][ids["a"]]["type"] == "forbidden"
+    assert res["notDestroyed"][ids["a"]]["type"] == "forbidden"
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": {ben.account_id: granted(BOOK_RIGHTS, "mayRead",
+                                                                                       "mayWrite")}}})
+    assert ben.http.get("/.well-known/jmap").json()["accounts"][ann.account_id]["isReadOnly"] is False
+    res = ok(ben, "ContactCard/set", ann.account_id, create={"n": card(shared, "New One")},
+             update={ids["a"]: {"name/full": "Changed"}, ids["c"]: {"addressBookIds": {shared: True}}})
+    assert "n" in res["created"] and set(res["updated"]) == {ids["a"], ids["c"]}, (res["notUpdated"], res["updated"])
+    # the book ben does not see stays: setting the whole map changes only what he sees
+    assert ok(ann, "ContactCard/get", ids=[ids["c"]])["list"][0]["addressBookIds"] == {shared: True, private: True}
+    # into a book he cannot see, or out of every book: refused; a card also in the private book
+    # cannot be destroyed by him
+    res = ok(ben, "ContactCard/set", ann.account_id, update={ids["a"]: {f"addressBookIds/{private}": True}},
+             destroy=[ids["c"]])
+    assert res["notUpdated"][ids["a"]]["type"] == "invalidProperties"  # no such book, for him
+    assert res["notDestroyed"][ids["c"]]["type"] == "forbidden"
+    assert ok(ben, "ContactCard/set", ann.account_id, destroy=[ids["a"]])["destroyed"] == [ids["a"]]
+
+
+def test_the_grantee_sets_only_his_own_subscription_and_shares_only_with_may_admin(users, books):
+    ann, ben, cat = users.ann, users.ben, users.cat
+    shared, _, _ = books
+    res = ok(ben, "AddressBook/set", ann.account_id, update={shared: {"name": "Mine now"}},
+             create={"x": {"name": "His own"}})
+    assert res["notUpdated"][shared]["type"] == "forbidden" and res["notCreated"]["x"]["type"] == "forbidden"
+    assert ok(ben, "AddressBook/set", ann.account_id, update={shared: {"isSubscribed": True}})["updated"] == {
+        shared: None}
+    assert ok(ben, "AddressBook/get", ann.account_id, ids=[shared])["list"][0]["isSubscribed"] is True
+    mine = ok(ann, "AddressBook/get", ids=[shared])["list"][0]
+    assert mine["isSubscribed"] is True and mine["name"].startswith("Shared ")  # ann's own value, untouched
+    share_cat = {f"shareWith/{cat.account_id}": granted(BOOK_RIGHTS, "mayRead")}
+    # without mayAdmin he sees shareWith null (so the path share_cat patches is not there) and may not set it
+    res = ok(ben, "AddressBook/set", ann.account_id, update={shared: {"shareWith": {
+        cat.account_id: granted(BOOK_RIGHTS, "mayRead")}}})
+    assert res["notUpdated"][shared]["type"] == "forbidden"
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": {ben.account_id: granted(BOOK_RIGHTS, "mayRead",
+                                                                                       "mayAdmin")}}})
+    too_much = {f"shareWith/{cat.account_id}": granted(BOOK_RIGHTS, "mayRead", "mayWrite")}
+    res = ok(ben, "AddressBook/set", ann.account_id, update={shared: too_much})
+    assert res["notUpdated"][shared]["type"] == "forbidden"  # RFC 9610 §2.3: a right he does not hold
+    assert ok(ben, "AddressBook/set", ann.account_id, update={shared: share_cat})["updated"] == {shared: None}
+    assert [b["id"] for b in ok(cat, "AddressBook/get", ann.account_id, ids=None)["list"]] == [shared]
+    assert ok(ben, "AddressBook/get", ann.account_id, ids=[shared])["list"][0]["shareWith"][cat.account_id][
+        "mayRead"] is True
+    # a grantee with mayDelete but without mayWrite cannot take the cards with the book
+    res = ok(cat, "AddressBook/set", ann.account_id, destroy=[shared], onDestroyRemoveContents=True)
+    assert res["notDestroyed"][shared]["type"] == "forbidden"
+
+
+def test_share_with_is_checked_whole(users):
+    ann, ben = users.ann, users.ben
+    book = ok(ann, "AddressBook/set", create={"b": {"name": unique("Checked ")}})["created"]["b"]["id"]
+    for bad in ({ann.account_id: {"mayRead": True}}, {"Anobody": {"mayRead": True}},
+                {ben.account_id: {"mayFly": True}}, {ben.account_id: {"mayRead": "yes"}},
+                {ben.account_id: ["mayRead"]}):
+        res = ok(ann, "AddressBook/set", update={book: {"shareWith": bad}})
+        assert res["notUpdated"][book]["type"] == "invalidProperties", bad
+        assert res["notUpdated"][book]["properties"] == ["shareWith"], bad
+    # a principal given no right at all is no sharee
+    ok(ann, "AddressBook/set", update={book: {"shareWith": {ben.account_id: {"mayRead": False}}}})
+    assert ok(ann, "AddressBook/get", ids=[book])["list"][0]["shareWith"] is None
+    assert ann.account_id not in ben.http.get("/.well-known/jmap").json()["accounts"]
+    ok(ann, "AddressBook/set", destroy=[book])
+
+
+def test_card_copy_from_a_shared_book_lands_in_the_grantees_default_book(users, books):
+    ann, ben = users.ann, users.ben
+    _, _, ids = books
+    res = ben.request([["ContactCard/copy", {"fromAccountId": ann.account_id, "accountId": ben.account_id,
+                                             "create": {"k": {"id": ids["a"]}, "h": {"id": ids["b"]}},
+                                             "onSuccessDestroyOriginal": True}, "0"]],
+                      using=USING)["methodResponses"]
+    copied, destroyed = res[0][1], res[1][1]
+    assert set(copied["created"]) == {"k"} and copied["notCreated"]["h"]["type"] == "notFound"
+    new_id = copied["created"]["k"]["id"]
+    mine = ok(ben, "ContactCard/get", ids=[new_id])["list"][0]
+    assert mine["addressBookIds"] == {"Bdefault": True} and mine["name"]["full"] == "Ada Shared"
+    assert destroyed["notDestroyed"][ids["a"]]["type"] == "forbidden"  # mayRead only: the original stays
+    ok(ben, "ContactCard/set", destroy=[new_id])
+
+
+# ------------------------------------------------------------------------------ calendars
+def event(cal: str, title: str, start: str = "2025-05-05T10:00:00") -> dict:
+    return {"calendarIds": {cal: True}, "title": title, "start": start, "timeZone": "Europe/Berlin",
+            "duration": "PT1H"}
+
+
+@pytest.fixture
+def calendars(users):
+    ann, ben = users.ann, users.ben
+    res = ok(ann, "Calendar/set", create={"s": {"name": unique("Team ")}, "p": {"name": unique("Private ")},
+                                          "f": {"name": unique("Busy ")}})
+    cals = {k: v["id"] for k, v in res["created"].items()}
+    res = ok(ann, "CalendarEvent/set", create={
+        "team": {**event(cals["s"], "Team meeting"),
+                 "recurrenceRules": [{"@type": "RecurrenceRule", "frequency": "weekly", "count": 3}]},
+        "doc": event(cals["p"], "Doctor"), "busy": event(cals["f"], "Busy thing")})
+    evs = {k: v["id"] for k, v in res["created"].items()}
+    ok(ann, "Calendar/set", update={
+        cals["s"]: {"shareWith": {ben.account_id: granted(CAL_RIGHTS, "mayReadFreeBusy", "mayReadItems")}},
+        cals["f"]: {"shareWith": {ben.account_id: granted(CAL_RIGHTS, "mayReadFreeBusy")}}})
+    yield cals, evs
+    ok(ann, "Calendar/set", destroy=list(cals.values()), onDestroyRemoveEvents=True)
+
+
+def test_the_grantee_reads_the_events_of_the_shared_calendar_only(server, users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, evs = calendars
+    caps = ben.http.get("/.well-known/jmap").json()["accounts"][ann.account_id]["accountCapabilities"]
+    assert caps[CAL]["mayCreateCalendar"] is False and CONTACTS not in caps
+    got = ok(ben, "Calendar/get", ann.account_id, ids=None)["list"]
+    # a calendar shared with mayReadFreeBusy alone "must behave as though it did not exist"
+    assert [c["id"] for c in got] == [cals["s"]]
+    assert got[0]["myRights"] == granted(CAL_RIGHTS, "mayReadFreeBusy", "mayReadItems")
+    assert ok(ben, "Calendar/get", ann.account_id, ids=[cals["f"]])["notFound"] == [cals["f"]]
+    listed = ok(ben, "CalendarEvent/get", ann.account_id, ids=None, properties=["title"])["list"]
+    assert [e["title"] for e in listed] == ["Team meeting"]
+    res = ok(ben, "CalendarEvent/query", ann.account_id, expandRecurrences=True,
+             filter={"after": "2025-01-01T00:00:00", "before": "2026-01-01T00:00:00"})
+    assert len(res["ids"]) == 3 and all(i.startswith(evs["team"]) for i in res["ids"])
+    assert ok(ben, "CalendarEvent/get", ann.account_id, ids=[res["ids"][1]])["list"][0]["title"] == "Team meeting"
+    assert ok(ben, "CalendarEvent/get", ann.account_id, ids=[evs["doc"], evs["busy"]])["notFound"] == [
+        evs["doc"], evs["busy"]]
+    ics = httpx.get(f"{server.base}/jmap/calendar/{ann.account_id}/{cals['s']}.ics", auth=("ben", "pw"))
+    assert ics.status_code == 200 and "Team meeting" in ics.text
+    assert httpx.get(f"{server.base}/jmap/calendar/{ann.account_id}/{evs['doc']}.ics",
+                     auth=("ben", "pw")).status_code == 404
+
+
+def test_event_writes_need_may_write_all(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, evs = calendars
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={"n": event(cals["s"], "Mine")},
+             update={evs["team"]: {"title": "Renamed"}}, destroy=[evs["team"]])
+    assert {res["notCreated"]["n"]["type"], res["notUpdated"][evs["team"]]["type"],
+            res["notDestroyed"][evs["team"]]["type"]} == {"forbidden"}
+    # without calendarIds an event goes to the owner's default calendar: not for a grantee
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={"d": {"title": "x", "start": "2025-01-01T00:00:00"}})
+    assert res["notCreated"]["d"]["properties"] == ["calendarIds"]
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP")}}})
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={"n": event(cals["s"], "Mine")},
+             update={evs["team"]: {"title": "Renamed"}})
+    assert "n" in res["created"] and evs["team"] in res["updated"], res
+    assert ok(ann, "CalendarEvent/get", ids=[evs["team"]], properties=["title"])["list"][0]["title"] == "Renamed"
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={evs["team"]: {"calendarIds": {cals["p"]: True}}})
+    assert res["notUpdated"][evs["team"]]["type"] == "invalidProperties"  # a calendar he does not see
+
+
+def test_event_copy_from_a_shared_calendar(users, calendars):
+    ann, ben = users.ann, users.ben
+    _, evs = calendars
+    res = ok(ben, "CalendarEvent/copy", fromAccountId=ann.account_id, create={"c": {"id": evs["team"]}})
+    new_id = res["created"]["c"]["id"]
+    mine = ok(ben, "CalendarEvent/get", ids=[new_id], properties=["title", "calendarIds"])["list"][0]
+    assert mine["title"] == "Team meeting" and mine["calendarIds"] == {"Cdefault": True}
+    ok(ben, "CalendarEvent/set", destroy=[new_id])
+
+
+# ------------------------------------------------------------------------------ push
+def test_push_reports_the_shared_types_of_the_shared_account(server, users, books):
+    from tests.test_push import EventStream
+
+    ann = users.ann
+
+    shared, _, ids = books
+
+    async def scenario():
+        async with EventStream(server.base, ("ben", "pw"), query="types=*&closeafter=no&ping=0") as es:
+            first = await es.state()
+            assert set(first["data"]["changed"][ann.account_id]) == {"AddressBook", "ContactCard"}
+            await asyncio.to_thread(ok, ann, "ContactCard/set", update={ids["a"]: {"name/full": "Pushed"}})
+            while True:
+                changed = (await es.state())["data"]["changed"]
+                if ann.account_id in changed:
+                    assert set(changed[ann.account_id]) == {"ContactCard"}, changed
+                    break
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
