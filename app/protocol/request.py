@@ -75,8 +75,8 @@ class CallContext:
         if not self.may_read_account(account_id):
             # RFC 8620 §3.6.2: an account the user cannot access is indistinguishable from none
             raise MethodError("accountNotFound", f"no account {account_id!r} for this user")
-        access = self.access(account_id)
-        if not access.owner and self.method_capability not in access.capabilities:
+        if account_id != self.user["accountId"] and not (access := self.access(account_id)).owner \
+                and self.method_capability not in access.capabilities:
             # what is shared there says which capabilities a grantee may use (app.access)
             raise MethodError("accountNotSupportedByMethod",
                               f"nothing of {self.method_capability} is shared with this user in {account_id!r}")
