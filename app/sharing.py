@@ -15,11 +15,11 @@ of the container's type (app.access).  Decisions, for both types:
   in an account (``mayCreateAddressBook``/``mayCreateCalendar`` false for a grantee); destroying
   one needs ``mayDelete``, and its contents' write right when contents go with it.
 * Contents (ContactCard, CalendarEvent) are readable in a container with the read right
-  (``mayRead``, ``mayReadItems``) and show only the containers the grantee sees; creating,
-  changing, moving or destroying them needs the write right (``mayWrite``, ``mayWriteAll``) on
-  every container they are added to or taken from, and on one they are in to change them; a
-  destroy needs it on every container they are in.  Containers the grantee does not see stay as
-  they are when the grantee sets the whole id map.
+  (``mayRead``, ``mayReadItems``) and show only the containers the grantee sees; moving them needs
+  the write right (``mayWrite``, ``mayWriteAll``) on every container they are added to or taken
+  from, any other change and a destroy need it on every container they are in (the Calendars
+  draft's rule, applied to cards too).  Containers the grantee does not see stay as they are when
+  the grantee sets the whole id map.
 """
 
 from __future__ import annotations
@@ -156,26 +156,28 @@ class SharedContainer:
 
 
 def content_error(ctx, reader, container: SharedContainer, before: dict | None, after: dict | None,
-                  what: str) -> dict | None:
+                  what: str, other_changes: bool = True) -> dict | None:
     """The SetError refusing a grantee's write of a ContactCard or CalendarEvent (`what`) whose
-    containers go from `before` (None: a create) to `after` (None: a destroy), or None (module
-    docstring)."""
+    containers go from `before` (None: a create) to `after` (None: a destroy), or None: the write
+    right is needed on each container it enters or leaves and, for `other_changes` (any change
+    besides its containers) or a destroy, on every container it is in (the Calendars draft:
+    "other changes ... in *all* calendars to which the event belongs")."""
     access = access_of(ctx, reader.account_id)
     if access is None or access.owner:
         return None
-    right = container.write_right
     old, new = set(before or {}), set(after or {})
-    if after is None:  # a destroy takes it out of every container
+    if after is None:
         needs = old
     elif before is None:
         needs = new
     else:
-        needs = old ^ new
-        if not needs and not any(access.may_in(container.name, c, right) for c in old):
-            return set_error("forbidden", f"changing this {what} needs {right} on one of its {container.name}s")
+        needs = (old ^ new) | (old if other_changes else set())
+    right = container.write_right
     missing = sorted(c for c in needs if not access.may_in(container.name, c, right))
     if missing:
-        return set_error("forbidden", f"{right} is needed on {container.name} {', '.join(missing)}")
+        shown = [c if container.sees(access, c) else "one you do not see" for c in missing]
+        return set_error("forbidden", f"changing this {what} needs {right} on {container.name} "
+                         f"{', '.join(dict.fromkeys(shown))}")
     return None
 
 

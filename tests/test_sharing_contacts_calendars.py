@@ -298,3 +298,63 @@ def test_push_reports_the_shared_types_of_the_shared_account(server, users, book
                     break
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_per_user_values_of_a_sharee_are_his_alone_and_need_may_update_private(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, evs = calendars
+    ok(ann, "CalendarEvent/set", update={evs["team"]: {"color": "red", "keywords": {"ann": True}}})
+    mine = ok(ben, "CalendarEvent/get", ann.account_id, ids=[evs["team"]], properties=["color", "keywords"])
+    assert mine["list"][0]["color"] is None and mine["list"][0]["keywords"] is None  # the defaults, not ann's
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={evs["team"]: {"color": "blue"}})
+    assert res["notUpdated"][evs["team"]]["type"] == "forbidden"  # mayReadItems only
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayUpdatePrivate")}}})
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={evs["team"]: {"color": "blue", "keywords": {"ben": True}}})
+    assert evs["team"] in res["updated"], res
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={evs["team"]: {"title": "Ben's now"}})
+    assert res["notUpdated"][evs["team"]]["type"] == "forbidden"  # not a per-user property
+    assert ok(ben, "CalendarEvent/get", ann.account_id, ids=[evs["team"]], properties=["color", "keywords"])[
+        "list"][0] == {"id": evs["team"], "color": "blue", "keywords": {"ben": True}}
+    assert ok(ann, "CalendarEvent/get", ids=[evs["team"]], properties=["color", "keywords", "title"])["list"][0] == {
+        "id": evs["team"], "color": "red", "keywords": {"ann": True}, "title": "Team meeting"}
+
+
+def test_private_and_secret_events_as_the_draft_says_for_sharees(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, _ = calendars
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP")}}})
+    res = ok(ann, "CalendarEvent/set", create={
+        "p": {**event(cals["s"], "Private talk"), "privacy": "private", "description": "the details",
+              "locations": {"l": {"@type": "Location", "name": "Room 1"}}},
+        "s": {**event(cals["s"], "Secret"), "privacy": "secret"}})
+    private, secret = res["created"]["p"]["id"], res["created"]["s"]["id"]
+    got = ok(ben, "CalendarEvent/get", ann.account_id, ids=[private, secret])
+    assert got["notFound"] == [secret]  # "as though the event does not exist"
+    shown = got["list"][0]
+    assert shown["start"] == "2025-05-05T10:00:00" and shown["privacy"] == "private"
+    # the details are hidden: what /get shows for them is their default
+    assert (shown["title"], shown["description"], shown["locations"]) == ("", "", None)
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={private: {"color": "green"}}, destroy=[private])
+    assert res["notUpdated"][private]["type"] == "forbidden" and res["notDestroyed"][private]["type"] == "forbidden"
+    # a sharee may not make an event non-public in a calendar that is not his
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={"x": {**event(cals["s"], "x"), "privacy": "private"}})
+    assert res["notCreated"]["x"]["properties"] == ["privacy"]
+
+
+def test_changing_an_event_needs_may_write_all_in_every_calendar_it_is_in(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, _ = calendars
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP")}}})
+    both = ok(ann, "CalendarEvent/set", create={"b": {**event(cals["s"], "In both"),
+                                                     "calendarIds": {cals["s"]: True, cals["p"]: True}}})
+    both = both["created"]["b"]["id"]
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={both: {"title": "Mine"}})
+    assert res["notUpdated"][both]["type"] == "forbidden"  # draft: "in *all* calendars"
+    # taking it out of the one calendar he may write is his to do; it stays in ann's private one
+    res = ok(ben, "CalendarEvent/set", ann.account_id, update={both: {f"calendarIds/{cals['s']}": None}})
+    assert list(res["updated"]) == [both], res
+    assert ok(ann, "CalendarEvent/get", ids=[both], properties=["calendarIds"])["list"][0]["calendarIds"] == {
+        cals["p"]: True}

@@ -11,8 +11,12 @@ Decisions:
   app/sharing.py's.  Of the per-user properties a grantee keeps only ``isSubscribed`` of their own;
   the others (color, sortOrder, isVisible, includeInAvailability, the default alerts, timeZone) are
   the owner's, and a grantee's change of them is ``forbidden``.  Of the event rights, mayReadItems
-  reads and mayWriteAll writes; mayWriteOwn, mayUpdatePrivate and mayRSVP are kept and shown but
-  grant no write yet (a write needs mayWriteAll).  The owner's ``myRights`` are all true.
+  reads, mayWriteAll writes, and mayUpdatePrivate writes the grantee's own per-user event values
+  (app/calendar/event.py: keywords, color, freeBusyStatus, useDefaultAlerts, alerts, kept per
+  sharee; not per occurrence yet); mayWriteOwn and mayRSVP are kept and shown but grant no write
+  yet (tidings has no ParticipantIdentity to say who is the owner or the attendee).  A "secret"
+  event does not exist for a grantee, a "private" one shows its time only and cannot be changed by
+  them (draft §privacy).  The owner's ``myRights`` are all true.
 * Destroying a calendar that still has events answers ``calendarHasEvent`` unless
   ``onDestroyRemoveEvents`` is true: then each event leaves it, and an event in no other calendar
   is destroyed.

@@ -67,6 +67,15 @@ _NOT_SEQUENCED = PER_USER | {"calendarIds", "isDraft", "updated", "sequence", "c
 _SYNTHETIC = re.compile(r"^([A-Za-z0-9-]+)_([0-9]{8}T[0-9]{6})\Z")  # \Z: "$" allows a final "\n"
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'|(\S+)')
 _INTERNAL = ("_utcStart", "_utcEnd", "_calendars")
+# {sharee account id: their per-user values (and "updated")}: the draft's per-user properties of a
+# sharee are theirs alone; the event's own values are the owner's (kept by store_update)
+_SHAREES = "_perUser"
+# what a sharee sees of a "private" event (RFC 8984 §4.4.3 "only the basic time and metadata";
+# its list, with the recurrence that places the time, and JMAP's own properties)
+_PRIVATE_SHOWN = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd", "@type",
+                  "created", "due", "duration", "estimatedDuration", "freeBusyStatus", "privacy",
+                  "recurrenceOverrides", "sequence", "showWithoutTime", "start", "timeZone", "timeZones", "uid",
+                  "updated", "recurrenceId", "recurrenceIdTimeZone", "recurrenceRules", "excludedRecurrenceRules"}
 
 
 def _now() -> str:
@@ -209,7 +218,7 @@ class CalendarEvent(DataType):
 
     # -- reading
     def to_jmap(self, ctx, record: dict) -> dict:
-        obj = {k: v for k, v in record.items() if k not in _INTERNAL}
+        obj = {k: v for k, v in record.items() if k not in _INTERNAL and k != _SHAREES}
         obj.setdefault("baseEventId", None)
         obj["isOrigin"] = self._is_origin(ctx, obj)
         return obj
@@ -227,8 +236,27 @@ class CalendarEvent(DataType):
         read, showing the calendars they see; app/sharing.py), or None."""
         if record is None:
             return None
+        access = access_of(ctx, reader.account_id)
+        if access is None or access.owner:
+            return self.to_jmap(ctx, record)
+        if record.get("privacy") == "secret":  # draft: "as though the event does not exist" for sharees
+            return None
         calendars = readable(ctx, reader, CALENDAR, record.get("calendarIds"))
-        return None if calendars is None else {**self.to_jmap(ctx, record), "calendarIds": calendars}
+        if calendars is None:
+            return None
+        obj = {**self.to_jmap(ctx, record), "calendarIds": calendars}
+        mine = (record.get(_SHAREES) or {}).get(ctx.user["accountId"]) or {}
+        for prop in PER_USER:  # draft: "Sharees initially receive the default value"
+            obj[prop] = mine.get(prop, EVENT_DEFAULTS[prop])
+        if mine.get("updated") and mine["updated"] > (obj.get("updated") or ""):
+            obj["updated"] = mine["updated"]  # "whichever is later"
+        if record.get("privacy") == "private":
+            obj = {k: v for k, v in obj.items() if k in _PRIVATE_SHOWN}
+            if obj.get("recurrenceOverrides"):
+                obj["recurrenceOverrides"] = {rid: {k: v for k, v in patch.items() if k.split("/", 1)[0]
+                                                    in _PRIVATE_SHOWN or k == "excluded"}
+                                              for rid, patch in obj["recurrenceOverrides"].items()}
+        return obj
 
     def fetch(self, ctx, reader, obj_id: str) -> dict | None:
         m = _SYNTHETIC.match(obj_id)
@@ -313,10 +341,22 @@ class CalendarEvent(DataType):
         m = _SYNTHETIC.match(obj_id)
         return (reader.record(self.collection, m.group(1) if m else obj_id) or {}).get("calendarIds")
 
+    @staticmethod
+    def _sharee(ctx, reader) -> str | None:
+        """The caller's principal id when they write in another's account (a sharee), else None."""
+        access = access_of(ctx, reader.account_id)
+        return None if access is None or access.owner else ctx.user["accountId"]
+
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
         fields, error = super().prepare_create(ctx, reader, obj)
         if error is None:
             error = content_error(ctx, reader, CALENDAR, None, fields["calendarIds"], self.name)
+        sharee = self._sharee(ctx, reader)
+        if error is None and sharee:  # a sharee's per-user values are theirs; the event gets the defaults
+            mine = {p: fields[p] for p in PER_USER if p in fields and not same_json(fields[p], EVENT_DEFAULTS[p])}
+            fields.update({p: EVENT_DEFAULTS[p] for p in mine})
+            if mine:
+                fields[_SHAREES] = {sharee: mine}
         if error is None:
             for other_id in reader.record_ids(self.collection, "uid", equals=fields["uid"]):
                 other = reader.record(self.collection, other_id)
@@ -326,14 +366,37 @@ class CalendarEvent(DataType):
                                              existingId=other_id)
         return fields, error
 
+    def _sharee_error(self, ctx, reader, current: dict, patch: dict) -> tuple[bool, dict | None]:
+        """For a sharee's update: (whether it changes only their per-user values, the SetError
+        refusing it or None): a private event is not theirs to change; per-user values need
+        mayUpdatePrivate on one of its calendars (draft: "on all events in the calendar")."""
+        record = reader.record(self.collection, _SYNTHETIC.sub(r"\1", current["id"])) or {}
+        if record.get("privacy", "public") != "public":
+            return False, set_error("forbidden", "a private event cannot be changed by a sharee (draft §privacy)")
+        roots = {path.split("/", 1)[0] for path in patch}
+        if not roots or not roots <= PER_USER:
+            return False, None
+        if current.get("baseEventId"):
+            return True, set_error("forbidden", "per-occurrence values of a sharee are not kept yet: change the "
+                                   "whole series, or ask the owner")
+        access = access_of(ctx, reader.account_id)
+        if not any(access.may_in(CALENDAR.name, c, "mayUpdatePrivate") for c in record.get("calendarIds") or {}):
+            return True, set_error("forbidden", "changing per-user values needs mayUpdatePrivate")
+        return True, None
+
     def prepare_update(self, ctx, reader, current: dict, patch: dict, resolve) -> tuple[dict, dict | None]:
         stored = self._stored_calendars(reader, current["id"])
+        sharee = self._sharee(ctx, reader)
+        private_only, refused = self._sharee_error(ctx, reader, current, patch) if sharee else (False, None)
+        if refused is not None:
+            return {}, refused
+        others = any(path.split("/", 1)[0] != "calendarIds" for path in patch)
         if not current.get("baseEventId"):
             fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
-            if error is None and "calendarIds" in fields:
-                fields["calendarIds"] = keep_hidden(ctx, reader, CALENDAR, stored, fields["calendarIds"])
+            if error is None and private_only:  # stored for the sharee alone (update)
+                return {_SHAREES: {p: fields[p] for p in PER_USER if p in fields}}, None
             return fields, error or content_error(ctx, reader, CALENDAR, stored, fields.get("calendarIds", stored),
-                                                  self.name)
+                                                  self.name, others)
         # an instance (synthetic id): the change becomes its override in the base event
         fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
         error = error or content_error(ctx, reader, CALENDAR, stored, stored, self.name)
@@ -353,12 +416,17 @@ class CalendarEvent(DataType):
         check_event(obj, problems)
         if obj.get("method") is not None:
             problems["method"] = "must not be set: it belongs to iTIP messages, not stored events"
+        if obj.get("privacy") not in (None, "public") and self._sharee(ctx, reader):
+            problems["privacy"] = "only public in a calendar of another user (draft §privacy)"
         obj.pop("method", None)
         merged = {**(current or {}), **obj}
         if obj.get("recurrenceOverrides") and "recurrenceOverrides" not in problems:
             _check_override_paths(merged, problems)
         if current is None or "calendarIds" in obj:
             cals = obj.get("calendarIds")
+            stored = self._stored_calendars(reader, current["id"]) if current is not None else None
+            if isinstance(cals, dict):  # the calendars a sharee does not see stay (app/sharing.py)
+                cals = obj["calendarIds"] = keep_hidden(ctx, reader, CALENDAR, stored, cals)
             access = access_of(ctx, reader.account_id)
             if current is None and cals is None and access is not None and not access.owner:
                 problems["calendarIds"] = "required in a shared account (the default calendar is the owner's)"
@@ -370,7 +438,7 @@ class CalendarEvent(DataType):
                 for cal_id, value in cals.items():
                     if value is not True:
                         problems[f"calendarIds/{cal_id}"] = "must be true"
-                    elif not calendar_exists(ctx, reader, cal_id):
+                    elif cal_id not in (stored or {}) and not calendar_exists(ctx, reader, cal_id):
                         problems[f"calendarIds/{cal_id}"] = "no such calendar"
         if current is not None and obj.get("isDraft") is True and current.get("isDraft") is False:
             problems["isDraft"] = "may only be true on creation"
@@ -400,12 +468,20 @@ class CalendarEvent(DataType):
         writer.update_record(self.collection, obj_id, {**record, **stored_fields(record)})
 
     def create(self, ctx, writer, fields: dict) -> dict:
-        return self.to_jmap(ctx, writer.create_record(self.collection, {**fields, **stored_fields(fields)}))
+        record = writer.create_record(self.collection, {**fields, **stored_fields(fields)})
+        return self._readable(ctx, writer, record) or self.to_jmap(ctx, record)  # as its creator sees it
 
     def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
         m = _SYNTHETIC.match(obj_id)
         base_id = m.group(1) if m else obj_id
         record = writer.record(self.collection, base_id)
+        if _SHAREES in changes:  # a sharee's own per-user values, with their own "updated"
+            sharee = ctx.user["accountId"]
+            sharees = dict(record.get(_SHAREES) or {})
+            now = _now()
+            sharees[sharee] = {**sharees.get(sharee, {}), **changes[_SHAREES], "updated": now}
+            self.store_update(writer, base_id, {**record, _SHAREES: sharees})
+            return {"updated": now}
         self.store_update(writer, base_id, {**record, **changes})
         shown = {k: changes[k] for k in ("updated", "sequence") if k in changes}
         return shown or None
@@ -421,6 +497,9 @@ class CalendarEvent(DataType):
 
     def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
         stored = self._stored_calendars(reader, obj["id"])
+        if self._sharee(ctx, reader) and (reader.record(self.collection, _SYNTHETIC.sub(r"\1", obj["id"])) or {}
+                                          ).get("privacy", "public") != "public":
+            return set_error("forbidden", "a private event cannot be destroyed by a sharee (draft §privacy)")
         # an instance's destroy is an exclusion written in its base event: a change of that event
         return content_error(ctx, reader, CALENDAR, stored, stored if obj.get("baseEventId") else None, self.name)
 

@@ -162,7 +162,9 @@ class ContactCard(DataType):
         error = patch_set_error(problems, patch_errors)
         if isinstance(card.get("addressBookIds"), dict):  # the books a grantee does not see stay
             card["addressBookIds"] = keep_hidden(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"])
-            error = error or content_error(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"], self.name)
+            others = any(path.split("/", 1)[0] != "addressBookIds" for path in patch)
+            error = error or content_error(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"], self.name,
+                                           others)
         return card, error
 
     def check_destroy(self, ctx, reader, obj: dict, args: dict) -> dict | None:
