@@ -36,6 +36,8 @@ SHARED_CAPABILITIES = {
     "AddressBook": ("urn:ietf:params:jmap:contacts",),
     "Calendar": ("urn:ietf:params:jmap:calendars",),
 }
+# rights that alone show nothing (the Calendars draft: free-busy is for Principal/getAvailability)
+_UNSEEN = {"Calendar": ("mayReadFreeBusy",)}
 # the rights that change something, of each shared type (an account with none is isReadOnly)
 _WRITE_RIGHTS = {"AddressBook": ("mayWrite", "mayAdmin", "mayDelete"),
                  "Calendar": ("mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP", "mayAdmin", "mayDelete")}
@@ -135,22 +137,28 @@ def accounts_for(store, user: dict) -> dict[str, Access]:
             mailboxes, shared = {}, {}
             for key, grant in grants.items():
                 kind, _, obj_id = key.rpartition("/")  # "kind/id" (Writer.share), or a mailbox id
+                if kind and not any(v for r, v in grant["rights"].items() if r not in _UNSEEN.get(kind, ())):
+                    continue  # a calendar with mayReadFreeBusy alone "must behave as though it did not exist"
                 if kind:
                     shared.setdefault(kind, {})[obj_id] = grant
                 else:
                     mailboxes[key] = grant
-            out[owner] = Access(owner, owner=False, grants=mailboxes, grantee=own, shared=shared)
+            if mailboxes or shared:
+                out[owner] = Access(owner, owner=False, grants=mailboxes, grantee=own, shared=shared)
     return out
 
 
-def share_with_problem(store, owner: str, share_with: dict, names: tuple[str, ...], what: str) -> str | None:
+def share_with_problem(store, owner: str, share_with: dict, names: tuple[str, ...], what: str,
+                       before: dict | None = None) -> str | None:
     """Why a ``shareWith`` value ({principal id: rights}, RFC 9670 §4) cannot be stored, or None:
-    the owner named, a principal that does not exist, a rights object that is not one (`what`:
-    "MailboxRights") or has a property outside `names` or a value that is not a boolean."""
+    the owner named, a new principal (not in `before`, the value as it is) that does not exist, a
+    rights object that is not one (`what`: "MailboxRights") or has a property outside `names` or a
+    value that is not a boolean.  A principal already there may be gone (a deleted user): the
+    owner must still be able to edit the rest."""
     for principal, rights in share_with.items():
         if principal == owner:
             return "the owner's rights are implicit: the owner cannot be a sharee (RFC 9670 §4)"
-        if store.account(principal) is None:
+        if principal not in (before or {}) and store.account(principal) is None:
             return f"no principal {principal!r}"
         if not isinstance(rights, dict):
             return f"the rights of {principal!r} must be a {what} object"

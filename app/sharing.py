@@ -27,6 +27,7 @@ from __future__ import annotations
 from app.access import normal_share_with, share_with_problem
 from app.protocol.errors import set_error
 from app.protocol.standard import same_json
+from store import NotFound
 
 # what a grantee may change of a shared container (the rest is the owner's)
 GRANTEE_SETTABLE = {"isSubscribed", "shareWith"}
@@ -79,12 +80,12 @@ class SharedContainer:
             obj["shareWith"] = None
         return obj
 
-    def check_share_with(self, ctx, reader, obj: dict, problems: dict[str, str]) -> None:
+    def check_share_with(self, ctx, reader, obj: dict, current: dict | None, problems: dict[str, str]) -> None:
         """invalidProperties for a bad shareWith; a good one normalised (app.access)."""
         if obj.get("shareWith") is None:
             return
         why = share_with_problem(ctx.store, reader.account_id, obj["shareWith"], self.right_names,
-                                 self.rights_name)
+                                 self.rights_name, (current or {}).get("shareWith"))
         if why:
             problems["shareWith"] = why
         else:
@@ -146,13 +147,19 @@ class SharedContainer:
         if access is None or access.owner or "isSubscribed" not in changes:
             return changes
         changes = dict(changes)
-        writer.set_subscribed_for(ctx.user["accountId"], obj_id, changes.pop("isSubscribed"), kind=self.name)
+        try:
+            writer.set_subscribed_for(ctx.user["accountId"], obj_id, changes.pop("isSubscribed"), kind=self.name)
+        except NotFound:  # no longer shared with them (revoked earlier in this request): nothing of theirs
+            pass
         return changes
 
-    def share_changed(self, writer, obj_id: str, before: dict | None, after: dict | None) -> None:
-        """Keeps the grants index in step with a stored shareWith (store.Writer.share)."""
+    def share_changed(self, writer, obj_id: str, before: dict | None, after: dict | None, ctx=None) -> None:
+        """Keeps the grants index in step with a stored shareWith (store.Writer.share); the next
+        call of the request reads the grants again (a grantee may have changed their own)."""
         if before or after:
             writer.share(self.name, obj_id, before, after)
+            if ctx is not None and hasattr(ctx, "forget_accounts"):
+                ctx.forget_accounts()
 
 
 def content_error(ctx, reader, container: SharedContainer, before: dict | None, after: dict | None,

@@ -358,3 +358,59 @@ def test_changing_an_event_needs_may_write_all_in_every_calendar_it_is_in(users,
     assert list(res["updated"]) == [both], res
     assert ok(ann, "CalendarEvent/get", ids=[both], properties=["calendarIds"])["list"][0]["calendarIds"] == {
         cals["p"]: True}
+
+
+# ------------------------------------------------------------------------------ review findings
+def test_a_calendar_shared_for_free_busy_alone_shows_no_account(users):
+    ann, ben = users.ann, users.ben
+    cal = ok(ann, "Calendar/set", create={"f": {"name": unique("FreeBusy ")}})["created"]["f"]["id"]
+    ok(ann, "Calendar/set", update={cal: {"shareWith": {ben.account_id: granted(CAL_RIGHTS, "mayReadFreeBusy")}}})
+    assert ann.account_id not in ben.http.get("/.well-known/jmap").json()["accounts"]
+    ok(ann, "Calendar/set", destroy=[cal])
+
+
+def test_a_uid_clash_never_names_an_event_the_sharee_cannot_see(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, evs = calendars
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP")}}})
+    hidden_uid = ok(ann, "CalendarEvent/get", ids=[evs["doc"]], properties=["uid"])["list"][0]["uid"]
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={"d": {**event(cals["s"], "x"), "uid": hidden_uid}})
+    assert res["notCreated"]["d"]["type"] == "invalidProperties" and "existingId" not in res["notCreated"]["d"]
+
+
+def test_isSubscribed_after_giving_up_a_share_in_the_same_request_is_no_server_fail(users, books):
+    ann, ben = users.ann, users.ben
+    shared, _, _ = books
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": {ben.account_id: granted(BOOK_RIGHTS, "mayRead",
+                                                                                       "mayAdmin")}}})
+    out = ben.request([["AddressBook/set", {"accountId": ann.account_id, "update": {shared: {"shareWith": None}}}, "0"],
+                       ["AddressBook/set", {"accountId": ann.account_id,
+                                            "update": {shared: {"isSubscribed": True}}}, "1"]],
+                      using=USING)["methodResponses"]
+    assert out[0][1]["updated"] == {shared: None}
+    assert out[1][0] == "error" and out[1][1]["type"] == "accountNotFound"  # nothing is shared any more
+
+
+def test_a_sharee_takes_a_card_out_of_his_last_visible_book(users, books):
+    ann, ben = users.ann, users.ben
+    shared, private, ids = books
+    ok(ann, "AddressBook/set", update={shared: {"shareWith": {ben.account_id: granted(BOOK_RIGHTS, "mayRead",
+                                                                                       "mayWrite")}}})
+    res = ok(ben, "ContactCard/set", ann.account_id, update={ids["c"]: {f"addressBookIds/{shared}": None}})
+    assert ids["c"] in res["updated"], res
+    assert ok(ann, "ContactCard/get", ids=[ids["c"]])["list"][0]["addressBookIds"] == {private: True}
+
+
+def test_the_owner_edits_a_share_that_names_a_deleted_user(server, users):
+    ann = users.ann
+    from tests.conftest import tidings
+
+    tidings("user", "add", "gone", "--password", "pw", data=server.data)
+    gone = Jmap(server, "gone", "pw").account_id
+    book = ok(ann, "AddressBook/set", create={"b": {"name": unique("Old ")}})["created"]["b"]["id"]
+    ok(ann, "AddressBook/set", update={book: {"shareWith": {gone: granted(BOOK_RIGHTS, "mayRead")}}})
+    tidings("user", "delete", "gone", "--yes", data=server.data)
+    res = ok(ann, "AddressBook/set", update={book: {"description": "still mine", f"shareWith/{gone}/mayWrite": True}})
+    assert list(res["updated"]) == [book], res
+    ok(ann, "AddressBook/set", destroy=[book])

@@ -117,7 +117,7 @@ class Calendar(SharedContainer, DataType):
             problems["includeInAvailability"] = 'must be "all", "attending" or "none"'
         if obj.get("timeZone") is not None and zone(obj["timeZone"]) is None:
             problems["timeZone"] = "must be a time zone of the IANA Time Zone Database"
-        self.check_share_with(ctx, reader, obj, problems)
+        self.check_share_with(ctx, reader, obj, current, problems)
         seen: set[str] = set()
         for key in ("defaultAlertsWithTime", "defaultAlertsWithoutTime"):
             for alert_id, alert in (obj.get(key) or {}).items():
@@ -166,7 +166,7 @@ class Calendar(SharedContainer, DataType):
         if changes:
             writer.update_record(self.collection, obj_id, {**record, **changes})
             if "shareWith" in changes:
-                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"])
+                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"], ctx)
         return None
 
     def destroy(self, ctx, writer, obj_id: str, current: dict, args: dict) -> None:

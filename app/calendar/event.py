@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.addresses import addresses_of
 from app.protocol import machinery
-from app.protocol.errors import MethodError, invalid_arguments, set_error
+from app.protocol.errors import MethodError, invalid_arguments, invalid_properties, set_error
 from app.protocol.query import evaluate_filter
 from app.protocol.registry import register
 from app.protocol.standard import bool_arg, check_known_args, same_json
@@ -362,6 +362,8 @@ class CalendarEvent(DataType):
                 other = reader.record(self.collection, other_id)
                 if other and (other.get("recurrenceId") is None or fields.get("recurrenceId") is None
                               or other.get("recurrenceId") == fields.get("recurrenceId")):
+                    if sharee and self._readable(ctx, reader, other) is None:  # never a hidden event's id
+                        return fields, invalid_properties({"uid": "in use by an event of this account"})
                     return fields, set_error("alreadyExists", f"an event with uid {fields['uid']!r} exists",
                                              existingId=other_id)
         return fields, error

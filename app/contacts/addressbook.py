@@ -106,7 +106,7 @@ class AddressBook(SharedContainer, DataType):
             problems["name"] = "must be 1 to 255 octets of UTF-8"
         if isinstance(obj.get("sortOrder"), int) and obj["sortOrder"] >= 2**31:
             problems["sortOrder"] = "must be below 2^31"
-        self.check_share_with(ctx, reader, obj, problems)
+        self.check_share_with(ctx, reader, obj, current, problems)
         return obj
 
     def create(self, ctx, writer, fields: dict) -> dict:
@@ -125,7 +125,7 @@ class AddressBook(SharedContainer, DataType):
         if changes:
             writer.update_record(self.collection, obj_id, {**record, **changes})
             if "shareWith" in changes:
-                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"])
+                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"], ctx)
         return None
 
     def check_set_args(self, ctx, args: dict) -> None:

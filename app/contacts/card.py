@@ -112,7 +112,8 @@ class ContactCard(DataType):
         return {p: obj[p] for p in props if p in obj}  # JSContact: an absent property is left out
 
     # -- writing
-    def _check(self, ctx, reader, card: dict, problems: dict[str, str]) -> None:
+    def _check(self, ctx, reader, card: dict, problems: dict[str, str], stored: dict | None = None) -> None:
+        """stored: the books the card is in now (a grantee keeps those they do not see)."""
         problems.update(check_card(card))
         books = card.get("addressBookIds")
         if "addressBookIds" not in card or books == {}:
@@ -121,7 +122,7 @@ class ContactCard(DataType):
             from .addressbook import ADDRESS_BOOK
 
             for book_id in books:
-                if ADDRESS_BOOK.fetch(ctx, reader, book_id) is None:
+                if book_id not in (stored or {}) and ADDRESS_BOOK.fetch(ctx, reader, book_id) is None:
                     problems[f"addressBookIds/{book_id}"] = "no such address book"
 
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
@@ -150,18 +151,18 @@ class ContactCard(DataType):
         from .addressbook import ADDRESS_BOOK
 
         stored = (reader.record(self.collection, current["id"]) or {}).get("addressBookIds")
-        if isinstance(card.get("addressBookIds"), dict):
-            card["addressBookIds"] = resolve({"addressBookIds": card["addressBookIds"]})["addressBookIds"]
+        if isinstance(card.get("addressBookIds"), dict):  # the books a grantee does not see stay
+            card["addressBookIds"] = keep_hidden(ctx, reader, ADDRESS_BOOK, stored, resolve(
+                {"addressBookIds": card["addressBookIds"]})["addressBookIds"])
         if not any(path.split("/", 1)[0] == "updated" for path in patch):
             card["updated"] = now_utc()
             card[_SERVER_UPDATED] = True  # returned in /set's updated (taken out before storing)
         for key in ("@type", "version", "uid"):
             if key not in card:
                 problems[key] = "required in a Card"
-        self._check(ctx, reader, {k: v for k, v in card.items() if k != _SERVER_UPDATED}, problems)
+        self._check(ctx, reader, {k: v for k, v in card.items() if k != _SERVER_UPDATED}, problems, stored)
         error = patch_set_error(problems, patch_errors)
-        if isinstance(card.get("addressBookIds"), dict):  # the books a grantee does not see stay
-            card["addressBookIds"] = keep_hidden(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"])
+        if isinstance(card.get("addressBookIds"), dict):
             others = any(path.split("/", 1)[0] != "addressBookIds" for path in patch)
             error = error or content_error(ctx, reader, ADDRESS_BOOK, stored, card["addressBookIds"], self.name,
                                            others)

@@ -44,16 +44,13 @@ def validate(self, ctx, reader, fields: dict, current: dict | None, problems: di
     if fields.get("sortOrder", 0) >= 2**31:
         problems["sortOrder"] = "must be less than 2^31"
     if fields.get("shareWith") is not None:
-        why = _share_problem(ctx, reader, fields["shareWith"])
+        why = share_with_problem(ctx.store, reader.account_id, fields["shareWith"], RIGHTS, "MailboxRights",
+                                 (current or {}).get("shareWith"))
         if why:
             problems["shareWith"] = why
         else:
             fields["shareWith"] = normal_share_with(fields["shareWith"], RIGHTS)
     return fields
-
-
-def _share_problem(ctx, reader, share_with: dict) -> str | None:
-    return share_with_problem(ctx.store, reader.account_id, share_with, RIGHTS, "MailboxRights")
 
 
 # -- what a grantee may do in a shared account (RFC 8621 §2 MailboxRights)

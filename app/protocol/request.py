@@ -66,6 +66,10 @@ class CallContext:
             self._accounts = accounts_for(self.store, self.user)
         return self._accounts
 
+    def forget_accounts(self) -> None:
+        """Grants changed in this request: the next call reads them again."""
+        self._accounts = None
+
     def account_id(self, args: dict) -> str:
         """The accountId argument, checked against the accounts this user may access and what the
         method may do in a shared one."""

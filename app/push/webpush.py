@@ -659,6 +659,12 @@ class Deliverer:
         """(on the loop) Hands changes to the subscriptions that want them."""
         for account_id, states in changed.items():
             for home in tuple(self.watchers.get(account_id, ())):
+                if account_id != home and home in self.users:
+                    # another's account: what is shared now (a revocation or a new share counts at
+                    # once; one read of the grants, like the subscriptions' read below)
+                    self.scopes[home] = self.service.accounts_of(self.users[home])
+                    if account_id not in self.scopes[home]:
+                        continue
                 seen = self.scopes.get(home, {}).get(account_id)  # a grantee: the types shared with them
                 if seen is not None:
                     states = {t: s for t, s in changed[account_id].items() if t in seen}
