@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 DEFAULT_DATA = "./data"
 ENGINES = ("tantivy", "whoosh")
@@ -263,24 +264,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     # share
     p = sub.add_parser(
-        "share", parents=[common], formatter_class=_Formatter, help="share a user's mailbox with another user",
+        "share", parents=[common], formatter_class=_Formatter,
+        help="share a user's mailbox, address book or calendar with another user",
         description=textwrap.dedent("""
             Gives another user rights on one of OWNER's mailboxes, as a mail client does with
             Mailbox/set shareWith (RFC 9670, RFC 8621 §2 MailboxRights). The other user then sees
             OWNER's account in their session with only the shared mailboxes and their mail. RIGHTS
             is a comma-separated list of: read (mayReadItems), add (mayAddItems), remove
             (mayRemoveItems), seen (maySetSeen), keywords (maySetKeywords), create (mayCreateChild),
-            rename (mayRename), delete (mayDelete), submit (maySubmit), or all. Rights not named
-            are taken away. --revoke takes every right away. Without MAILBOX, lists what OWNER
-            shares. Takes effect at once, also in a running server."""),
+            rename (mayRename), delete (mayDelete), submit (maySubmit), or all. With
+            --address-book NAME instead of MAILBOX (RFC 9610 AddressBookRights): read (mayRead),
+            write (mayWrite), admin (mayAdmin), delete (mayDelete); with --calendar NAME (the
+            Calendars draft's CalendarRights): freebusy (mayReadFreeBusy), read (mayReadItems),
+            write (mayWriteAll, which brings writeown, private and rsvp), writeown (mayWriteOwn),
+            private (mayUpdatePrivate), rsvp (mayRSVP), admin (mayAdmin), delete (mayDelete).
+            Rights not named are taken away. --revoke takes every right away. With none of MAILBOX,
+            --address-book and --calendar, lists what OWNER shares. Takes effect at once, also in a
+            running server."""),
         epilog=_examples("""
             tidings share alice Projects --with bob --rights read,seen
             tidings share alice Projects --with bob --rights all
             tidings share alice Projects --with bob --revoke
+            tidings share alice --address-book Contacts --with bob --rights read,write
+            tidings share alice --calendar Team --with bob --rights read,private
             tidings share alice
         """))
     p.add_argument("owner", metavar="OWNER", help="the user whose mailbox is shared")
     p.add_argument("mailbox", metavar="MAILBOX", nargs="?", help="its name, or its role (inbox, sent, ...)")
+    p.add_argument("--address-book", metavar="NAME", help="share this address book instead (RIGHTS: read, write, "
+                   "admin, delete)")
+    p.add_argument("--calendar", metavar="NAME", help="share this calendar instead (RIGHTS: freebusy, read, "
+                   "write, writeown, private, rsvp, admin, delete)")
     p.add_argument("--with", dest="grantee", metavar="USER", help="the user who gets the rights")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--rights", default="read", help="what USER may do (default: read)")
@@ -684,6 +698,30 @@ def cmd_user_alias(args: argparse.Namespace) -> int:
 SHARE_RIGHTS = {"read": "mayReadItems", "add": "mayAddItems", "remove": "mayRemoveItems", "seen": "maySetSeen",
                 "keywords": "maySetKeywords", "create": "mayCreateChild", "rename": "mayRename",
                 "delete": "mayDelete", "submit": "maySubmit"}
+# RFC 9610 §2 AddressBookRights; the Calendars draft's CalendarRights
+BOOK_SHARE_RIGHTS = {"read": "mayRead", "write": "mayWrite", "admin": "mayAdmin", "delete": "mayDelete"}
+CALENDAR_SHARE_RIGHTS = {"freebusy": "mayReadFreeBusy", "read": "mayReadItems", "write": "mayWriteAll",
+                         "writeown": "mayWriteOwn", "private": "mayUpdatePrivate", "rsvp": "mayRSVP",
+                         "admin": "mayAdmin", "delete": "mayDelete"}
+
+
+def _shared_container(args: argparse.Namespace):
+    """(the data type, its rights words, what the user calls it) of `tidings share`'s target."""
+    if args.address_book is not None:
+        from app.contacts.addressbook import ADDRESS_BOOK
+
+        return ADDRESS_BOOK, BOOK_SHARE_RIGHTS, "address book"
+    from app.calendar.calendar import CALENDAR
+
+    return CALENDAR, CALENDAR_SHARE_RIGHTS, "calendar"
+
+
+def _rights_words(text: str, words: dict[str, str]) -> set[str]:
+    given = {w.strip().lower() for w in text.split(",") if w.strip()}
+    unknown = given - set(words) - {"all"}
+    if unknown or not given:
+        raise CliError(f"unknown right(s) {', '.join(sorted(unknown)) or '(none)'}: use {', '.join(words)} or all")
+    return set(words) if "all" in given else given
 
 
 def cmd_share(args: argparse.Namespace) -> int:
@@ -691,45 +729,78 @@ def cmd_share(args: argparse.Namespace) -> int:
     try:
         owner = _user(store, args.owner)
         account = owner["accountId"]
-        if args.mailbox is None:
-            with store.read(account) as r:
-                shared = [mb for mb in r.mailboxes() if mb.get("shareWith")]
-            names = {u["accountId"]: u["name"] for u in store.users()}
-            if not shared:
-                print(f"{args.owner} shares no mailbox")
-            for mb in shared:
-                for grantee, rights in mb["shareWith"].items():
-                    granted = [short for short, right in SHARE_RIGHTS.items() if rights.get(right)]
-                    print(f"{mb['name']}\t{names.get(grantee, grantee)}\t{','.join(granted)}")
-            return 0
+        names = {u["accountId"]: u["name"] for u in store.users()}
+        if sum(x is not None for x in (args.mailbox, args.address_book, args.calendar)) > 1:
+            raise CliError("share one thing at a time: MAILBOX, --address-book or --calendar")
+        if args.mailbox is None and args.address_book is None and args.calendar is None:
+            return _list_shares(store, args.owner, account, names)
         if not args.grantee:
-            raise CliError("--with USER is required to share a mailbox")
+            raise CliError("--with USER is required to share")
         grantee = _user(store, args.grantee)
         if grantee["accountId"] == account:
             raise CliError("the owner has every right already")
-        mailbox = existing_mailbox(store, account, args.owner, args.mailbox)
-        if args.revoke:
-            granted = set()
+        if args.mailbox is not None:
+            words, what = SHARE_RIGHTS, "mailbox"
+            target = existing_mailbox(store, account, args.owner, args.mailbox)
         else:
-            words = {w.strip().lower() for w in args.rights.split(",") if w.strip()}
-            unknown = words - set(SHARE_RIGHTS) - {"all"}
-            if unknown or not words:
-                raise CliError(f"unknown right(s) {', '.join(sorted(unknown)) or '(none)'}: use "
-                               f"{', '.join(SHARE_RIGHTS)} or all")
-            granted = set(SHARE_RIGHTS) if "all" in words else words
-        rights = {right: short in granted for short, right in SHARE_RIGHTS.items()}
+            dt, words, what = _shared_container(args)
+            wanted = (args.address_book if args.address_book is not None else args.calendar).casefold()
+            with store.read(account) as r:
+                target = next((o for i in dt.all_ids(None, r) if (o := dt.fetch(None, r, i))
+                               and o["name"].casefold() == wanted), None)
+            if target is None:
+                raise CliError(f"{args.owner} has no {what} {wanted!r}")
+        granted = set() if args.revoke else _rights_words(args.rights, words)
+        rights = {right: short in granted for short, right in words.items()}
         with store.write(account) as w:
-            current = w.mailbox(mailbox["id"])
-            share_with = dict(current.get("shareWith") or {})
+            if args.mailbox is not None:
+                share_with = dict(w.mailbox(target["id"]).get("shareWith") or {})
+            else:
+                current = dt.fetch(None, w, target["id"])
+                share_with = dict(current.get("shareWith") or {})
             if any(rights.values()):
                 share_with[grantee["accountId"]] = rights
             else:
                 share_with.pop(grantee["accountId"], None)
-            w.update_mailbox(mailbox["id"], {"shareWith": share_with or None})
+            if args.mailbox is not None:
+                w.update_mailbox(target["id"], {"shareWith": share_with or None})
+            else:
+                problems: dict[str, str] = {}
+                fields = {"shareWith": share_with or None}
+                dt.check_share_with(SimpleNamespace(store=store), w, fields, current, problems)
+                if problems:
+                    raise CliError(problems["shareWith"])
+                dt.update(None, w, target["id"], current, fields)
     finally:
         store.close()
     shown = ",".join(sorted(granted)) if granted else "nothing (revoked)"
-    print(f"{args.owner}'s mailbox {mailbox['name']!r}: {args.grantee} may {shown}")
+    print(f"{args.owner}'s {what} {target['name']!r}: {args.grantee} may {shown}")
+    return 0
+
+
+def _list_shares(store, owner_name: str, account: str, names: dict[str, str]) -> int:
+    """`tidings share OWNER`: what OWNER shares, one line per grantee of a mailbox, address book or
+    calendar (name, grantee, rights; address books and calendars named with their kind)."""
+    from app.calendar.calendar import CALENDAR
+    from app.contacts.addressbook import ADDRESS_BOOK
+
+    lines = []
+    with store.read(account) as r:
+        for mb in r.mailboxes():
+            for grantee, rights in (mb.get("shareWith") or {}).items():
+                granted = [short for short, right in SHARE_RIGHTS.items() if rights.get(right)]
+                lines.append(f"{mb['name']}\t{names.get(grantee, grantee)}\t{','.join(granted)}")
+        for dt, words, kind in ((ADDRESS_BOOK, BOOK_SHARE_RIGHTS, "address book"),
+                                (CALENDAR, CALENDAR_SHARE_RIGHTS, "calendar")):
+            for obj_id in dt.all_ids(None, r):
+                obj = dt.fetch(None, r, obj_id) or {}
+                for grantee, rights in (obj.get("shareWith") or {}).items():
+                    granted = [short for short, right in words.items() if rights.get(right)]
+                    lines.append(f"{kind}: {obj['name']}\t{names.get(grantee, grantee)}\t{','.join(granted)}")
+    print("\n".join(lines) if lines else f"{owner_name} shares nothing")
+    return 0
+
+
 def _utc(seconds: int | None, never: str = "never") -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)) if seconds is not None else never
 

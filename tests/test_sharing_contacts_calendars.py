@@ -414,3 +414,33 @@ def test_the_owner_edits_a_share_that_names_a_deleted_user(server, users):
     res = ok(ann, "AddressBook/set", update={book: {"description": "still mine", f"shareWith/{gone}/mayWrite": True}})
     assert list(res["updated"]) == [book], res
     ok(ann, "AddressBook/set", destroy=[book])
+
+
+def test_share_cli_shares_lists_and_revokes_address_books_and_calendars(server, users):
+    ann, ben = users.ann, users.ben
+    from tests.conftest import tidings
+
+    book = {"name": unique("Cli book ")}
+    book["id"] = ok(ann, "AddressBook/set", create={"b": book})["created"]["b"]["id"]
+    cal = {"name": unique("Cli cal ")}
+    cal["id"] = ok(ann, "Calendar/set", create={"c": cal})["created"]["c"]["id"]
+    out = tidings("share", "ann", "--address-book", book["name"], "--with", "ben", "--rights", "read,write",
+                  data=server.data).stdout
+    assert "ben may read,write" in out
+    tidings("share", "ann", "--calendar", cal["name"], "--with", "ben", "--rights", "write", data=server.data)
+    got = ok(ben, "AddressBook/get", ann.account_id, ids=[book["id"]])["list"][0]["myRights"]
+    assert got == granted(BOOK_RIGHTS, "mayRead", "mayWrite")
+    # mayWriteAll brings mayWriteOwn, mayUpdatePrivate and mayRSVP (the draft's MUST)
+    assert ok(ben, "Calendar/get", ann.account_id, ids=[cal["id"]])["list"][0]["myRights"] == granted(
+        CAL_RIGHTS, "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP")
+    listed = tidings("share", "ann", data=server.data).stdout
+    assert f"address book: {book['name']}\tben\tread,write" in listed
+    assert f"calendar: {cal['name']}\tben\twrite,writeown,private,rsvp" in listed
+    tidings("share", "ann", "--address-book", book["name"], "--with", "ben", "--revoke", data=server.data)
+    tidings("share", "ann", "--calendar", cal["name"], "--with", "ben", "--revoke", data=server.data)
+    assert ann.account_id not in ben.http.get("/.well-known/jmap").json()["accounts"]
+    res = tidings("share", "ann", "--calendar", cal["name"], "--with", "ben", "--rights", "fly", data=server.data,
+                  check=False)
+    assert res.returncode == 1 and "unknown right" in res.stderr
+    ok(ann, "AddressBook/set", destroy=[book["id"]])
+    ok(ann, "Calendar/set", destroy=[cal["id"]])

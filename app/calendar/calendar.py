@@ -87,6 +87,13 @@ class Calendar(SharedContainer, DataType):
     def to_jmap(self, ctx, record: dict) -> dict:
         return {**record, "isDefault": record["id"] == DEFAULT_ID, "myRights": dict.fromkeys(RIGHTS, True)}
 
+    def check_share_with(self, ctx, reader, obj: dict, current: dict | None, problems: dict[str, str]) -> None:
+        super().check_share_with(ctx, reader, obj, current, problems)
+        if "shareWith" not in problems:  # draft: with mayWriteAll, these "MUST all also be true"
+            for rights in (obj.get("shareWith") or {}).values():
+                if rights.get("mayWriteAll"):
+                    rights.update(mayWriteOwn=True, mayUpdatePrivate=True, mayRSVP=True)
+
     def fetch(self, ctx, reader, obj_id: str) -> dict | None:
         access = access_of(ctx, reader.account_id)
         if not self.sees(access, obj_id):
