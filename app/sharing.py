@@ -55,14 +55,11 @@ class SharedContainer:
     rights_name: str = ""  # "AddressBookRights"
     read_right: str = ""  # what reads the contents: "mayRead"
     write_right: str = ""  # what writes the contents: "mayWrite"
-    not_seeing: tuple[str, ...] = ()  # rights that alone do not show the container (mayReadFreeBusy)
 
     def sees(self, access, obj_id: str) -> bool:
-        """Whether the user sees the container (the owner: every one)."""
-        if access is None or access.owner:
-            return True
-        grant = access.grant_of(self.name, obj_id)
-        return grant is not None and any(v for r, v in grant["rights"].items() if r not in self.not_seeing)
+        """Whether the user sees the container (the owner: every one; a grantee: those granted to
+        them, app.access having left out grants that show nothing, such as free-busy alone)."""
+        return access is None or access.owner or access.grant_of(self.name, obj_id) is not None
 
     def shared_ids(self, access) -> list[str]:
         """The containers a grantee sees, in id order."""

@@ -62,7 +62,6 @@ class Calendar(SharedContainer, DataType):
     rights_name = "CalendarRights"
     read_right = "mayReadItems"
     write_right = "mayWriteAll"
-    not_seeing = ("mayReadFreeBusy",)  # draft: such a calendar "must behave as though it did not exist"
     capability = CALENDARS
     methods = ("get", "changes", "set")
     collection = Collection("Calendar", "C", log="Calendar")
