@@ -163,6 +163,7 @@ class Tidings:
         self.auth = Authenticator(self.store)
         self.limiter = LoginLimiter.from_env()  # failed Basic logins, per address and per user (app.loginlimit)
         self.methods = load_methods()
+        self._upgrade_data()
         self.capabilities = set(CAPABILITIES)  # the `using` check accepts exactly these
         self.capabilities.add(WEBSOCKET)  # RFC 8887 (see session(): not in the registry yet)
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -216,6 +217,17 @@ class Tidings:
     def close(self) -> None:
         self.search.close()
         self.store.close()
+
+    def _upgrade_data(self) -> None:
+        """Brings data stored by an earlier version up to date before serving (each step a no-op
+        once done); a step that cannot write (a full disk) is logged and retried at the next start."""
+        from .contacts.card import index_words
+
+        try:
+            index_words(self.store)
+        except Exception as exc:  # noqa: BLE001 - serving goes on; the step says why in the log
+            log.warning("contact search: cards stored before the words index could not be updated (%s); "
+                        "text filters miss them until the next start", exc)
 
     def push_accounts(self, user: dict) -> list[str]:
         """The accounts whose changes the user's push connections report: every account the user

@@ -12,7 +12,10 @@ a server-set value is returned in ``created``/``updated`` (RFC 8620 §5.3).
 
 /query: every FilterCondition of §3.3.1 and the sorts of §3.3.2 (created, updated, name/given,
 name/surname, name/surname2).  inAddressBook, uid, hasMember and kind are answered by declared
-indexes; the text conditions are checked as `app.contacts.match` describes.
+indexes; a text condition (phone's digits aside) by the ``_words`` index of every word of the
+card, the search index's tokens (`indexer.analysis`): the cards holding the query's longest word,
+then checked as `app.contacts.match` describes.  Cards stored before that index get it when the
+server starts (`index_words`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from app.protocol.registry import CONTACTS
 from app.protocol.standard import apply_patch, patch_set_error
 from app.protocol.types import DataType, Property, data_type
 from app.sharing import access_of, content_error, keep_hidden, readable, readable_ids
+from indexer import analysis
 from store import Collection
 
 from . import match
@@ -35,8 +39,9 @@ log = logging.getLogger("tidings.contacts")
 
 # _books: the addressBookIds, _members: the members' uids, _kind: kind or its default "individual";
 # stored with the card for the declared indexes, never shown
-CARDS = Collection("ContactCard", "C", log="ContactCard", indexes=("_books", "uid", "_members", "_kind"))
-_INTERNAL = ("_books", "_members", "_kind")
+# _words: every token of the card's text (the "text" condition's values), for the text conditions
+CARDS = Collection("ContactCard", "C", log="ContactCard", indexes=("_books", "uid", "_members", "_kind", "_words"))
+_INTERNAL = ("_books", "_members", "_kind", "_words")
 _SERVER_UPDATED = "_serverUpdated"
 _DATE_CONDITIONS = {"createdBefore": ("created", False), "createdAfter": ("created", True),
                     "updatedBefore": ("updated", False), "updatedAfter": ("updated", True)}
@@ -56,8 +61,29 @@ def _instant(value: object) -> datetime | None:
 def stored_record(card: dict) -> dict:
     """The record kept for a card: the card and the values its indexes need."""
     members = card.get("members") if isinstance(card.get("members"), dict) else {}
-    return {**{k: v for k, v in card.items() if k != "id"}, "_books": sorted(card.get("addressBookIds") or {}),
-            "_members": sorted(members), "_kind": card.get("kind") or "individual"}
+    words = {t for value in match.field_values(card, "text") for t in analysis.tokenize(value)}
+    return {**{k: v for k, v in card.items() if k not in ("id", *_INTERNAL)},
+            "_books": sorted(card.get("addressBookIds") or {}), "_members": sorted(members),
+            "_kind": card.get("kind") or "individual", "_words": sorted(words)}
+
+
+def index_words(store) -> int:
+    """Gives every card stored before the ``_words`` index its words (once, at server start: a
+    scan of each account's cards, not on a request path); returns how many cards it updated."""
+    done = 0
+    for user in store.users():
+        with store.read(user["accountId"]) as r:
+            if all("_words" in (r.record(CARDS, i) or {"_words": 1}) for i in r.record_ids(CARDS)):
+                continue
+        with store.write(user["accountId"]) as w:
+            for card_id in list(w.record_ids(CARDS)):
+                record = w.record(CARDS, card_id)
+                if record is not None and "_words" not in record:
+                    w.update_record(CARDS, card_id, stored_record(record))
+                    done += 1
+    if done:
+        log.info("contact search: %d card(s) given their words index", done)
+    return done
 
 
 def remove_from_book(writer, book_id: str) -> None:
@@ -203,6 +229,11 @@ class ContactCard(DataType):
                            ("kind", "_kind")):
             if isinstance(cond.get(key), str):
                 return index, cond[key]
+        for key in match.TEXT_CONDITIONS:  # every word must be in the card: its longest narrows most
+            if key != "phone" and isinstance(cond.get(key), str):
+                words = [t for phrase in analysis.parse_query_text(cond[key]) for t in phrase]
+                if words:
+                    return "_words", max(words, key=len)
         return None
 
     def match(self, ctx, cond: dict, obj: dict) -> bool:

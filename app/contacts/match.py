@@ -8,8 +8,7 @@ of the card (one email address, one name component ...), not across two.  Phone 
 by their digits alone (``5550100`` finds ``+1 555-0100``).
 
 The candidates are narrowed by the collection's declared indexes (address book, uid, kind,
-member) and checked here: an address book is small enough that checking its cards is cheaper than
-an engine round trip, and the result is exact.
+member, and the card's words: app/contacts/card.py) and checked here, so the result is exact.
 """
 
 from __future__ import annotations

@@ -353,3 +353,23 @@ def test_shares_of_other_types_are_indexed_by_grantee_apart_from_mailboxes_and_g
         "rights": {"mayRead": True, "mayWrite": True}, "subscribed": True}
     store.delete_user("u")
     assert store.grants_to(grantee) == {}
+
+
+def test_cards_stored_before_the_words_index_get_it_and_are_found_by_it(store, account):
+    from app.contacts.card import CARDS, CONTACT_CARD, index_words, stored_record
+
+    card = {"addressBookIds": {"Bdefault": True}, "name": {"full": "Ada Lovelace"},
+            "emails": {"e": {"address": "ada@example.org"}}}
+    with store.write(account) as w:
+        old = stored_record(card)
+        del old["_words"]  # as an earlier version stored it
+        old_id = w.create_record(CARDS, old)["id"]
+        new_id = w.create_record(CARDS, stored_record({**card, "name": {"full": "Ada Byron"}}))["id"]
+    assert CONTACT_CARD.index_for({"text": "lovelace ada"}) == ("_words", "lovelace")
+    assert CONTACT_CARD.index_for({"phone": "5550100"}) is None  # digits match inside numbers: no index
+    with store.read(account) as r:
+        assert list(r.record_ids(CARDS, "_words", equals="ada")) == [new_id]
+    assert index_words(store) == 1 and index_words(store) == 0
+    with store.read(account) as r:
+        assert sorted(r.record_ids(CARDS, "_words", equals="ada")) == sorted([old_id, new_id])
+        assert list(r.record_ids(CARDS, "_words", equals="example")) != []
