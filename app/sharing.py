@@ -24,6 +24,8 @@ of the container's type (app.access).  Decisions, for both types:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from app.access import normal_share_with, share_with_problem
 from app.protocol.errors import set_error
 from app.protocol.standard import same_json
@@ -160,12 +162,13 @@ class SharedContainer:
 
 
 def content_error(ctx, reader, container: SharedContainer, before: dict | None, after: dict | None,
-                  what: str, other_changes: bool = True) -> dict | None:
+                  what: str, other_changes: bool = True, also: Callable[[str], bool] | None = None) -> dict | None:
     """The SetError refusing a grantee's write of a ContactCard or CalendarEvent (`what`) whose
     containers go from `before` (None: a create) to `after` (None: a destroy), or None: the write
     right is needed on each container it enters or leaves and, for `other_changes` (any change
     besides its containers) or a destroy, on every container it is in (the Calendars draft:
-    "other changes ... in *all* calendars to which the event belongs")."""
+    "other changes ... in *all* calendars to which the event belongs"); `also(container id)` says
+    whether another right allows this write there (CalendarEvent: mayWriteOwn, mayRSVP)."""
     access = access_of(ctx, reader.account_id)
     if access is None or access.owner:
         return None
@@ -177,7 +180,7 @@ def content_error(ctx, reader, container: SharedContainer, before: dict | None, 
     else:
         needs = (old ^ new) | (old if other_changes else set())
     right = container.write_right
-    missing = sorted(c for c in needs if not access.may_in(container.name, c, right))
+    missing = sorted(c for c in needs if not access.may_in(container.name, c, right) and not (also and also(c)))
     if missing:
         shown = [c if container.sees(access, c) else "one you do not see" for c in missing]
         return set_error("forbidden", f"changing this {what} needs {right} on {container.name} "

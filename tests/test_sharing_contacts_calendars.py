@@ -444,3 +444,35 @@ def test_share_cli_shares_lists_and_revokes_address_books_and_calendars(server, 
     assert res.returncode == 1 and "unknown right" in res.stderr
     ok(ann, "AddressBook/set", destroy=[book["id"]])
     ok(ann, "Calendar/set", destroy=[cal["id"]])
+
+
+def test_may_write_own_and_may_rsvp_as_the_draft_defines_them(users, calendars):
+    ann, ben = users.ann, users.ben
+    cals, _ = calendars
+    ok(ann, "Calendar/set", update={cals["s"]: {"shareWith": {ben.account_id: granted(
+        CAL_RIGHTS, "mayReadItems", "mayWriteOwn", "mayRSVP")}}})
+
+    def person(who: str, *roles: str) -> dict:
+        return {"@type": "Participant", "sendTo": {"imip": f"mailto:{who}@example.org"},
+                "roles": dict.fromkeys(roles, True), "participationStatus": "needs-action"}
+
+    res = ok(ann, "CalendarEvent/set", create={
+        "anns": {**event(cals["s"], "Ann's meeting"), "participants": {"a": person("ann", "owner", "attendee"),
+                                                                      "b": person("ben", "attendee")}},
+        "nobody": event(cals["s"], "No owner")})
+    anns, nobody = res["created"]["anns"]["id"], res["created"]["nobody"]["id"]
+    res = ok(ben, "CalendarEvent/set", ann.account_id, create={
+        "his": {**event(cals["s"], "Ben's"), "participants": {"b": person("ben", "owner")}},
+        "not": {**event(cals["s"], "Ann's?"), "participants": {"a": person("ann", "owner")}}},
+        update={nobody: {"title": "Ben took it"}, anns: {"title": "Hijack"}})
+    assert "his" in res["created"] and nobody in res["updated"], res
+    assert res["notCreated"]["not"]["type"] == "forbidden" and res["notUpdated"][anns]["type"] == "forbidden"
+    # mayRSVP: his own participation, nothing else of ann's event
+    res = ok(ben, "CalendarEvent/set", ann.account_id,
+             update={anns: {"participants/b/participationStatus": "accepted"}})
+    assert anns in res["updated"], res
+    res = ok(ben, "CalendarEvent/set", ann.account_id,
+             update={anns: {"participants/a/participationStatus": "declined"}})
+    assert res["notUpdated"][anns]["type"] == "forbidden"
+    got = ok(ann, "CalendarEvent/get", ids=[anns], properties=["participants"])["list"][0]["participants"]
+    assert (got["b"]["participationStatus"], got["a"]["participationStatus"]) == ("accepted", "needs-action")

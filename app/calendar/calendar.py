@@ -13,8 +13,9 @@ Decisions:
   the owner's, and a grantee's change of them is ``forbidden``.  Of the event rights, mayReadItems
   reads, mayWriteAll writes, and mayUpdatePrivate writes the grantee's own per-user event values
   (app/calendar/event.py: keywords, color, freeBusyStatus, useDefaultAlerts, alerts, kept per
-  sharee; not per occurrence yet); mayWriteOwn and mayRSVP are kept and shown but grant no write
-  yet (tidings has no ParticipantIdentity to say who is the owner or the attendee).  A "secret"
+  sharee; not per occurrence yet); mayWriteOwn writes events the grantee owns or that have no
+  owner, mayRSVP their own participant's reply properties; "the grantee" in an event is a
+  participant with one of their addresses (tidings has no ParticipantIdentity objects).  A "secret"
   event does not exist for a grantee, a "private" one shows its time only and cannot be changed by
   them (draft §privacy).  The owner's ``myRights`` are all true.
 * Destroying a calendar that still has events answers ``calendarHasEvent`` unless

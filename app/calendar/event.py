@@ -70,6 +70,9 @@ _INTERNAL = ("_utcStart", "_utcEnd", "_calendars")
 # {sharee account id: their per-user values (and "updated")}: the draft's per-user properties of a
 # sharee are theirs alone; the event's own values are the owner's (kept by store_update)
 _SHAREES = "_perUser"
+# what mayRSVP lets a sharee change of the participant that is them (the draft's list)
+_RSVP_KEYS = {"participationStatus", "participationComment", "expectReply", "scheduleAgent", "scheduleSequence",
+              "scheduleUpdated"}
 # what a sharee sees of a "private" event (RFC 8984 §4.4.3 "only the basic time and metadata";
 # its list, with the recurrence that places the time, and JMAP's own properties)
 _PRIVATE_SHOWN = {"id", "calendarIds", "isDraft", "isOrigin", "baseEventId", "utcStart", "utcEnd", "@type",
@@ -350,7 +353,8 @@ class CalendarEvent(DataType):
     def prepare_create(self, ctx, reader, obj: dict) -> tuple[dict, dict | None]:
         fields, error = super().prepare_create(ctx, reader, obj)
         if error is None:
-            error = content_error(ctx, reader, CALENDAR, None, fields["calendarIds"], self.name)
+            error = content_error(ctx, reader, CALENDAR, None, fields["calendarIds"], self.name,
+                                  also=self._other_rights(ctx, reader, fields) if self._sharee(ctx, reader) else None)
         sharee = self._sharee(ctx, reader)
         if error is None and sharee:  # a sharee's per-user values are theirs; the event gets the defaults
             mine = {p: fields[p] for p in PER_USER if p in fields and not same_json(fields[p], EVENT_DEFAULTS[p])}
@@ -367,6 +371,41 @@ class CalendarEvent(DataType):
                     return fields, set_error("alreadyExists", f"an event with uid {fields['uid']!r} exists",
                                              existingId=other_id)
         return fields, error
+
+    @staticmethod
+    def _is_me(ctx, participant: object) -> bool:
+        """Whether a Participant is the user: one of their addresses in sendTo or email (tidings has
+        no ParticipantIdentity objects; the user's addresses stand for them)."""
+        if not isinstance(participant, dict):
+            return False
+        mine = {a.lower() for a in addresses_of(ctx.user)}
+        uris = list((participant.get("sendTo") or {}).values()) if isinstance(participant.get("sendTo"), dict) else []
+        return any(isinstance(u, str) and u.lower().removeprefix("mailto:") in mine
+                   for u in [*uris, participant.get("email")])
+
+    def _may_own(self, ctx, event: dict) -> bool:
+        """The draft's mayWriteOwn condition: the user is an owner of the event, or it has none."""
+        owners = [p for p in (event.get("participants") or {}).values()
+                  if isinstance(p, dict) and (p.get("roles") or {}).get("owner")]
+        return not owners or any(self._is_me(ctx, p) for p in owners)
+
+    def _other_rights(self, ctx, reader, event: dict, rsvp: bool = False):
+        """For content_error: a calendar where mayWriteOwn allows writing this event (the user owns
+        it, or nobody does), or, for an RSVP of the user's own participant, mayRSVP."""
+        access = access_of(ctx, reader.account_id)
+        own = self._may_own(ctx, event)
+        return lambda c: ((own and access.may_in(CALENDAR.name, c, "mayWriteOwn"))
+                          or (rsvp and access.may_in(CALENDAR.name, c, "mayRSVP")))
+
+    def _is_rsvp(self, ctx, current: dict, patch: dict) -> bool:
+        """Whether a patch changes only the draft's RSVP properties of the participant that is the user."""
+        participants = current.get("participants") or {}
+        for path in patch:
+            parts = path.split("/")
+            if len(parts) != 3 or parts[0] != "participants" or parts[2] not in _RSVP_KEYS \
+                    or not self._is_me(ctx, participants.get(parts[1])):
+                return False
+        return bool(patch)
 
     def _sharee_error(self, ctx, reader, current: dict, patch: dict) -> tuple[bool, dict | None]:
         """For a sharee's update: (whether it changes only their per-user values, the SetError
@@ -393,15 +432,17 @@ class CalendarEvent(DataType):
         if refused is not None:
             return {}, refused
         others = any(path.split("/", 1)[0] != "calendarIds" for path in patch)
+        # before the change: who owns it decides mayWriteOwn ("may also transfer ownership")
+        also = self._other_rights(ctx, reader, current, self._is_rsvp(ctx, current, patch)) if sharee else None
         if not current.get("baseEventId"):
             fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
             if error is None and private_only:  # stored for the sharee alone (update)
                 return {_SHAREES: {p: fields[p] for p in PER_USER if p in fields}}, None
             return fields, error or content_error(ctx, reader, CALENDAR, stored, fields.get("calendarIds", stored),
-                                                  self.name, others)
+                                                  self.name, others, also)
         # an instance (synthetic id): the change becomes its override in the base event
         fields, error = super().prepare_update(ctx, reader, current, patch, resolve)
-        error = error or content_error(ctx, reader, CALENDAR, stored, stored, self.name)
+        error = error or content_error(ctx, reader, CALENDAR, stored, stored, self.name, also=also)
         if error is not None:
             return fields, error
         base = self.fetch(ctx, reader, current["baseEventId"])
@@ -503,7 +544,9 @@ class CalendarEvent(DataType):
                                           ).get("privacy", "public") != "public":
             return set_error("forbidden", "a private event cannot be destroyed by a sharee (draft §privacy)")
         # an instance's destroy is an exclusion written in its base event: a change of that event
-        return content_error(ctx, reader, CALENDAR, stored, stored if obj.get("baseEventId") else None, self.name)
+        also = self._other_rights(ctx, reader, obj) if self._sharee(ctx, reader) else None
+        return content_error(ctx, reader, CALENDAR, stored, stored if obj.get("baseEventId") else None, self.name,
+                             also=also)
 
     def check_set_args(self, ctx, args: dict) -> None:
         if not isinstance(args.get("sendSchedulingMessages", False), bool):
