@@ -128,6 +128,14 @@ class Jmap:
         raise KeyError(role)
 
 
+def call_using(c: Jmap, using: list[str], method: str, **args) -> tuple[str, dict]:
+    """One method call with these capabilities in `using`; accountId defaults to the client's.
+    Returns (response name, arguments)."""
+    args.setdefault("accountId", c.account_id)
+    name, result, _ = c.request([[method, args, "0"]], using=using)["methodResponses"][0]
+    return name, result
+
+
 def serve_users(tmp_path_factory, label: str, names, domain: str = "example.org"):
     """For a module's server fixture (``yield from``): a server over a fresh data directory with
     these users, each with the password "pw" and the address name@domain; stopped afterwards."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CORE, Jmap, Server, tidings, unique
+from tests.conftest import CORE, Jmap, Server, call_using, tidings, unique
 
 CAL = "urn:ietf:params:jmap:calendars"
 PARSE = "urn:ietf:params:jmap:calendars:parse"
@@ -40,9 +40,7 @@ def b(cserver) -> Jmap:
 
 
 def call(c: Jmap, method: str, **args) -> tuple[str, dict]:
-    args.setdefault("accountId", c.account_id)
-    name, result, _ = c.request([[method, args, "c"]], using=USING)["methodResponses"][0]
-    return name, result
+    return call_using(c, USING, method, **args)
 
 
 def ok(c: Jmap, method: str, **args) -> dict:

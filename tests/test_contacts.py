@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.contacts.vcard import card_to_vcard, parse_vcards
-from tests.conftest import CORE, Jmap, serve_users, tidings
+from tests.conftest import CORE, Jmap, call_using, serve_users, tidings
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 USING = [CORE, CONTACTS]
@@ -22,9 +22,7 @@ def cserver(tmp_path_factory):
 
 
 def call(c: Jmap, method: str, **args) -> tuple[str, dict]:
-    args.setdefault("accountId", c.account_id)
-    name, result, _ = c.request([[method, args, "0"]], using=USING)["methodResponses"][0]
-    return name, result
+    return call_using(c, USING, method, **args)
 
 
 def ok(c: Jmap, method: str, **args) -> dict:

@@ -10,7 +10,7 @@ import pytest
 
 from app.calendar.timing import MAX_DURATION
 from app.contacts.vcard import card_to_vcard, parse_vcards
-from tests.conftest import CORE, Jmap, Server, tidings
+from tests.conftest import CORE, Jmap, Server, call_using, tidings
 from tests.unit.test_jscal_validation import WRONG_TYPE_CASES
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
@@ -80,9 +80,7 @@ def h(hserver) -> Jmap:
 
 
 def call(c: Jmap, method: str, **args) -> tuple[str, dict]:
-    args.setdefault("accountId", c.account_id)
-    name, result, _ = c.request([[method, args, "0"]], using=USING)["methodResponses"][0]
-    return name, result
+    return call_using(c, USING, method, **args)
 
 
 def refused(c: Jmap, method: str, obj: dict) -> dict:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.conftest import CORE, Jmap, serve_users, unique
+from tests.conftest import CORE, Jmap, call_using, serve_users, tidings, unique
 
 CONTACTS = "urn:ietf:params:jmap:contacts"
 CAL = "urn:ietf:params:jmap:calendars"
@@ -33,9 +33,7 @@ def users(server) -> SimpleNamespace:
 
 
 def call(c: Jmap, method: str, account: str | None = None, **args) -> tuple[str, dict]:
-    args["accountId"] = account or c.account_id
-    name, result, _ = c.request([[method, args, "0"]], using=USING)["methodResponses"][0]
-    return name, result
+    return call_using(c, USING, method, accountId=account or c.account_id, **args)
 
 
 def ok(c: Jmap, method: str, account: str | None = None, **args) -> dict:
@@ -404,7 +402,6 @@ def test_a_sharee_takes_a_card_out_of_his_last_visible_book(users, books):
 
 def test_the_owner_edits_a_share_that_names_a_deleted_user(server, users):
     ann = users.ann
-    from tests.conftest import tidings
 
     tidings("user", "add", "gone", "--password", "pw", data=server.data)
     gone = Jmap(server, "gone", "pw").account_id
@@ -418,7 +415,6 @@ def test_the_owner_edits_a_share_that_names_a_deleted_user(server, users):
 
 def test_share_cli_shares_lists_and_revokes_address_books_and_calendars(server, users):
     ann, ben = users.ann, users.ben
-    from tests.conftest import tidings
 
     book = {"name": unique("Cli book ")}
     book["id"] = ok(ann, "AddressBook/set", create={"b": book})["created"]["b"]["id"]
