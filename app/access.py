@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.protocol.registry import BLOB, CALENDARS, CONTACTS, CORE, MAIL
+
 RIGHTS = ("mayReadItems", "mayAddItems", "mayRemoveItems", "maySetSeen", "maySetKeywords", "mayCreateChild",
           "mayRename", "mayDelete", "maySubmit")
 OWNER_RIGHTS = dict.fromkeys(RIGHTS, True)
@@ -28,14 +30,9 @@ NO_RIGHTS = dict.fromkeys(RIGHTS, False)
 WRITE_RIGHTS = tuple(r for r in RIGHTS if r != "mayReadItems")
 
 
-CORE = "urn:ietf:params:jmap:core"
 # what a grantee may use in an account, by the type of what is shared there (RFC 9670 §1.4: an
 # account's capabilities are the data types the user can access in it)
-SHARED_CAPABILITIES = {
-    "Mailbox": ("urn:ietf:params:jmap:mail", "urn:ietf:params:jmap:blob"),
-    "AddressBook": ("urn:ietf:params:jmap:contacts",),
-    "Calendar": ("urn:ietf:params:jmap:calendars",),
-}
+SHARED_CAPABILITIES = {"Mailbox": (MAIL, BLOB), "AddressBook": (CONTACTS,), "Calendar": (CALENDARS,)}
 # rights that alone show nothing (the Calendars draft: free-busy is for Principal/getAvailability)
 _UNSEEN = {"Calendar": ("mayReadFreeBusy",)}
 # the rights that change something, of each shared type (an account with none is isReadOnly)

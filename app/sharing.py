@@ -63,9 +63,10 @@ class SharedContainer:
         them, app.access having left out grants that show nothing, such as free-busy alone)."""
         return access is None or access.owner or access.grant_of(self.name, obj_id) is not None
 
-    def shared_ids(self, access) -> list[str]:
-        """The containers a grantee sees, in id order."""
-        return sorted(i for i in access.shared.get(self.name, {}) if self.sees(access, i))
+    def shared_ids(self, access, reader) -> list[str]:
+        """The stored containers a grantee sees, in id order."""
+        return [i for i in sorted(access.shared.get(self.name, {}))
+                if self.sees(access, i) and reader.record(self.collection, i) is not None]
 
     def shown(self, access, obj: dict, owner_rights: dict[str, bool]) -> dict:
         """A stored container as this user sees it (module docstring)."""
@@ -151,6 +152,34 @@ class SharedContainer:
         except NotFound:  # no longer shared with them (revoked earlier in this request): nothing of theirs
             pass
         return changes
+
+    # -- storing (the container's own record; its default exists before it is first stored)
+    def new_record(self, fields: dict) -> dict:
+        """The record a create stores."""
+        return fields
+
+    def first_record(self, current: dict, changes: dict) -> dict:
+        """The record of the container that exists without being stored (the default), first changed."""
+        return {k: v for k, v in {**current, **changes}.items() if k not in ("id", "myRights")}
+
+    def create(self, ctx, writer, fields: dict) -> dict:
+        record = writer.create_record(self.collection, self.new_record(fields))
+        self.share_changed(writer, record["id"], None, record.get("shareWith"))
+        return self.to_jmap(ctx, record)
+
+    def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
+        changes = self.grantee_changes(ctx, writer, obj_id, changes)
+        record = writer.record(self.collection, obj_id)
+        if record is None:  # the default, first changed: stored under its id
+            record = self.first_record(current, changes)
+            writer.create_record(self.collection, record, record_id=obj_id)
+            self.share_changed(writer, obj_id, None, record.get("shareWith"))
+            return None
+        if changes:
+            writer.update_record(self.collection, obj_id, {**record, **changes})
+            if "shareWith" in changes:
+                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"], ctx)
+        return None
 
     def share_changed(self, writer, obj_id: str, before: dict | None, after: dict | None, ctx=None) -> None:
         """Keeps the grants index in step with a stored shareWith (store.Writer.share); the next

@@ -415,6 +415,14 @@ class Store(Protocol):
 
     def account(self, account_id: str) -> dict | None: ...
 
+    # -- upgrades of stored data that only the app knows how to make (app.server at start)
+    def upgraded(self, step: str) -> bool:
+        """Whether the upgrade named `step` was recorded as done (`mark_upgraded`) in this data
+        directory; a new data directory has every step to do (each a no-op without data)."""
+
+    def mark_upgraded(self, step: str) -> None:
+        """Records the upgrade `step` as done, durably."""
+
     # -- sharing (a ``shareWith``, {grantee account id: rights}, is indexed by grantee)
     def grants_to(self, grantee: str) -> dict[str, dict[str, dict]]:
         """{owner account id: {key: {"rights": {right: bool}, "subscribed": bool}}} for every

@@ -98,6 +98,7 @@ _JOURNAL_SEQ = b"\x00journal"
 _TOKEN_SEQ = b"\x00tokenseq"
 _QUOTAS_COUNTED = b"\x00quotas"  # set once every account's storage counter is right (the migration)
 _KEYWORD_DATES = b"\x00kwdates"  # set once the mbkwdate index holds every email (the migration)
+_UPGRADED = b"\x00upgraded:"  # + a step's name: an upgrade the app made once (Store.mark_upgraded)
 _USED = {"messages": "emails", "storage": "octets"}  # the counter holding each resource's `used`
 JOURNAL_KEEP = 100_000  # journal entries kept for push resumption (older ones are pruned)
 
@@ -745,6 +746,14 @@ class LmdbStore:
                     owner, _, mailbox_id = key[len(prefix):].partition(SEP)
                     out.setdefault(owner.decode(), {})[mailbox_id.decode()] = orjson.loads(value)
         return out
+
+    def upgraded(self, step: str) -> bool:
+        with self.env.begin() as txn:
+            return txn.get(_UPGRADED + step.encode(), db=self.db["counters"]) is not None
+
+    def mark_upgraded(self, step: str) -> None:
+        with self._txn() as txn:
+            txn.put(_UPGRADED + step.encode(), _n(1), db=self.db["counters"])
 
     def account(self, account_id: str) -> dict | None:
         with self.env.begin() as txn:

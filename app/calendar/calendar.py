@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 
 from app.protocol.errors import set_error
+from app.protocol.registry import CALENDARS
 from app.protocol.types import DataType, Property, data_type
 from app.sharing import SharedContainer, access_of
 from store import Collection
@@ -35,7 +36,6 @@ from store import Collection
 from .jscal import _check_alert
 from .timing import zone
 
-CALENDARS = "urn:ietf:params:jmap:calendars"
 CALENDARS_PARSE = "urn:ietf:params:jmap:calendars:parse"
 DEFAULT_ID = "Cdefault"
 RIGHTS = ("mayReadFreeBusy", "mayReadItems", "mayWriteAll", "mayWriteOwn", "mayUpdatePrivate", "mayRSVP",
@@ -107,7 +107,7 @@ class Calendar(SharedContainer, DataType):
     def all_ids(self, ctx, reader):
         access = access_of(ctx, reader.account_id)
         if access is not None and not access.owner:
-            yield from (i for i in self.shared_ids(access) if reader.record(self.collection, i) is not None)
+            yield from self.shared_ids(access, reader)
             return
         yield DEFAULT_ID
         yield from (i for i in reader.record_ids(self.collection) if i != DEFAULT_ID)
@@ -157,24 +157,8 @@ class Calendar(SharedContainer, DataType):
                              "onDestroyRemoveEvents")
         return None
 
-    def create(self, ctx, writer, fields: dict) -> dict:
-        record = writer.create_record(self.collection, fields)
-        self.share_changed(writer, record["id"], None, record.get("shareWith"))
-        return self.to_jmap(ctx, record)
-
-    def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
-        changes = self.grantee_changes(ctx, writer, obj_id, changes)
-        record = writer.record(self.collection, obj_id)
-        if record is None:  # the default calendar, first changed
-            record = {k: v for k, v in {**default_calendar(), **changes}.items() if k != "id"}
-            writer.create_record(self.collection, record, record_id=obj_id)
-            self.share_changed(writer, obj_id, None, record.get("shareWith"))
-            return None
-        if changes:
-            writer.update_record(self.collection, obj_id, {**record, **changes})
-            if "shareWith" in changes:
-                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"], ctx)
-        return None
+    def first_record(self, current: dict, changes: dict) -> dict:
+        return {k: v for k, v in {**default_calendar(), **changes}.items() if k != "id"}
 
     def destroy(self, ctx, writer, obj_id: str, current: dict, args: dict) -> None:
         from .event import EVENT

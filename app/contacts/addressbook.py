@@ -93,7 +93,7 @@ class AddressBook(SharedContainer, DataType):
     def all_ids(self, ctx, reader):
         access = access_of(ctx, reader.account_id)
         if access is not None and not access.owner:
-            yield from (i for i in self.shared_ids(access) if reader.record(self.collection, i) is not None)
+            yield from self.shared_ids(access, reader)
             return
         if self._virtual_default(reader) is not None:
             yield DEFAULT_ID
@@ -109,24 +109,8 @@ class AddressBook(SharedContainer, DataType):
         self.check_share_with(ctx, reader, obj, current, problems)
         return obj
 
-    def create(self, ctx, writer, fields: dict) -> dict:
-        record = writer.create_record(self.collection, {**fields, "isDefault": False})
-        self.share_changed(writer, record["id"], None, record.get("shareWith"))
-        return self.to_jmap(ctx, record)
-
-    def update(self, ctx, writer, obj_id: str, current: dict, changes: dict) -> dict | None:
-        changes = self.grantee_changes(ctx, writer, obj_id, changes)
-        record = writer.record(self.collection, obj_id)
-        if record is None:  # the virtual default, first changed: stored under its id
-            record = {k: v for k, v in {**current, **changes}.items() if k not in ("id", "myRights")}
-            writer.create_record(self.collection, record, record_id=obj_id)
-            self.share_changed(writer, obj_id, None, record.get("shareWith"))
-            return None
-        if changes:
-            writer.update_record(self.collection, obj_id, {**record, **changes})
-            if "shareWith" in changes:
-                self.share_changed(writer, obj_id, record.get("shareWith"), changes["shareWith"], ctx)
-        return None
+    def new_record(self, fields: dict) -> dict:
+        return {**fields, "isDefault": False}
 
     def check_set_args(self, ctx, args: dict) -> None:
         if not isinstance(args.get("onDestroyRemoveContents", False), bool):

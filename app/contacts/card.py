@@ -42,6 +42,7 @@ log = logging.getLogger("tidings.contacts")
 # _words: every token of the card's text (the "text" condition's values), for the text conditions
 CARDS = Collection("ContactCard", "C", log="ContactCard", indexes=("_books", "uid", "_members", "_kind", "_words"))
 _INTERNAL = ("_books", "_members", "_kind", "_words")
+_WORDS_STEP = "contact-card-words"  # the upgrade that gave cards stored earlier their _words
 _SERVER_UPDATED = "_serverUpdated"
 _DATE_CONDITIONS = {"createdBefore": ("created", False), "createdAfter": ("created", True),
                     "updatedBefore": ("updated", False), "updatedAfter": ("updated", True)}
@@ -68,19 +69,23 @@ def stored_record(card: dict) -> dict:
 
 
 def index_words(store) -> int:
-    """Gives every card stored before the ``_words`` index its words (once, at server start: a
-    scan of each account's cards, not on a request path); returns how many cards it updated."""
+    """Gives every card stored before the ``_words`` index its words, once per data directory (at
+    server start, recorded with `Store.mark_upgraded`; not on a request path); returns how many
+    cards it updated."""
+    if store.upgraded(_WORDS_STEP):
+        return 0
     done = 0
     for user in store.users():
         with store.read(user["accountId"]) as r:
             if all("_words" in (r.record(CARDS, i) or {"_words": 1}) for i in r.record_ids(CARDS)):
-                continue
+                continue  # no write (and no sync) for an account with nothing to do
         with store.write(user["accountId"]) as w:
             for card_id in list(w.record_ids(CARDS)):
                 record = w.record(CARDS, card_id)
                 if record is not None and "_words" not in record:
                     w.update_record(CARDS, card_id, stored_record(record))
                     done += 1
+    store.mark_upgraded(_WORDS_STEP)
     if done:
         log.info("contact search: %d card(s) given their words index", done)
     return done

@@ -17,6 +17,7 @@ VACATION = "urn:ietf:params:jmap:vacationresponse"
 BLOB = "urn:ietf:params:jmap:blob"  # RFC 9404
 QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425
 CONTACTS = "urn:ietf:params:jmap:contacts"  # RFC 9610
+CALENDARS = "urn:ietf:params:jmap:calendars"  # the JMAP Calendars draft
 
 Handler = Callable[..., object]
 

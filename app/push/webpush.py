@@ -21,8 +21,8 @@ How the deliverer works
 -----------------------
 The store is the truth: on each change of account X, the deliverer reads the subscriptions of the
 users who can see X (`Deliverer.watchers`, kept from `accounts_of`, the one function that says
-which accounts, and which types of each, a user sees) and pushes to each one that is verified (its verificationCode equals
-the code sent), unexpired and interested in a changed type (``types`` null: all).  It keeps on
+which accounts, and which types of each, a user sees) and pushes to each one that is verified (its
+verificationCode equals the code sent), unexpired and interested in a changed type (``types`` null: all).  It keeps on
 the bus only the accounts seen by users who have subscriptions: ``subscriptions_changed(account)``
 (after every PushSubscription/set) tells it at once, directly in its own process and by a
 datagram to ``<data>/push/deliverer.sock`` from the others; a full reload every `SWEEP_SECONDS`
@@ -657,21 +657,21 @@ class Deliverer:
     # -- pushing
     def dispatch(self, changed: StateMap) -> None:
         """(on the loop) Hands changes to the subscriptions that want them."""
-        for account_id, states in changed.items():
+        reread: set[str] = set()  # homes whose scopes this dispatch read again
+        for account_id, all_states in changed.items():
             for home in tuple(self.watchers.get(account_id, ())):
-                if account_id != home and home in self.users:
+                if account_id != home and home in self.users and home not in reread:
                     # another's account: what is shared now (a revocation or a new share counts at
-                    # once; one read of the grants, like the subscriptions' read below)
+                    # once; one read of the grants per dispatch, like the subscriptions' read below)
                     self.scopes[home] = self.service.accounts_of(self.users[home])
-                    if account_id not in self.scopes[home]:
-                        continue
-                seen = self.scopes.get(home, {}).get(account_id)  # a grantee: the types shared with them
-                if seen is not None:
-                    states = {t: s for t, s in changed[account_id].items() if t in seen}
-                    if not states:
-                        continue
-                else:
-                    states = changed[account_id]
+                    reread.add(home)
+                scopes = self.scopes.get(home)
+                if account_id != home and scopes is not None and account_id not in scopes:
+                    continue  # no longer shared with them
+                seen = scopes.get(account_id) if scopes else None  # a grantee: the types shared with them
+                states = all_states if seen is None else {t: s for t, s in all_states.items() if t in seen}
+                if not states:
+                    continue
                 with self.store.read(home) as reader:
                     records = [reader.record(COLLECTION, i) for i in list(reader.record_ids(COLLECTION))]
                 for record in records:
